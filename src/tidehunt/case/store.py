@@ -1,0 +1,258 @@
+"""CaseStore: a directory of Parquet parts per table, ``manifest.json`` and DuckDB views.
+
+Layout::
+
+    CASE/manifest.json            evidence, parts, runs, rule versions (the source of truth)
+    CASE/tables/<table>/*.parquet parts; a part is listed in the manifest once its task is done
+    CASE/case.duckdb              catalogue: one view per table over its parts
+    CASE/findings.parquet, findings.jsonl, timeline.csv, report.json   detection output
+
+Parts are written under a temporary name and renamed into place, then the manifest is
+replaced atomically. A part not listed in the manifest is left over from a killed run and
+is deleted on the next open, so a re-run neither loses nor duplicates events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tidehunt import __version__
+from tidehunt.errors import CaseError
+from tidehunt.model.tables import SCHEMA_VERSION, TABLES
+
+MANIFEST = "manifest.json"
+CATALOGUE = "case.duckdb"
+
+
+def utcnow() -> str:
+    """Current time, ISO-8601 UTC."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class CaseStore:
+    """One case directory."""
+
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = False) -> None:
+        self.root = Path(root).absolute()
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
+        elif not (self.root / MANIFEST).is_file():
+            raise CaseError(f"{self.root}: not a tidehunt case (no {MANIFEST}); "
+                            "create one with 'tidehunt ingest EVIDENCE -o CASE'")
+        self.manifest = self._load()
+        self._gc()
+
+    # ---- manifest -------------------------------------------------------------------
+    def _load(self) -> dict[str, Any]:
+        path = self.root / MANIFEST
+        if not path.exists():
+            return {
+                "schema_version": SCHEMA_VERSION,
+                "tool": "tidehunt",
+                "tool_version": __version__,
+                "created": utcnow(),
+                "updated": utcnow(),
+                "artefacts": {},
+                "parts": {},
+                "runs": [],
+            }
+        try:
+            doc: dict[str, Any] = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise CaseError(f"{path}: unreadable manifest: {exc}") from exc
+        if doc.get("schema_version", 0) > SCHEMA_VERSION:
+            raise CaseError(f"{path}: written by a newer tidehunt (schema "
+                            f"{doc.get('schema_version')}); upgrade tidehunt")
+        return doc
+
+    def save(self) -> None:
+        """Write the manifest atomically."""
+        self.manifest["updated"] = utcnow()
+        self.manifest["tool_version"] = __version__
+        data = orjson.dumps(self.manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+        fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=self.root)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.root / MANIFEST)
+
+    def _gc(self) -> None:
+        """Delete parts a killed run left behind (not in the manifest) and temp files."""
+        listed = set(self.manifest.get("parts", {}))
+        tables = self.root / "tables"
+        if not tables.is_dir():
+            return
+        for p in tables.glob("*/*"):
+            rel = p.relative_to(self.root).as_posix()
+            if p.name.startswith(".tmp-") or (p.suffix == ".parquet" and rel not in listed):
+                with contextlib.suppress(OSError):
+                    p.unlink()
+
+    # ---- evidence -------------------------------------------------------------------
+    @property
+    def artefacts(self) -> dict[str, dict[str, Any]]:
+        """Evidence records by id."""
+        arts: dict[str, dict[str, Any]] = self.manifest.setdefault("artefacts", {})
+        return arts
+
+    def has_ingested(self, artefact_id: str) -> bool:
+        """True if this evidence (same path, same SHA-256) is already in the case."""
+        rec = self.artefacts.get(artefact_id)
+        return rec is not None and rec.get("status") == "ingested"
+
+    def tmp_part(self, table: str) -> Path:
+        """A fresh temporary part path for ``table`` (renamed into place by ``commit``)."""
+        d = self.root / "tables" / table
+        d.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=d)
+        os.close(fd)
+        return Path(name)
+
+    def commit(self, artefacts: Mapping[str, dict[str, Any]],
+               parts: Iterable[Mapping[str, Any]]) -> None:
+        """Move finished parts into place and record their artefacts, then save."""
+        for part in parts:
+            tmp = Path(part["tmp"])
+            final = tmp.with_name(tmp.name.removeprefix(".tmp-"))
+            os.replace(tmp, final)
+            rel = final.relative_to(self.root).as_posix()
+            self.manifest.setdefault("parts", {})[rel] = {
+                "table": part["table"],
+                "rows": part["rows"],
+                "columns": part["columns"],
+                "artefacts": sorted(part["artefacts"]),
+            }
+        for aid, rec in artefacts.items():
+            self.artefacts[aid] = dict(rec)
+        self.save()
+
+    # ---- reading --------------------------------------------------------------------
+    def parts(self, table: str) -> list[Path]:
+        """Part files of ``table``, in a stable order."""
+        return sorted(
+            self.root / rel
+            for rel, p in self.manifest.get("parts", {}).items()
+            if p["table"] == table
+        )
+
+    def columns(self, table: str) -> list[str]:
+        """All column names seen in any part of ``table``."""
+        seen: dict[str, None] = {}
+        for p in self.manifest.get("parts", {}).values():
+            if p["table"] == table:
+                seen.update(dict.fromkeys(p["columns"]))
+        return list(seen)
+
+    def rows(self, table: str) -> int:
+        """Row count of ``table``."""
+        return sum(p["rows"] for p in self.manifest.get("parts", {}).values()
+                   if p["table"] == table)
+
+    def iter_parts(self, table: str, columns: Iterable[str]) -> Iterator[pa.Table]:
+        """Each part of ``table`` with the wanted columns (by case-insensitive name).
+
+        Columns missing from a part come back as nulls; spellings that differ only by
+        case are coalesced into the wanted spelling.
+        """
+        wanted = list(dict.fromkeys(columns))
+        for path in self.parts(table):
+            pf = pq.ParquetFile(path)
+            names = pf.schema_arrow.names
+            by_lower: dict[str, list[str]] = {}
+            for n in names:
+                by_lower.setdefault(n.lower(), []).append(n)
+            need = [n for w in wanted for n in by_lower.get(w.lower(), [])]
+            t = pf.read(columns=list(dict.fromkeys(need)))
+            cols = []
+            for w in wanted:
+                have = by_lower.get(w.lower(), [])
+                if not have:
+                    typ = _declared_type(table, w)
+                    cols.append(pa.nulls(t.num_rows, typ))
+                    continue
+                col = t.column(have[0])
+                for other in have[1:]:
+                    col = pa.compute.coalesce(col, t.column(other))
+                cols.append(col)
+            yield pa.table(cols, names=wanted)
+
+    def connect(self) -> Any:
+        """An in-memory DuckDB connection with one view per table over its parts."""
+        import duckdb
+
+        con = duckdb.connect()
+        for table in TABLES:
+            files = [str(p) for p in self.parts(table)]
+            if files:
+                con.execute(f'CREATE VIEW "{table}" AS SELECT * FROM read_parquet('
+                            f"{_sql_list(files)}, union_by_name=true)")
+        findings = self.root / "findings.parquet"
+        if findings.exists():
+            con.execute("CREATE VIEW findings AS SELECT * FROM read_parquet("
+                        f"{_sql_str(str(findings))})")
+        return con
+
+    def sql(self, query: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        """Run a query over the case's tables; returns an Arrow table."""
+        con = self.connect()
+        try:
+            rel = con.execute(query, dict(params or {}))
+            return rel.to_arrow_table()
+        finally:
+            con.close()
+
+    def write_catalogue(self) -> Path:
+        """(Re)write ``case.duckdb`` with a view per table, for analysts' own DuckDB use."""
+        import duckdb
+
+        path = self.root / CATALOGUE
+        tmp = self.root / (".tmp-" + CATALOGUE)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        con = duckdb.connect(str(tmp))
+        try:
+            for table in TABLES:
+                files = [str(p) for p in self.parts(table)]
+                if files:
+                    con.execute(f'CREATE VIEW "{table}" AS SELECT * FROM read_parquet('
+                                f"{_sql_list(files)}, union_by_name=true)")
+            findings = self.root / "findings.parquet"
+            if findings.exists():
+                con.execute("CREATE VIEW findings AS SELECT * FROM read_parquet("
+                            f"{_sql_str(str(findings))})")
+        finally:
+            con.close()
+        os.replace(tmp, path)
+        return path
+
+
+def _declared_type(table: str, name: str) -> pa.DataType:
+    spec = TABLES[table].field(name)
+    return spec.arrow_type() if spec else pa.string()
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _sql_list(items: Iterable[str]) -> str:
+    return "[" + ", ".join(_sql_str(s) for s in items) + "]"
+
+
+def write_part(path: Path, batches: list[pa.RecordBatch]) -> tuple[int, list[str]]:
+    """Write batches (schemas may differ: missing columns become null) as one Parquet file."""
+    table = pa.concat_tables([pa.Table.from_batches([b]) for b in batches],
+                             promote_options="permissive")
+    pq.write_table(table, path, compression="zstd", row_group_size=131072)
+    return table.num_rows, table.column_names

@@ -1,0 +1,66 @@
+"""RunContext: what every stage gets for logging, warnings, progress and cancellation."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from tidehunt.model.warning import IngestWarning
+
+ProgressFn = Callable[[str, int, int | None], None]
+
+
+def _no_progress(_stage: str, _done: int, _total: int | None) -> None:
+    return None
+
+
+def _never() -> bool:
+    return False
+
+
+@dataclass
+class RunContext:
+    """Per-run state handed to sources and detectors.
+
+    ``warn`` merges repeats of the same message for the same artefact into one
+    IngestWarning with a count and the first 20 locators.
+    """
+
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("tidehunt"))
+    on_progress: ProgressFn = _no_progress
+    should_stop: Callable[[], bool] = _never
+    _warnings: dict[tuple[str, str, str], IngestWarning] = field(default_factory=dict)
+
+    def warn(
+        self,
+        artefact: str,
+        source: str,
+        message: str,
+        locators: Iterable[object] = (),
+        count: int = 1,
+        path: str = "",
+    ) -> None:
+        """Record a defect in the input; the run goes on."""
+        locs = tuple(str(x) for x in locators)
+        key = (artefact, source, message)
+        old = self._warnings.get(key)
+        if old is None:
+            self._warnings[key] = IngestWarning(artefact, source, message, locs[:20], count, path)
+        else:
+            merged = (old.locators + locs)[:20]
+            self._warnings[key] = IngestWarning(
+                artefact, source, message, merged, old.count + count, old.path or path
+            )
+        self.log.warning("%s: %s (%d)", path or artefact, message, count)
+
+    @property
+    def warnings(self) -> list[IngestWarning]:
+        """Warnings so far, in the order first seen."""
+        return list(self._warnings.values())
+
+    def take_warnings(self) -> list[IngestWarning]:
+        """Return and forget the warnings so far."""
+        out = list(self._warnings.values())
+        self._warnings.clear()
+        return out

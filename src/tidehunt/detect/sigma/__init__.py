@@ -1,0 +1,3 @@
+"""Sigma engine: pySigma parses, ``compile`` turns rules into a plan, ``run`` matches in bulk."""
+
+from __future__ import annotations

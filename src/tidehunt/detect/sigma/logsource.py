@@ -1,0 +1,66 @@
+"""Sigma logsource -> table partition, as SigmaHQ's own pySigma pipelines define it.
+
+The mapping is read from ``pysigma-pipeline-sysmon`` and ``pysigma-pipeline-windows``:
+a probe rule with the logsource is run through both pipelines and the ``Channel`` and
+``EventID`` conditions they add become the partition (channel in X and event_id in Y).
+Results are memoised per logsource.
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import cache
+from typing import Any
+
+#: Logsource products whose events live in the ``windows`` table.
+WINDOWS_PRODUCTS = {"windows"}
+
+
+@cache
+def _pipeline() -> Any:
+    from sigma.pipelines.sysmon import sysmon_pipeline
+    from sigma.pipelines.windows import windows_logsource_pipeline
+
+    return sysmon_pipeline() + windows_logsource_pipeline()
+
+
+@cache
+def partition(category: str | None, product: str | None,
+              service: str | None) -> dict[str, Any]:
+    """``{"table", "channels", "event_ids"}`` or ``{"table": None, "reason": ...}``."""
+    if (product or "").lower() not in WINDOWS_PRODUCTS:
+        return {"table": None,
+                "reason": f"logsource product {product!r} has no table in tidehunt yet"}
+    from sigma.rule import SigmaRule
+
+    ls = {k: v for k, v in (("category", category), ("product", product),
+                             ("service", service)) if v}
+    probe = SigmaRule.from_dict({
+        "title": "probe",
+        "logsource": ls,
+        "detection": {"probe_selection": {"tidehunt_probe": "1"}, "condition":
+                      "probe_selection"},
+    })
+    pipe = copy.deepcopy(_pipeline())
+    pipe.apply(probe)
+    channels: list[str] = []
+    event_ids: list[int] = []
+    for name, det in probe.detection.detections.items():
+        if name == "probe_selection":
+            continue
+        for item in det.detection_items:
+            field = getattr(item, "field", None)
+            vals = [getattr(v, "number", None) if field == "EventID" else str(v)
+                    for v in item.value]
+            if field == "Channel":
+                channels += [v for v in vals if v]
+            elif field == "EventID":
+                event_ids += [int(v) for v in vals if v is not None]
+    if not channels and not event_ids:
+        if service or category:
+            return {"table": None,
+                    "reason": f"no Windows channel known for logsource "
+                              f"{category or '-'}/{product}/{service or '-'}"}
+        return {"table": "windows", "channels": None, "event_ids": None}
+    return {"table": "windows", "channels": sorted(set(channels)) or None,
+            "event_ids": sorted(set(event_ids)) or None}

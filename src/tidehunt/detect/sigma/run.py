@@ -1,0 +1,501 @@
+"""Run a Plan over the ``windows`` table in bulk.
+
+For each chunk of rows (a few Parquet parts, up to CHUNK_ROWS) and each rule group
+(partition), the group's rows are selected once. Each column a group's rules read is
+lower-cased and dictionary-encoded once, and predicates are evaluated over the distinct
+values only, then mapped back to rows. All plain string tests of one column
+(equals/contains/startswith/endswith, for every rule of the group) run in one
+Aho-Corasick pass (Polars ``extract_many``) with start/end sentinels. Rule conditions are
+boolean combinations of those bitmaps, short-circuited on all-false inputs. There is no
+per-event Python loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tidehunt.case.store import CaseStore
+from tidehunt.detect.sigma.compile import Tree
+from tidehunt.detect.sigma.plan import Group, Plan, regex_of
+from tidehunt.model.tables import WINDOWS_ALIASES
+
+log = logging.getLogger("tidehunt.sigma")
+
+CHUNK_ROWS = 262_144
+_AC_OPS = ("eq", "contains", "startswith", "endswith")
+_START, _END = "\x02", "\x03"
+FULLTEXT = "\x00fulltext"
+
+# A bitmap is np.ndarray[bool], or the constants below for all-false / all-true.
+ALL_FALSE = False
+ALL_TRUE = True
+Bits = Any
+
+
+@dataclass
+class Hits:
+    """Rule hits of one chunk: parallel arrays of rule index and row position."""
+
+    rules: list[np.ndarray] = field(default_factory=list)
+    rows: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, rule: int, rows: np.ndarray) -> None:
+        self.rules.append(np.full(len(rows), rule, dtype=np.int32))
+        self.rows.append(rows.astype(np.int64, copy=False))
+
+
+class _Column:
+    """One column of a group's rows: lower-cased distinct values and row indices."""
+
+    __slots__ = ("_orig_dict", "_orig_idx", "arr", "dict", "idx", "n")
+
+    def __init__(self, arr: pa.Array) -> None:
+        if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
+            arr = arr.cast(pa.string())
+        self.arr = arr
+        self.n = len(arr)
+        enc = pc.dictionary_encode(pc.utf8_lower(arr))
+        self.dict: pa.Array = enc.dictionary
+        self.idx = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+        self._orig_dict: pa.Array | None = None
+        self._orig_idx: np.ndarray | None = None
+
+    def orig(self) -> tuple[pa.Array, np.ndarray]:
+        """Distinct values with their case kept (for cased and regex predicates)."""
+        if self._orig_dict is None:
+            enc = pc.dictionary_encode(self.arr)
+            self._orig_dict = enc.dictionary
+            self._orig_idx = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+        assert self._orig_idx is not None
+        return self._orig_dict, self._orig_idx
+
+    @staticmethod
+    def to_rows(on_dict: np.ndarray, idx: np.ndarray) -> Bits:
+        """Map a bitmap over distinct values back to rows (nulls are False)."""
+        if not on_dict.any():
+            return ALL_FALSE
+        ext = np.append(on_dict, False)  # index -1 (null) -> False
+        return ext[idx]
+
+
+class GroupRun:
+    """Evaluates one group's rules over its selected rows, memoising predicates."""
+
+    def __init__(self, plan: Plan, group: Group, table: pa.Table, rows: np.ndarray,
+                 resolve: dict[str, str | None], all_columns: Sequence[str]) -> None:
+        self.plan = plan
+        self.group = group
+        self.table = table
+        self.rows = rows
+        self.n = len(rows)
+        self.resolve = resolve
+        self.all_columns = all_columns
+        self.cols: dict[str, _Column | None] = {}
+        self.memo: dict[int, Bits] = {}
+        self.ac_done: set[str] = set()
+        self.by_field = ac_preds_by_field(plan, group)
+
+    def column(self, name: str) -> _Column | None:
+        if name not in self.cols and name == FULLTEXT:
+            texts = [self.table.column(c).take(self.rows) for c in self.all_columns
+                     if not c.startswith("_") and c != "ts"]
+            texts = [t if pa.types.is_string(t.type) else t.cast(pa.string()) for t in texts]
+            joined = pc.binary_join_element_wise(*texts, "\x1f", null_handling="skip")
+            if isinstance(joined, pa.ChunkedArray):
+                joined = joined.combine_chunks()
+            self.cols[name] = _Column(joined)
+        if name not in self.cols:
+            phys = self.resolve.get(name.lower())
+            if phys is None:
+                self.cols[name] = None
+            else:
+                arr = self.table.column(phys).take(self.rows)
+                arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+                self.cols[name] = _Column(arr)
+        return self.cols[name]
+
+    def pred(self, pi: int) -> Bits:
+        r = self.memo.get(pi)
+        if r is not None:
+            return r
+        p = self.plan.preds[pi]
+        if p.get("field") is None:
+            r = self._keyword(pi)
+        elif p["kind"] == "str" and p["op"] in _AC_OPS and not p["cased"]:
+            self._ac(p["field"])
+            r = self.memo[pi]
+        else:
+            r = self._eval(p)
+        self.memo[pi] = r
+        return r
+
+    def _ac(self, fieldname: str) -> None:
+        """All plain string predicates of one column in one Aho-Corasick pass."""
+        preds = self.by_field.get(fieldname, [])
+        col = self.column(fieldname)
+        if col is None or len(col.dict) == 0:
+            for pi in preds:
+                self.memo[pi] = ALL_FALSE
+            return
+        for pi, bits in ac_match(col, [self.plan.preds[i] for i in preds], preds).items():
+            self.memo[pi] = bits
+
+    def _keyword(self, pi: int) -> Bits:
+        """A keyword: matched against all text fields of the event joined into one value."""
+        p = self.plan.preds[pi]
+        if not (p["kind"] == "str" and p["op"] in _AC_OPS and not p["cased"]):
+            return self._eval({**p, "field": FULLTEXT})
+        if FULLTEXT not in self.ac_done:
+            self.ac_done.add(FULLTEXT)
+            kws = self.by_field.get(None, [])
+            col = self.column(FULLTEXT)
+            got = ac_match(col, [self.plan.preds[i] for i in kws], kws) if col else {}
+            for i in kws:
+                self.memo[i] = got.get(i, ALL_FALSE)
+        return self.memo.get(pi, ALL_FALSE)
+
+    def _eval(self, p: dict[str, Any]) -> Bits:
+        kind = p["kind"]
+        col = self.column(p["field"])
+        if kind == "null":
+            if col is None:
+                return ALL_TRUE
+            return _bits(col.idx == -1)
+        if kind == "exists":
+            present = ALL_FALSE if col is None else _bits(col.idx != -1)
+            return present if p["value"] else _not(present)
+        if col is None:
+            return ALL_FALSE
+        if kind == "str":
+            if p["cased"]:
+                d, idx = col.orig()
+                v = p["value"]
+                op = p["op"]
+                if op == "eq":
+                    m = pc.equal(d, v)
+                elif op == "contains":
+                    m = pc.match_substring(d, v)
+                elif op == "startswith":
+                    m = pc.starts_with(d, v)
+                elif op == "endswith":
+                    m = pc.ends_with(d, v)
+                else:
+                    m = pc.match_substring_regex(d, regex_of(p))
+                return col.to_rows(_np(m), idx)
+            # uncased glob: the pattern is lower-case, match the lower-cased values
+            return col.to_rows(_np(pc.match_substring_regex(col.dict, regex_of(p))), col.idx)
+        if kind == "re":
+            d, idx = col.orig()
+            return col.to_rows(_np(pc.match_substring_regex(d, regex_of(p))), idx)
+        if kind == "num":
+            return self._num(col, p)
+        if kind == "fieldref":
+            other = self.column(p["other"])
+            if other is None:
+                return ALL_FALSE
+            return _bits(_np(pc.equal(pc.utf8_lower(col.arr), pc.utf8_lower(other.arr))))
+        raise ValueError(f"unknown predicate kind {kind!r}")
+
+    def _num(self, col: _Column, p: dict[str, Any]) -> Bits:
+        v = p["value"]
+        if p["op"] == "eq":
+            if isinstance(v, float) and not v.is_integer():
+                text = str(v)
+            else:
+                text = str(int(v))
+            return col.to_rows(_np(pc.equal(pc.utf8_trim_whitespace(col.dict), text)),
+                               col.idx)
+        d = col.dict
+        ok = pc.match_substring_regex(d, r"^\s*-?\d+(\.\d+)?\s*$")
+        nums = pc.if_else(ok, d, pa.scalar(None, pa.string())).cast(pa.float64())
+        fn = {"lt": pc.less, "lte": pc.less_equal, "gt": pc.greater,
+              "gte": pc.greater_equal}[p["op"]]
+        return col.to_rows(_np(fn(nums, float(v))), col.idx)
+
+    def rule(self, tree: Tree) -> Bits:
+        op = tree[0]
+        if op == "p":
+            return self.pred(tree[1])
+        if op == "and":
+            acc: Bits = ALL_TRUE
+            for t in tree[1]:
+                b = self.rule(t)
+                acc = _and(acc, b)
+                if acc is ALL_FALSE:
+                    return ALL_FALSE
+            return acc
+        if op == "or":
+            acc = ALL_FALSE
+            for t in tree[1]:
+                acc = _or(acc, self.rule(t))
+                if acc is ALL_TRUE:
+                    return ALL_TRUE
+            return acc
+        if op == "not":
+            return _not(self.rule(tree[1]))
+        if op == "true":
+            return ALL_TRUE
+        return ALL_FALSE
+
+
+_BY_FIELD: dict[tuple[int, int], dict[str | None, list[int]]] = {}
+
+
+def ac_preds_by_field(plan: Plan, group: Group) -> dict[str | None, list[int]]:
+    """Plain string predicates of a group's rules per field (memoised per plan and group)."""
+    key = (id(plan), id(group))
+    got = _BY_FIELD.get(key)
+    if got is not None:
+        return got
+    by: dict[str | None, dict[int, None]] = {}
+    for ri in group.rules:
+        for pi in _pred_ids(plan.rules[ri]["condition"]):
+            p = plan.preds[pi]
+            if p["kind"] == "str" and p["op"] in _AC_OPS and not p["cased"]:
+                by.setdefault(p["field"], {})[pi] = None
+    out = {f: list(d) for f, d in by.items()}
+    if len(_BY_FIELD) > 1024:
+        _BY_FIELD.clear()
+    _BY_FIELD[key] = out
+    return out
+
+
+def ac_match(col: _Column, preds: list[dict[str, Any]], ids: list[int]) -> dict[int, Bits]:
+    """Evaluate plain string predicates on one column with one multi-pattern pass."""
+    import polars as pl
+
+    pats: dict[str, list[int]] = {}
+    out: dict[int, Bits] = {}
+    for pid, p in zip(ids, preds, strict=True):
+        v = p["value"]
+        op = p["op"]
+        if op == "contains" and v == "":
+            out[pid] = _bits(col.idx != -1)
+            continue
+        pat = {"eq": _START + v + _END, "startswith": _START + v,
+               "endswith": v + _END, "contains": v}[op]
+        pats.setdefault(pat, []).append(pid)
+        out[pid] = ALL_FALSE
+    if not pats or len(col.dict) == 0:
+        return out
+    d = col.dict
+    if pc.any(pc.match_substring_regex(d, "[\x02\x03]")).as_py():
+        d = pc.replace_substring_regex(d, "[\x02\x03]", "\ufffd")
+    wrapped = pc.binary_join_element_wise(_START, d, _END, "")
+    patterns = list(pats)
+    found = pl.from_arrow(wrapped).str.extract_many(patterns, overlapping=True).to_arrow()
+    if isinstance(found, pa.ChunkedArray):
+        found = found.combine_chunks()
+    flat = pc.list_flatten(found)
+    if len(flat) == 0:
+        return out
+    uidx = pc.list_parent_indices(found).to_numpy()
+    pidx = pc.index_in(flat, value_set=pa.array(patterns, flat.type)).to_numpy(
+        zero_copy_only=False)
+    order = np.argsort(pidx, kind="stable")
+    pidx, uidx = pidx[order], uidx[order]
+    bounds = np.flatnonzero(np.diff(pidx)) + 1
+    for pk, us in zip(pidx[np.r_[0, bounds]], np.split(uidx, bounds), strict=True):
+        on = np.zeros(len(d), dtype=bool)
+        on[us] = True
+        bits = col.to_rows(on, col.idx)
+        for pid in pats[patterns[int(pk)]]:
+            out[pid] = bits
+    return out
+
+
+def _np(m: pa.Array) -> np.ndarray:
+    arr: np.ndarray = m.fill_null(False).to_numpy(zero_copy_only=False)
+    return arr
+
+
+def _bits(a: np.ndarray) -> Bits:
+    if not a.any():
+        return ALL_FALSE
+    if a.all():
+        return ALL_TRUE
+    return a
+
+
+def _and(a: Bits, b: Bits) -> Bits:
+    if a is ALL_FALSE or b is ALL_FALSE:
+        return ALL_FALSE
+    if a is ALL_TRUE:
+        return b
+    if b is ALL_TRUE:
+        return a
+    return _bits(a & b)
+
+
+def _or(a: Bits, b: Bits) -> Bits:
+    if a is ALL_TRUE or b is ALL_TRUE:
+        return ALL_TRUE
+    if a is ALL_FALSE:
+        return b
+    if b is ALL_FALSE:
+        return a
+    return _bits(a | b)
+
+
+def _not(a: Bits) -> Bits:
+    if a is ALL_FALSE:
+        return ALL_TRUE
+    if a is ALL_TRUE:
+        return ALL_FALSE
+    return ~a
+
+
+def _pred_ids(tree: Tree) -> Iterator[int]:
+    op = tree[0]
+    if op == "p":
+        yield tree[1]
+    elif op in ("and", "or"):
+        for t in tree[1]:
+            yield from _pred_ids(t)
+    elif op == "not":
+        yield from _pred_ids(tree[1])
+
+
+@dataclass
+class MatchResult:
+    """Hits over the whole table: rule index, part index and row in part, per hit."""
+
+    rule: np.ndarray
+    part: np.ndarray
+    row: np.ndarray
+    parts: list[str]
+    events: int
+
+
+def match(plan: Plan, store: CaseStore, rules: Sequence[int] | None = None, *,
+          since: datetime | None = None, until: datetime | None = None,
+          on_progress: Any = None) -> MatchResult:
+    """Evaluate the plan's detection rules over the case's ``windows`` table."""
+    active = set(plan.detection_rules() if rules is None else rules)
+    groups = [Group(g.channels, g.event_ids, [r for r in g.rules if r in active])
+              for g in plan.groups]
+    groups = [g for g in groups if g.rules]
+    parts = [str(p) for p in store.parts("windows")]
+    out_rule: list[np.ndarray] = []
+    out_part: list[np.ndarray] = []
+    out_row: list[np.ndarray] = []
+    events = 0
+    total = store.rows("windows")
+    if on_progress:
+        on_progress("match", 0, total)
+    for chunk_parts in _chunks(store, parts):
+        table, part_of_row, row_in_part = _read_chunk(store, chunk_parts, groups, plan)
+        events += table.num_rows
+        hits = run_groups(plan, groups, table, since, until)
+        for ri, rows in zip(hits.rules, hits.rows, strict=True):
+            out_rule.append(ri)
+            out_part.append(part_of_row[rows])
+            out_row.append(row_in_part[rows])
+        if on_progress:
+            on_progress("match", events, total)
+    cat = (lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dtype=dt))
+    return MatchResult(cat(out_rule, np.int32), cat(out_part, np.int32),
+                       cat(out_row, np.int64), parts, events)
+
+
+def _chunks(store: CaseStore, parts: list[str]) -> Iterator[list[tuple[int, str]]]:
+    rows = {k: v["rows"] for k, v in store.manifest["parts"].items()}
+    cur: list[tuple[int, str]] = []
+    n = 0
+    for i, p in enumerate(parts):
+        rel = p[len(str(store.root)) + 1:]
+        cur.append((i, p))
+        n += rows.get(rel, 0)
+        if n >= CHUNK_ROWS:
+            yield cur
+            cur, n = [], 0
+    if cur:
+        yield cur
+
+
+def _read_chunk(store: CaseStore, chunk: list[tuple[int, str]], groups: list[Group],
+                plan: Plan) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """Read the columns any active rule needs from a few parts, as one table."""
+    import pyarrow.parquet as pq
+
+    need_all = any(plan.rules[r].get("keyword") for g in groups for r in g.rules)
+    wanted: dict[str, None] = dict.fromkeys(["ts", "channel", "event_id"])
+    for g in groups:
+        for r in g.rules:
+            for f in plan.rules[r]["fields"]:
+                wanted[WINDOWS_ALIASES.get(f, f)] = None
+    tables = []
+    part_ids = []
+    for i, path in chunk:
+        pf = pq.ParquetFile(path)
+        names = pf.schema_arrow.names
+        if need_all:
+            cols = names
+        else:
+            lower = {n.lower(): n for n in names}
+            cols = [lower[w.lower()] for w in wanted if w.lower() in lower]
+        t = pf.read(columns=cols)
+        tables.append(t)
+        part_ids.append(np.full(t.num_rows, i, dtype=np.int32))
+    table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 \
+        else tables[0]
+    row_in_part = np.concatenate([np.arange(t.num_rows, dtype=np.int64) for t in tables])
+    return table, np.concatenate(part_ids), row_in_part
+
+
+def run_groups(plan: Plan, groups: list[Group], table: pa.Table,
+               since: datetime | None = None, until: datetime | None = None) -> Hits:
+    """Evaluate every group's rules over one in-memory table."""
+    hits = Hits()
+    names = table.column_names
+    resolve: dict[str, str | None] = {}
+    for n in names:
+        resolve.setdefault(n.lower(), n)
+    for alias, col in WINDOWS_ALIASES.items():
+        if col in names:
+            resolve[alias.lower()] = col
+    chan = pc.utf8_lower(table.column("channel"))
+    eid = table.column("event_id")
+    base = None
+    if since is not None or until is not None:
+        ts = table.column("ts")
+        conds = []
+        if since is not None:
+            conds.append(pc.greater_equal(ts, pa.scalar(since, ts.type)))
+        if until is not None:
+            conds.append(pc.less_equal(ts, pa.scalar(until, ts.type)))
+        base = conds[0] if len(conds) == 1 else pc.and_(conds[0], conds[1])
+    for g in groups:
+        mask = base
+        if g.channels:
+            m = pc.is_in(chan, pa.array([c.lower() for c in g.channels]))
+            mask = m if mask is None else pc.and_(mask, m)
+        if g.event_ids:
+            m = pc.is_in(eid, pa.array(g.event_ids, pa.int64()))
+            mask = m if mask is None else pc.and_(mask, m)
+        if mask is None:
+            rows = np.arange(table.num_rows, dtype=np.int64)
+        else:
+            m = pc.fill_null(mask, False)
+            if isinstance(m, pa.ChunkedArray):
+                m = m.combine_chunks()
+            rows = np.flatnonzero(m.to_numpy(zero_copy_only=False))
+        if len(rows) == 0:
+            continue
+        run = GroupRun(plan, g, table, pa.array(rows), resolve, names)
+        for ri in g.rules:
+            bits = run.rule(plan.rules[ri]["condition"])
+            if bits is ALL_FALSE:
+                continue
+            sel = rows if bits is ALL_TRUE else rows[bits]
+            if len(sel):
+                hits.add(ri, sel)
+    return hits

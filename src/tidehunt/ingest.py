@@ -1,0 +1,337 @@
+"""Ingest: evidence paths -> sniffed artefacts -> tasks run in worker processes -> parts.
+
+Small files are grouped into tasks so each worker builds a few large Arrow batches; a
+large file is a task of its own. Each task's parts are committed to the case (renamed
+into place, manifest saved) when the task ends, so a killed run resumes cleanly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import multiprocessing
+import os
+import time
+import traceback
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.thread import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tidehunt import registry
+from tidehunt.case.store import CaseStore, utcnow, write_part
+from tidehunt.context import RunContext
+from tidehunt.errors import NoUsableInput, SourceError
+from tidehunt.sources._winrows import WindowsRows, WindowsSource
+from tidehunt.sources.base import Artefact
+from tidehunt.sources.sniff import HEAD, sniff
+
+log = logging.getLogger("tidehunt.ingest")
+
+PART_ROWS = 65_536
+IN_PROCESS_BYTES = 16 << 20
+MAX_TASK_BYTES = 64 << 20
+MIN_TASK_BYTES = 4 << 20
+
+
+@dataclass
+class Planned:
+    """One evidence file found on the command line."""
+
+    id: str
+    path: Path
+    display: str
+    size: int
+    sha256: str
+    source: str = ""
+
+
+@dataclass
+class IngestResult:
+    """What an ingest did, for the summary and the run record."""
+
+    found: int = 0
+    skipped: int = 0
+    ingested: int = 0
+    failed: int = 0
+    unsupported: int = 0
+    records: int = 0
+    warnings: int = 0
+    seconds: float = 0.0
+    parse_seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+def artefact_id(path: Path, sha256: str) -> str:
+    """Manifest id: same path and same content -> same id; a copy elsewhere is separate."""
+    return hashlib.sha256(f"{path}\0{sha256}".encode()).hexdigest()[:16]
+
+
+def iter_files(evidence: Iterable[str], ctx: RunContext) -> Iterator[tuple[Path, str]]:
+    """Files named or found under folders (sorted), with the path as the user gave it."""
+    for given in evidence:
+        p = Path(given)
+        if p.is_dir():
+            for root, dirs, files in os.walk(p, followlinks=False):
+                dirs.sort()
+                for name in sorted(files):
+                    fp = Path(root) / name
+                    if fp.is_symlink():
+                        ctx.warn("-", "ingest", "symbolic link not followed", [str(fp)],
+                                 path=str(fp))
+                        continue
+                    if fp.is_file():
+                        yield fp, str(fp)
+        elif p.is_file():
+            yield p, given
+        else:
+            ctx.warn("-", "ingest", "evidence path does not exist or is not a file",
+                     [given], path=given)
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def plan(evidence: Iterable[str], store: CaseStore, ctx: RunContext,
+         result: IngestResult) -> list[Planned]:
+    """Hash and sniff each file; skip what the case already holds."""
+    files = list(iter_files(evidence, ctx))
+    result.found = len(files)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # hashlib releases the GIL
+        digests = list(pool.map(lambda f: _sha256(f[0]), files))
+    todo: list[Planned] = []
+    seen: set[str] = set()
+    for (path, display), digest in zip(files, digests, strict=True):
+        real = path.resolve()
+        aid = artefact_id(real, digest)
+        if aid in seen or store.has_ingested(aid):
+            result.skipped += 1
+            continue
+        seen.add(aid)
+        item = Planned(aid, real, display, real.stat().st_size, digest)
+        art = Artefact(aid, real, display)
+        try:
+            src = sniff(art)
+        except (SourceError, OSError) as exc:
+            _record_failed(store, item, "", str(exc))
+            result.failed += 1
+            result.errors.append(str(exc))
+            log.error("%s", exc)
+            continue
+        if src is None:
+            ctx.warn(aid, "ingest", "no reader recognises this file; not ingested",
+                     path=display)
+            store.artefacts[aid] = _record(item, "", "unsupported")
+            result.unsupported += 1
+            continue
+        item.source = src.NAME
+        todo.append(item)
+    store.save()
+    return todo
+
+
+def _record(item: Planned, reader: str, status: str, **extra: Any) -> dict[str, Any]:
+    rec = {
+        "path": str(item.path),
+        "display": item.display,
+        "size": item.size,
+        "sha256": item.sha256,
+        "reader": reader,
+        "status": status,
+        "records": {},
+        "warnings": [],
+        "ingested_at": utcnow(),
+    }
+    rec.update(extra)
+    return rec
+
+
+def _record_failed(store: CaseStore, item: Planned, reader: str, error: str) -> None:
+    store.artefacts[item.id] = _record(item, reader, "failed", error=error)
+
+
+def group(items: list[Planned], workers: int) -> list[list[Planned]]:
+    """Tasks of similar byte size; a large file is a task by itself."""
+    total = sum(i.size for i in items) or 1
+    target = max(MIN_TASK_BYTES, min(MAX_TASK_BYTES, total // max(1, workers * 3)))
+    tasks: list[list[Planned]] = []
+    cur: list[Planned] = []
+    cur_bytes = 0
+    for it in items:
+        if it.size >= target:
+            tasks.append([it])
+            continue
+        cur.append(it)
+        cur_bytes += it.size
+        if cur_bytes >= target:
+            tasks.append(cur)
+            cur, cur_bytes = [], 0
+    if cur:
+        tasks.append(cur)
+    tasks.sort(key=lambda t: -sum(i.size for i in t))  # big first: better balance
+    return tasks
+
+
+def run_task(case_root: str, task: list[Planned], evtx_threads: int = 0,
+             strict: bool = False) -> dict[str, Any]:
+    """Read every artefact of a task into temporary parts (runs in a worker process)."""
+    store = _PartWriter(case_root)
+    ctx = RunContext(log=logging.getLogger("tidehunt.worker"))
+    sinks: dict[str, WindowsRows] = {}
+    recs: dict[str, dict[str, Any]] = {}
+    parse_seconds = 0.0
+    for item in task:
+        t0 = time.perf_counter()
+        cls = registry.load("sources", item.source)
+        src = cls()
+        if item.source == "evtx":
+            src.threads = evtx_threads
+        art = Artefact(item.id, item.path, item.display)
+        status, error = "ingested", None
+        try:
+            if isinstance(src, WindowsSource):
+                sink = sinks.setdefault(item.source, WindowsRows(item.source))
+                sink.begin(item.id, item.display)
+                for b in src.read_rows(art, ctx, sink):
+                    store.add(b.table, b.data)
+            else:
+                for b in src.read(art, ctx):
+                    store.add(b.table, b.data)
+        except SourceError as exc:
+            status, error = "failed", str(exc)
+        except Exception as exc:  # noqa: BLE001 - isolate one artefact; --strict re-raises
+            if strict:
+                raise
+            status = "failed"
+            error = f"internal error while reading: {exc!r}"
+            log.debug("%s", traceback.format_exc())
+        seconds = time.perf_counter() - t0
+        parse_seconds += seconds
+        recs[item.id] = _record(item, item.source, status, seconds=round(seconds, 4),
+                                warnings=[w.to_dict() for w in ctx.take_warnings()])
+        if error:
+            recs[item.id]["error"] = error
+    for sink in sinks.values():
+        for b in sink.flush():
+            store.add(b.table, b.data)
+    parts = store.close()
+    for part in parts:
+        for aid, n in part.pop("counts").items():
+            r = recs[aid]["records"]
+            r[part["table"]] = r.get(part["table"], 0) + n
+    return {"artefacts": recs, "parts": parts, "parse_seconds": parse_seconds}
+
+
+class _PartWriter:
+    """Collects batches per table and writes a temporary part every PART_ROWS rows."""
+
+    def __init__(self, case_root: str) -> None:
+        self.root = Path(case_root)
+        self.pending: dict[str, list[pa.RecordBatch]] = {}
+        self.rows: dict[str, int] = {}
+        self.parts: list[dict[str, Any]] = []
+
+    def add(self, table: str, batch: pa.RecordBatch) -> None:
+        if batch.num_rows == 0:
+            return
+        self.pending.setdefault(table, []).append(batch)
+        self.rows[table] = self.rows.get(table, 0) + batch.num_rows
+        if self.rows[table] >= PART_ROWS:
+            self._write(table)
+
+    def _write(self, table: str) -> None:
+        batches = self.pending.pop(table, [])
+        self.rows[table] = 0
+        if not batches:
+            return
+        d = self.root / "tables" / table
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / f".tmp-{os.getpid()}-{time.time_ns()}.parquet"
+        counts: dict[str, int] = {}
+        for b in batches:
+            vc = pc.value_counts(b.column("_artefact"))
+            for v, c in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(),
+                            strict=True):
+                counts[v] = counts.get(v, 0) + c
+        n, cols = write_part(tmp, batches)
+        self.parts.append({"tmp": str(tmp), "table": table, "rows": n, "columns": cols,
+                           "artefacts": sorted(counts), "counts": counts})
+
+    def close(self) -> list[dict[str, Any]]:
+        for table in list(self.pending):
+            self._write(table)
+        return self.parts
+
+
+def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
+           workers: int | None = None, strict: bool = False) -> IngestResult:
+    """Add evidence to the case; returns counts. Raises NoUsableInput if nothing is readable."""
+    t0 = time.perf_counter()
+    result = IngestResult()
+    items = plan(evidence, store, ctx, result)
+    workers = workers or min(2, os.cpu_count() or 1)
+    total = sum(i.size for i in items)
+    tasks = group(items, workers)
+    done_bytes = 0
+    ctx.on_progress("ingest", 0, total)
+
+    def absorb(res: dict[str, Any]) -> None:
+        nonlocal done_bytes
+        store.commit(res["artefacts"], res["parts"])
+        result.parse_seconds += res["parse_seconds"]
+        for rec in res["artefacts"].values():
+            done_bytes += rec["size"]
+            result.records += sum(rec["records"].values())
+            result.warnings += len(rec["warnings"])
+            if rec["status"] == "ingested":
+                result.ingested += 1
+            else:
+                result.failed += 1
+                result.errors.append(f"{rec['display']}: {rec.get('error')}")
+                log.error("%s: %s", rec["display"], rec.get("error"))
+            for w in rec["warnings"]:
+                ctx.log.warning("%s: %s (%d)", rec["display"], w["message"], w["count"])
+        ctx.on_progress("ingest", done_bytes, total)
+
+    if workers <= 1 or len(tasks) <= 1 or total <= IN_PROCESS_BYTES:
+        for task in tasks:
+            if ctx.should_stop():
+                break
+            absorb(run_task(str(store.root), task, 0, strict))
+    else:
+        mp = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=mp) as pool:
+            pending: set[Future[dict[str, Any]]] = {
+                pool.submit(run_task, str(store.root), t, 1, strict) for t in tasks
+            }
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    absorb(fut.result())
+                if ctx.should_stop():
+                    for f in pending:
+                        f.cancel()
+                    break
+    for w in ctx.take_warnings():  # warnings from planning (missing paths, unsupported)
+        result.warnings += 1
+        rec = store.artefacts.get(w.artefact)
+        if rec is not None:
+            rec.setdefault("warnings", []).append(w.to_dict())
+        else:
+            store.manifest.setdefault("warnings", []).append(w.to_dict())
+    store.save()
+    store.write_catalogue()
+    result.seconds = time.perf_counter() - t0
+    if result.found and not result.ingested and not result.skipped:
+        raise NoUsableInput("no evidence file could be read: " + "; ".join(
+            result.errors[:5] or ["no reader recognises any of the files"]))
+    if not result.found:
+        raise NoUsableInput("no evidence files found at the given paths")
+    return result

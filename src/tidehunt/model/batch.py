@@ -1,0 +1,66 @@
+"""TableBatch: what a Source yields, an Arrow record batch of one declared table."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from tidehunt.model.tables import TABLES
+
+
+@dataclass(frozen=True, slots=True)
+class TableBatch:
+    """Rows of one table: declared columns first (typed), then open extra string columns."""
+
+    table: str
+    data: pa.RecordBatch
+
+    @classmethod
+    def of(
+        cls,
+        table: str,
+        columns: Mapping[str, pa.Array],
+        *,
+        source: str,
+        artefact: str | pa.Array,
+        locator: pa.Array,
+    ) -> TableBatch:
+        """Build a batch: adds provenance, null-fills and casts declared columns.
+
+        Raises:
+            ValueError: an unknown column for a closed table, or lengths differ.
+        """
+        schema = TABLES[table]
+        n = len(locator)
+        arrays: list[pa.Array] = []
+        fields: list[pa.Field] = []
+        given = dict(columns)
+        given["_source"] = pa.array([source] * n, pa.string())
+        given["_artefact"] = (
+            pa.array([artefact] * n, pa.string()) if isinstance(artefact, str) else artefact
+        )
+        given["_locator"] = locator.cast(pa.string())
+        for spec in schema.fields:
+            typ = spec.arrow_type()
+            arr = given.pop(spec.name, None)
+            arr = pa.nulls(n, typ) if arr is None else arr.cast(typ)
+            if len(arr) != n:
+                raise ValueError(f"column {spec.name!r} has {len(arr)} rows, expected {n}")
+            arrays.append(arr)
+            fields.append(pa.field(spec.name, typ))
+        if given and not schema.open_columns:
+            raise ValueError(f"unknown columns for table {table!r}: {sorted(given)}")
+        for name in sorted(given):
+            arr = given[name]
+            if len(arr) != n:
+                raise ValueError(f"column {name!r} has {len(arr)} rows, expected {n}")
+            arrays.append(arr.cast(pa.string()))
+            fields.append(pa.field(name, pa.string()))
+        return cls(table, pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields)))
+
+    @property
+    def num_rows(self) -> int:
+        """Number of rows."""
+        return int(self.data.num_rows)

@@ -1,0 +1,158 @@
+"""Findings: the contract later stages and external checks rely on.
+
+Detectors that raise many findings (the Sigma engine) build them as Arrow batches in
+FINDINGS_SCHEMA directly; detectors with few findings build ``Finding`` values and
+convert them with ``findings_batch``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import orjson
+import pyarrow as pa
+
+from tidehunt.model.rule import RuleMeta
+
+EVIDENCE_TYPE = pa.struct(
+    [
+        pa.field("table", pa.string()),
+        pa.field("source_file", pa.string()),
+        pa.field("artefact", pa.string()),
+        pa.field("record_id", pa.int64()),
+        pa.field("locator", pa.string()),
+    ]
+)
+
+FINDINGS_SCHEMA = pa.schema(
+    [
+        pa.field("finding_id", pa.string()),
+        pa.field("ts", pa.timestamp("us", tz="UTC")),
+        pa.field("ts_last", pa.timestamp("us", tz="UTC")),
+        pa.field("rule_id", pa.string()),
+        pa.field("rule_title", pa.string()),
+        pa.field("engine", pa.string()),
+        pa.field("level", pa.string()),
+        pa.field("severity", pa.int8()),
+        pa.field("techniques", pa.list_(pa.string())),
+        pa.field("tactics", pa.list_(pa.string())),
+        pa.field("host", pa.string()),
+        pa.field("user", pa.string()),
+        pa.field("src", pa.string()),
+        pa.field("dst", pa.string()),
+        pa.field("channel", pa.string()),
+        pa.field("event_id", pa.int64()),
+        pa.field("summary", pa.string()),
+        pa.field("evidence", pa.list_(EVIDENCE_TYPE)),
+        pa.field("fields", pa.string()),  # JSON object of the matched event's fields
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """A pointer to one row of a table (or a file offset)."""
+
+    table: str
+    source_file: str
+    artefact: str
+    locator: str
+    record_id: int | None = None
+    ts: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One finding, for detectors that raise few of them."""
+
+    id: str
+    rule: RuleMeta
+    evidence: tuple[Evidence, ...]
+    summary: str
+    matched: Mapping[str, str] = field(default_factory=dict)
+    host: str | None = None
+    user: str | None = None
+    src: str | None = None
+    dst: str | None = None
+    ts_first: datetime | None = None
+    ts_last: datetime | None = None
+
+    @classmethod
+    def of(
+        cls,
+        rule: RuleMeta,
+        evidence: Iterable[Evidence],
+        summary: str,
+        *,
+        matched: Mapping[str, str] | None = None,
+        host: str | None = None,
+        user: str | None = None,
+        src: str | None = None,
+        dst: str | None = None,
+    ) -> Finding:
+        """Sort evidence by time, keep the first 100, derive the stable id and times."""
+        ev = sorted(evidence, key=lambda e: (e.ts is None, e.ts or datetime.min, e.locator))
+        times = [e.ts for e in ev if e.ts is not None]
+        return cls(
+            id=finding_id(rule.id, [(e.artefact, e.locator) for e in ev]),
+            rule=rule,
+            evidence=tuple(ev[:100]),
+            summary=summary,
+            matched=dict(matched or {}),
+            host=host,
+            user=user,
+            src=src,
+            dst=dst,
+            ts_first=min(times) if times else None,
+            ts_last=max(times) if times else None,
+        )
+
+
+def finding_id(rule_id: str, evidence: Iterable[tuple[str, str]]) -> str:
+    """sha256(rule id + evidence pointers)[:16]: stable across runs of the same case."""
+    h = hashlib.sha256(rule_id.encode())
+    for art, loc in evidence:
+        h.update(b"\x00" + art.encode() + b"\x01" + loc.encode())
+    return h.hexdigest()[:16]
+
+
+def findings_batch(findings: Iterable[Finding]) -> pa.RecordBatch:
+    """Convert Finding values to one batch in FINDINGS_SCHEMA."""
+    rows = []
+    for f in findings:
+        rows.append(
+            {
+                "finding_id": f.id,
+                "ts": f.ts_first,
+                "ts_last": f.ts_last,
+                "rule_id": f.rule.id,
+                "rule_title": f.rule.title,
+                "engine": f.rule.engine,
+                "level": f.rule.severity.label,
+                "severity": int(f.rule.severity),
+                "techniques": list(f.rule.techniques),
+                "tactics": list(f.rule.tactics),
+                "host": f.host,
+                "user": f.user,
+                "src": f.src,
+                "dst": f.dst,
+                "channel": None,
+                "event_id": None,
+                "summary": f.summary,
+                "evidence": [
+                    {
+                        "table": e.table,
+                        "source_file": e.source_file,
+                        "artefact": e.artefact,
+                        "record_id": e.record_id,
+                        "locator": e.locator,
+                    }
+                    for e in f.evidence
+                ],
+                "fields": orjson.dumps(dict(f.matched)).decode(),
+            }
+        )
+    return pa.RecordBatch.from_pylist(rows, schema=FINDINGS_SCHEMA)

@@ -1,0 +1,71 @@
+"""Plugin registry: one line per plugin, resolved lazily; import failures kept as data.
+
+``SOURCES`` maps a registered name (the plugin's ``NAME``, its CLI name and module name)
+to ``"module:Class"``. ``tests/test_conformance.py`` proves every module is registered.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from tidehunt.errors import TidehuntError
+
+SOURCES: dict[str, str] = {
+    "evtx": "tidehunt.sources.evtx:EvtxSource",
+    "windows_json": "tidehunt.sources.windows_json:WindowsJsonSource",
+}
+
+DETECTORS: dict[str, str] = {
+    "sigma": "tidehunt.detect.sigma.detector:SigmaDetector",
+}
+
+RENDERERS: dict[str, str] = {
+    "jsonl": "tidehunt.render.jsonl",
+    "csv_timeline": "tidehunt.render.csv_timeline",
+    "terminal": "tidehunt.render.terminal",
+}
+
+_KINDS: dict[str, dict[str, str]] = {
+    "sources": SOURCES,
+    "detectors": DETECTORS,
+    "renderers": RENDERERS,
+}
+
+FAILED: dict[str, str] = {}
+
+
+class RegistryError(TidehuntError):
+    """Unknown plugin name or a plugin that failed to import."""
+
+
+def targets(kind: str) -> dict[str, str]:
+    """Registered names of a kind mapped to their ``module:Class`` (or module) targets."""
+    return dict(_KINDS[kind])
+
+
+def load(kind: str, name: str) -> Any:
+    """Import and return the registered plugin."""
+    try:
+        target = _KINDS[kind][name]
+    except KeyError:
+        raise RegistryError(f"no {kind[:-1]} called {name!r}; known: "
+                            f"{', '.join(sorted(_KINDS[kind]))}") from None
+    module, _, attr = target.partition(":")
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        FAILED[f"{kind}:{name}"] = str(exc)
+        raise RegistryError(f"{kind[:-1]} {name!r} failed to import: {exc}") from exc
+    return getattr(mod, attr) if attr else mod
+
+
+def all_of(kind: str) -> dict[str, Any]:
+    """Every plugin of a kind that imports; failures are kept in FAILED."""
+    out = {}
+    for name in _KINDS[kind]:
+        try:
+            out[name] = load(kind, name)
+        except RegistryError:
+            continue
+    return out

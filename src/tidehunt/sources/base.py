@@ -1,0 +1,44 @@
+"""Source base class and the Artefact (one evidence file) it reads."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, ClassVar
+
+from tidehunt.context import RunContext
+from tidehunt.model.batch import TableBatch
+
+
+@dataclass(frozen=True, slots=True)
+class Artefact:
+    """One evidence file: its manifest id, real path and the path as the user gave it."""
+
+    id: str
+    path: Path
+    display: str
+
+    def open(self) -> IO[bytes]:
+        """Open read-only, binary. Evidence is never written."""
+        return open(self.path, "rb")  # noqa: SIM115 - caller closes
+
+
+class Source(abc.ABC):
+    """A reader for one evidence format."""
+
+    NAME: ClassVar[str]
+    FORMAT: ClassVar[str]
+    WRITES: ClassVar[tuple[str, ...]]
+    #: Higher wins when two Sources claim the same head (e.g. a generic JSON reader).
+    PRIORITY: ClassVar[int] = 0
+
+    @classmethod
+    @abc.abstractmethod
+    def sniff(cls, artefact: Artefact, head: bytes) -> bool:
+        """Return True if ``head`` (the first 64 KiB) looks like this format. No side effects."""
+
+    @abc.abstractmethod
+    def read(self, artefact: Artefact, ctx: RunContext) -> Iterator[TableBatch]:
+        """Yield batches; record bad records with ``ctx.warn``; raise SourceError if unreadable."""
