@@ -52,7 +52,7 @@ class RunContext:
             self._warnings[key] = IngestWarning(
                 artefact, source, message, merged, old.count + count, old.path or path
             )
-        self.log.warning("%s: %s (%d)", path or artefact, message, count)
+        self.log.info("%s: %s (%d)", path or artefact, message, count)
 
     @property
     def warnings(self) -> list[IngestWarning]:

@@ -297,7 +297,7 @@ def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
                 result.errors.append(f"{rec['display']}: {rec.get('error')}")
                 log.error("%s: %s", rec["display"], rec.get("error"))
             for w in rec["warnings"]:
-                ctx.log.warning("%s: %s (%d)", rec["display"], w["message"], w["count"])
+                ctx.log.info("%s: %s (%d)", rec["display"], w["message"], w["count"])
         ctx.on_progress("ingest", done_bytes, total)
 
     if workers <= 1 or len(tasks) <= 1 or total <= IN_PROCESS_BYTES:

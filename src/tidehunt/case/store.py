@@ -207,7 +207,7 @@ class CaseStore:
         """Run a query over the case's tables; returns an Arrow table."""
         con = self.connect()
         try:
-            rel = con.execute(query, dict(params or {}))
+            rel = con.sql(query, params=dict(params)) if params else con.sql(query)
             return rel.to_arrow_table()
         finally:
             con.close()

@@ -441,14 +441,33 @@ def _read_chunk(store: CaseStore, chunk: list[tuple[int, str]], groups: list[Gro
             cols = names
         else:
             lower = {n.lower(): n for n in names}
-            cols = [lower[w.lower()] for w in wanted if w.lower() in lower]
+            lower.update({n.replace(" ", "").lower(): n for n in names if " " in n})
+            cols = list(dict.fromkeys(lower[w.lower()] for w in wanted if w.lower() in lower))
         t = pf.read(columns=cols)
         tables.append(t)
         part_ids.append(np.full(t.num_rows, i, dtype=np.int32))
     table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 \
         else tables[0]
+    table = merge_case_variants(table)
     row_in_part = np.concatenate([np.arange(t.num_rows, dtype=np.int64) for t in tables])
     return table, np.concatenate(part_ids), row_in_part
+
+
+def merge_case_variants(table: pa.Table) -> pa.Table:
+    """Coalesce columns whose names differ only by case (ProcessId / ProcessID)."""
+    groups: dict[str, list[str]] = {}
+    for n in table.column_names:
+        groups.setdefault(n.lower(), []).append(n)
+    dupes = {k: v for k, v in groups.items() if len(v) > 1}
+    if not dupes:
+        return table
+    for names in dupes.values():
+        col = table.column(names[0])
+        for other in names[1:]:
+            col = pc.coalesce(col, table.column(other))
+        table = table.drop_columns(names[1:])
+        table = table.set_column(table.column_names.index(names[0]), names[0], col)
+    return table
 
 
 def run_groups(plan: Plan, groups: list[Group], table: pa.Table,
@@ -459,6 +478,9 @@ def run_groups(plan: Plan, groups: list[Group], table: pa.Table,
     resolve: dict[str, str | None] = {}
     for n in names:
         resolve.setdefault(n.lower(), n)
+    for n in names:  # "Threat Name" (Defender EventData) is ThreatName in Sigma rules
+        if " " in n:
+            resolve.setdefault(n.replace(" ", "").lower(), n)
     for alias, col in WINDOWS_ALIASES.items():
         if col in names:
             resolve[alias.lower()] = col

@@ -1,0 +1,3 @@
+"""Command-line interface: the only place that prints, draws progress or sets exit codes."""
+
+from __future__ import annotations

@@ -1,0 +1,388 @@
+"""``tidehunt`` command line: argument parsing, logging, progress, summary, exit codes.
+
+Exit codes: 0 done; 2 usage or configuration error; 3 no usable input; 4 invalid rules;
+5 missing optional dependency; 10 findings at or above ``--fail-on``; 70 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tidehunt import __version__
+from tidehunt.errors import (
+    CaseError,
+    ConfigError,
+    MissingExtraError,
+    NoUsableInput,
+    RuleError,
+    SourceError,
+    TidehuntError,
+)
+
+E_OK, E_USAGE, E_INPUT, E_RULES, E_EXTRA, E_FINDINGS, E_BUG = 0, 2, 3, 4, 5, 10, 70
+LEVELS = ("informational", "low", "medium", "high", "critical")
+log = logging.getLogger("tidehunt")
+
+
+def _time(text: str) -> datetime:
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO-8601 time (e.g. 2026-10-06T01:00:00Z)") from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _level(text: str) -> str:
+    from tidehunt.model.rule import Severity
+
+    try:
+        return Severity.parse(text).label
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _detect_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rules", "-r", action="append", default=[], metavar="DIR_OR_ARCHIVE",
+                   help="Sigma rule folder, .yml file or .zip/.tar.gz archive (repeatable); "
+                        "default: the bundled tidehunt pack plus packs fetched with "
+                        "'tidehunt rules update'")
+    p.add_argument("-m", "--min-level", type=_level, default="informational",
+                   help="only report findings at or above this level "
+                        "(informational, low, medium, high, critical)")
+    p.add_argument("--from", dest="since", type=_time, metavar="TIME",
+                   help="only events at or after this time (ISO-8601, UTC if no zone)")
+    p.add_argument("--to", dest="until", type=_time, metavar="TIME",
+                   help="only events at or before this time")
+    p.add_argument("--exclude-rule", action="append", default=[], metavar="ID",
+                   help="skip a rule by id or name (repeatable)")
+    p.add_argument("--fail-on", type=_level, metavar="LEVEL",
+                   help="exit with code 10 when findings at or above LEVEL exist")
+    p.add_argument("--max-rule-age", type=int, default=90, metavar="DAYS",
+                   help="warn when a rule pack's newest rule is older than this (default 90)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="recompile rules instead of using the compiled-plan cache")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used for the docs)."""
+    ap = argparse.ArgumentParser(
+        prog="tidehunt",
+        description="Hunt APT40 (Leviathan, G0065) tradecraft in a case's evidence.")
+    ap.add_argument("--version", action="version", version=f"tidehunt {__version__}")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
+    ap.add_argument("-v", "--verbose", action="count", default=0,
+                    help="more log output (-v info, -vv debug)")
+    ap.add_argument("--no-color", action="store_true", help="plain text output")
+    ap.add_argument("--debug", action="store_true", help="tracebacks for internal errors")
+    ap.add_argument("--log-json", action="store_true", help="log as JSON lines on stderr")
+    ap.add_argument("--workers", type=int, metavar="N",
+                    help="worker processes for ingest and rule compilation (default: cores, "
+                         "at most 2)")
+    ap.add_argument("--strict", action="store_true",
+                    help="stop at the first unreadable evidence file instead of going on")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("hunt", help="ingest evidence, run every detector, write the report")
+    p.add_argument("evidence", nargs="+", metavar="EVIDENCE",
+                   help="files or folders (type is found from content)")
+    p.add_argument("-o", "--output", "--case", dest="case", required=True, metavar="CASE",
+                   help="case directory (created; re-running adds only new evidence)")
+    _detect_args(p)
+
+    p = sub.add_parser("ingest", help="only build or extend the case store (resumable)")
+    p.add_argument("evidence", nargs="+", metavar="EVIDENCE")
+    p.add_argument("-o", "--output", "--case", dest="case", required=True, metavar="CASE")
+
+    p = sub.add_parser("detect", help="re-run detection on an existing case")
+    p.add_argument("case", metavar="CASE")
+    _detect_args(p)
+
+    p = sub.add_parser("report", help="render the last run of a case again")
+    p.add_argument("case", metavar="CASE")
+    p.add_argument("--format", "-f", default="terminal",
+                   choices=("terminal", "jsonl", "csv"), help="output format")
+    p.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
+
+    p = sub.add_parser("search", help="ad-hoc SQL over the case tables (DuckDB)")
+    p.add_argument("case", metavar="CASE")
+    p.add_argument("query", metavar="SQL", help="e.g. \"SELECT Image, count(*) FROM windows "
+                   "GROUP BY ALL ORDER BY 2 DESC\"")
+    p.add_argument("--limit", type=int, default=50, help="rows shown (default 50)")
+    p.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+
+    rp = sub.add_parser("rules", help="manage and check rule packs")
+    rsub = rp.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
+    p = rsub.add_parser("update", help="fetch a rule pack, check it loads, keep it versioned")
+    p.add_argument("--from", dest="source", metavar="URL_OR_PATH",
+                   help="archive URL, archive file or folder (default: SigmaHQ's latest "
+                        "release package)")
+    p.add_argument("--name", default="sigmahq", help="pack name (default sigmahq)")
+    rsub.add_parser("list", help="list the bundled and fetched rule packs")
+    p = rsub.add_parser("lint", help="load rules and list every rule that cannot be used")
+    p.add_argument("paths", nargs="*", metavar="DIR_OR_ARCHIVE",
+                   help="default: the packs a hunt would use")
+
+    p = sub.add_parser("demo", help="write the synthetic APT40 demo evidence and hunt it")
+    p.add_argument("-o", "--output", dest="out", default="demo-case", metavar="DIR",
+                   help="folder for the demo evidence and case (default demo-case)")
+    return ap
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        import orjson
+
+        return orjson.dumps({"time": self.formatTime(record), "level": record.levelname,
+                             "logger": record.name, "message": record.getMessage()}).decode()
+
+
+def _setup_logging(args: argparse.Namespace, console: Any) -> None:
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    root = logging.getLogger()
+    root.handlers.clear()
+    if args.log_json:
+        h: logging.Handler = logging.StreamHandler(sys.stderr)
+        h.setFormatter(_JsonFormatter())
+    else:
+        from rich.logging import RichHandler
+
+        h = RichHandler(console=console, show_time=False, show_path=False, markup=False,
+                        rich_tracebacks=False)
+    root.addHandler(h)
+    root.setLevel(level)
+    for noisy in ("sigma", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    from rich.console import Console
+
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    err = Console(stderr=True, no_color=args.no_color, highlight=False)
+    _setup_logging(args, err)
+    try:
+        return _dispatch(args, err)
+    except KeyboardInterrupt:
+        err.print("interrupted; re-run the same command to resume")
+        return 130
+    except ConfigError as exc:
+        err.print(f"error: {exc}", markup=False)
+        return E_USAGE
+    except (NoUsableInput, CaseError, SourceError) as exc:
+        err.print(f"error: {exc}", markup=False)
+        return E_INPUT
+    except RuleError as exc:
+        err.print(f"error: {exc}", markup=False)
+        return E_RULES
+    except MissingExtraError as exc:
+        err.print(f"error: {exc}", markup=False)
+        return E_EXTRA
+    except TidehuntError as exc:
+        err.print(f"error: {exc}", markup=False)
+        return E_USAGE
+    except Exception as exc:  # noqa: BLE001 - the one place that catches everything
+        err.print(f"internal error: {exc!r} (run with --debug for the traceback)",
+                  markup=False)
+        if args.debug:
+            traceback.print_exc()
+        return E_BUG
+
+
+def _dispatch(args: argparse.Namespace, err: Any) -> int:
+    cmd = args.command
+    if cmd in ("hunt", "detect", "ingest", "demo"):
+        return _run(args, err)
+    if cmd == "report":
+        return _report(args)
+    if cmd == "search":
+        return _search(args)
+    if cmd == "rules":
+        return _rules(args, err)
+    raise ConfigError(f"unknown command {cmd}")  # argparse prevents this
+
+
+def _opts(args: argparse.Namespace) -> Any:
+    from tidehunt.engine import HuntOptions
+    from tidehunt.model.rule import Severity
+
+    return HuntOptions(
+        rules=list(args.rules), min_level=Severity.parse(args.min_level),
+        exclude=list(args.exclude_rule), since=args.since, until=args.until,
+        workers=args.workers, max_rule_age_days=args.max_rule_age, strict=args.strict,
+        use_cache=not args.no_cache)
+
+
+def _run(args: argparse.Namespace, err: Any) -> int:
+    from tidehunt import engine
+    from tidehunt.case.store import CaseStore
+    from tidehunt.cli.progress import Progress
+    from tidehunt.context import RunContext
+
+    show = not args.quiet and err.is_terminal
+    with Progress(show, err) as prog:
+        ctx = RunContext(on_progress=prog.update)
+        if args.command == "ingest":
+            store, res = engine.run_ingest(args.evidence, args.case, ctx, args.workers,
+                                           args.strict)
+            if not args.quiet:
+                print(f"{res.ingested} evidence files ingested ({res.records:,} events), "
+                      f"{res.skipped} already in case, {res.failed} failed, "
+                      f"{res.unsupported} not recognised, {res.warnings} with warnings; "
+                      f"case: {store.root}")
+            return E_OK
+        if args.command == "demo":
+            return _demo(args, ctx, err)
+        opts = _opts(args)
+        if args.command == "hunt":
+            report = engine.hunt(args.evidence, args.case, ctx, opts)
+        else:
+            report = engine.detect(CaseStore(args.case), ctx, opts)
+    return _finish(args, report, opts.min_level, args.fail_on)
+
+
+def _finish(args: argparse.Namespace, report: Any, min_level: Any, fail_on: str | None) -> int:
+    from tidehunt.model.rule import Severity
+    from tidehunt.render import terminal
+
+    case = Path(report.meta.case)
+    findings = report.load_findings(case)
+    if not args.quiet:
+        terminal.render(report, findings, sys.stdout, color=not args.no_color)
+        print(f"\nCase: {case}\n  findings: {case / 'findings.jsonl'}\n"
+              f"  timeline: {case / 'timeline.csv'}\n  report:   {case / 'report.json'}")
+        if report.rule_errors:
+            print(f"  {len(report.rule_errors)} rules could not be used; see "
+                  "'tidehunt rules lint' or report.json (rule_errors)")
+    sig = report.stats.get("sigma", {})
+    if sig.get("rules_active", 0) == 0 and report.rule_errors:
+        raise RuleError("no usable rule was loaded; see 'tidehunt rules lint'")
+    if fail_on:
+        bar = Severity.parse(fail_on)
+        if any(Severity.parse(lv) >= bar for lv in report.stats.get("findings_by_level", {})):
+            return E_FINDINGS
+    del min_level
+    return E_OK
+
+
+def _demo(args: argparse.Namespace, ctx: Any, err: Any) -> int:
+    from tidehunt import engine
+    from tidehunt.demo.generate import write_demo_evidence
+
+    out = Path(args.out)
+    evidence = out / "evidence"
+    files = write_demo_evidence(evidence)
+    if not args.quiet:
+        err.print(f"demo evidence: {len(files)} files in {evidence}", markup=False)
+    opts = engine.HuntOptions(workers=args.workers)
+    report = engine.hunt([str(evidence)], out / "case", ctx, opts)
+    return _finish(args, report, opts.min_level, None)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from tidehunt import registry
+    from tidehunt.model.report import RunReport
+
+    case = Path(args.case)
+    path = case / "report.json"
+    if not path.exists():
+        raise CaseError(f"{case}: no report.json; run 'tidehunt detect {case}' first")
+    report = RunReport.from_json(path.read_bytes())
+    findings = report.load_findings(case)
+    if args.format == "terminal":
+        from tidehunt.render import terminal
+
+        terminal.render(report, findings, sys.stdout, color=not args.no_color)
+        return E_OK
+    mod = registry.load("renderers", {"jsonl": "jsonl", "csv": "csv_timeline"}[args.format])
+    if args.out:
+        with open(args.out, "wb") as fh:
+            mod.render(report, findings, fh)
+    else:
+        mod.render(report, findings, sys.stdout.buffer)
+    return E_OK
+
+
+def _search(args: argparse.Namespace) -> int:
+    import csv
+
+    from tidehunt.case.store import CaseStore
+
+    store = CaseStore(args.case)
+    con = store.connect()
+    try:
+        con.execute("SET enable_external_access = false")
+    except Exception:  # noqa: BLE001 - older DuckDB: the views are already bound
+        log.debug("could not lock DuckDB external access")
+    try:
+        rel = con.sql(args.query)
+    except Exception as exc:  # noqa: BLE001 - DuckDB raises many error types for bad SQL
+        raise ConfigError(f"query failed: {exc}") from exc
+    if rel is None:
+        return E_OK
+    table = rel.limit(args.limit).to_arrow_table()
+    if args.csv:
+        w = csv.writer(sys.stdout)
+        w.writerow(table.column_names)
+        for row in table.to_pylist():
+            w.writerow(list(row.values()))
+        return E_OK
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table()
+    for c in table.column_names:
+        t.add_column(escape(c))
+    for row in table.to_pylist():
+        t.add_row(*(escape("" if v is None else str(v)) for v in row.values()))
+    Console(no_color=args.no_color).print(t)
+    return E_OK
+
+
+def _rules(args: argparse.Namespace, err: Any) -> int:
+    from tidehunt import rulepacks
+
+    if args.rules_command == "update":
+        rec = rulepacks.update(args.source, args.name)
+        state = "unchanged (already the newest version)" if rec.get("unchanged") else "added"
+        print(f"{rec['name']} {rec['version']}: {state}; {rec['rules']} rules, "
+              f"{rec['errors']} failed, {rec['not_applicable']} not applicable; newest rule "
+              f"dated {rec['content_date'] or 'unknown'}; stored at {rec['path']}")
+        return E_OK
+    if args.rules_command == "list":
+        print(f"bundled: {rulepacks.bundled_pack()}")
+        for name, versions in sorted(rulepacks.load_index().get("packs", {}).items()):
+            for v in versions:
+                age = rulepacks.age_days(v.get("content_date", ""))
+                print(f"{name} {v['version']}: {v['rules']} rules, fetched {v['fetched']} "
+                      f"from {v['source']}, newest rule {v.get('content_date') or '?'}"
+                      + (f" ({age} days old)" if age is not None else ""))
+        return E_OK
+    from tidehunt.detect.sigma.correlate import resolve_refs
+    from tidehunt.detect.sigma.loader import load_plan
+
+    paths = args.paths or [p for p, _ in rulepacks.default_rule_paths()]
+    plan = load_plan(paths, workers=args.workers)
+    _, corr_errors = resolve_refs(plan)
+    errors = plan.errors + corr_errors
+    for e in errors:
+        print(f"FAILED {e['path']}: {e.get('title') or e.get('id')}: {e['reason']}")
+    for e in plan.skipped:
+        print(f"N/A    {e['path']}: {e.get('title')}: {e['reason']}")
+    print(f"{len(plan.rules)} rules usable, {len(errors)} failed, {len(plan.skipped)} not "
+          f"applicable to any tidehunt table")
+    return E_RULES if errors else E_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""Orchestration: ingest, detect, write outputs. The CLI calls these; they never print."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tidehunt import __version__
+from tidehunt.case.store import CaseStore, utcnow
+from tidehunt.context import RunContext
+from tidehunt.detect.sigma.detector import SigmaDetector, SigmaOptions
+from tidehunt.detect.sigma.findings import concat
+from tidehunt.detect.sigma.loader import load_plan
+from tidehunt.ingest import IngestResult, ingest
+from tidehunt.model.finding import FINDINGS_SCHEMA
+from tidehunt.model.report import Meta, RuleSource, RunReport
+from tidehunt.model.rule import Severity
+from tidehunt.rulepacks import DEFAULT_MAX_AGE_DAYS, age_days, default_rule_paths
+
+
+@dataclass
+class HuntOptions:
+    """Everything a hunt or detect run takes besides evidence and case."""
+
+    rules: Sequence[str] = ()
+    min_level: Severity = Severity.INFORMATIONAL
+    exclude: Sequence[str] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    workers: int | None = None
+    max_rule_age_days: int = DEFAULT_MAX_AGE_DAYS
+    strict: bool = False
+    use_cache: bool = True
+    outputs: Sequence[str] = ("jsonl", "csv_timeline")
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_ingest(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
+               workers: int | None = None, strict: bool = False) -> tuple[CaseStore,
+                                                                        IngestResult]:
+    """Create or open the case and add evidence to it."""
+    store = CaseStore(case_dir, create=True)
+    res = ingest(evidence, store, ctx, workers=workers, strict=strict)
+    store.manifest.setdefault("runs", []).append({
+        "command": "ingest", "finished": utcnow(), "evidence": list(evidence),
+        "ingest": _ingest_dict(res)})
+    store.save()
+    return store, res
+
+
+def _ingest_dict(res: IngestResult) -> dict[str, Any]:
+    d = asdict(res)
+    d["seconds"] = round(d["seconds"], 3)
+    d["parse_seconds"] = round(d["parse_seconds"], 3)
+    d.pop("errors")
+    return d
+
+
+def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
+           command: str = "detect", started: str | None = None,
+           ingest_result: IngestResult | None = None,
+           timings: dict[str, float] | None = None) -> RunReport:
+    """Run the detectors over the case and write findings, timeline and report."""
+    started = started or utcnow()
+    timings = dict(timings or {})
+    t0 = time.perf_counter()
+    if opts.rules:
+        named = [(str(p), "") for p in opts.rules]
+    else:
+        named = default_rule_paths()
+    plan = load_plan([p for p, _ in named], workers=opts.workers, use_cache=opts.use_cache,
+                     on_progress=ctx.on_progress)
+    timings["rules"] = round(time.perf_counter() - t0, 3)
+    det = SigmaDetector(plan, SigmaOptions(opts.min_level, opts.exclude, opts.since,
+                                           opts.until))
+    t1 = time.perf_counter()
+    findings = concat(pa.Table.from_batches([b], schema=FINDINGS_SCHEMA)
+                      for b in det.run(store, ctx))
+    timings["detect"] = round(time.perf_counter() - t1, 3)
+    warnings: list[dict[str, Any]] = []
+    sources: list[RuleSource] = []
+    for (path, name), src in zip(named, plan.sources, strict=False):
+        age = age_days(src.get("content_date", ""))
+        sources.append(RuleSource(path=path, files=src["files"], sha256=src["sha256"],
+                                  content_date=src.get("content_date", ""), age_days=age,
+                                  name=name))
+        if age is not None and age > opts.max_rule_age_days:
+            warnings.append({"artefact": "", "path": name or path, "source": "rules",
+                             "message": f"rule pack is {age} days old (newest rule dated "
+                                        f"{src['content_date']}); run 'tidehunt rules "
+                                        "update'", "locators": [], "count": 1})
+    for rec in store.artefacts.values():
+        for w in rec.get("warnings", []):
+            warnings.append({**w, "path": w.get("path") or rec.get("display", "")})
+    warnings += store.manifest.get("warnings", [])
+    t2 = time.perf_counter()
+    report = _report(store, opts, command, started, det, findings, warnings, sources,
+                     ingest_result, timings)
+    write_outputs(store, report, findings, opts.outputs)
+    timings["write"] = round(time.perf_counter() - t2, 3)
+    report.stats["seconds"] = timings
+    (store.root / "report.json").write_text(report.to_json(), encoding="utf-8")
+    store.manifest.setdefault("runs", []).append({
+        "command": command, "started": started, "finished": report.meta.finished,
+        "rules": [s.model_dump() for s in sources],
+        "rule_errors": det.stats.rules_failed,
+        "rules_not_applicable": det.stats.rules_skipped,
+        "sigma": det.summary(), "findings": report.findings_count, "seconds": timings,
+        "ingest": _ingest_dict(ingest_result) if ingest_result else None,
+    })
+    store.manifest["rules"] = [s.model_dump() for s in sources]
+    store.save()
+    store.write_catalogue()
+    return report
+
+
+def _report(store: CaseStore, opts: HuntOptions, command: str, started: str,
+            det: SigmaDetector, findings: pa.Table, warnings: list[dict[str, Any]],
+            sources: list[RuleSource], ingest_result: IngestResult | None,
+            timings: dict[str, float]) -> RunReport:
+    levels = Counter(findings.column("level").to_pylist())
+    tactics = Counter(t for row in findings.column("tactics").to_pylist() for t in row or [])
+    rules = Counter(findings.column("rule_title").to_pylist())
+    stats: dict[str, Any] = {
+        "sigma": det.summary(),
+        "findings_by_level": dict(levels),
+        "findings_by_tactic": dict(tactics.most_common()),
+        "top_rules": [{"title": t, "findings": n} for t, n in rules.most_common(20)],
+        "seconds": timings,
+        "tables": {"windows": store.rows("windows")},
+    }
+    if ingest_result is not None:
+        stats["ingest"] = _ingest_dict(ingest_result)
+    filters = {"min_level": opts.min_level.label, "exclude": list(opts.exclude),
+               "from": opts.since.isoformat() if opts.since else None,
+               "to": opts.until.isoformat() if opts.until else None}
+    return RunReport(
+        meta=Meta(tool_version=__version__, command=command, case=str(store.root),
+                  started=started, finished=utcnow(), rule_sources=sources, filters=filters),
+        stats=stats, warnings=warnings, rule_errors=det.stats.rules_failed,
+        rules_not_applicable=det.stats.rules_skipped, findings_count=findings.num_rows,
+    )
+
+
+OUTPUT_FILES = {"jsonl": "findings.jsonl", "csv_timeline": "timeline.csv"}
+
+
+def write_outputs(store: CaseStore, report: RunReport, findings: pa.Table,
+                  outputs: Sequence[str]) -> None:
+    """findings.parquet always; then each requested renderer's file."""
+    from tidehunt import registry
+
+    if findings.num_rows:
+        from pyarrow import compute as pc
+
+        findings = findings.take(pc.sort_indices(findings, [("ts", "ascending"),
+                                                            ("finding_id", "ascending")]))
+    tmp = store.root / ".tmp-findings.parquet"
+    pq.write_table(findings, tmp, compression="zstd")
+    tmp.replace(store.root / "findings.parquet")
+    for name in outputs:
+        mod = registry.load("renderers", name)
+        path = store.root / OUTPUT_FILES[name]
+        part = path.with_name(".tmp-" + path.name)
+        with open(part, "wb") as fh:
+            mod.render(report, findings, fh)
+        part.replace(path)
+
+
+def hunt(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
+         opts: HuntOptions) -> RunReport:
+    """Ingest + detect + report."""
+    started = utcnow()
+    t0 = time.perf_counter()
+    store, res = run_ingest(evidence, case_dir, ctx, opts.workers, opts.strict)
+    timings = {"ingest": round(time.perf_counter() - t0, 3)}
+    return detect(store, ctx, opts, command="hunt", started=started, ingest_result=res,
+                  timings=timings)
