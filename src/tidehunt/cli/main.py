@@ -319,10 +319,9 @@ def _search(args: argparse.Namespace) -> int:
 
     store = CaseStore(args.case)
     con = store.connect()
-    try:
-        con.execute("SET enable_external_access = false")
-    except Exception:  # noqa: BLE001 - older DuckDB: the views are already bound
-        log.debug("could not lock DuckDB external access")
+    # the query may read the case and nothing else on this machine
+    con.execute("SET allowed_directories = $dirs", {"dirs": [str(store.root) + "/"]})
+    con.execute("SET enable_external_access = false")
     try:
         rel = con.sql(args.query)
     except Exception as exc:  # noqa: BLE001 - DuckDB raises many error types for bad SQL

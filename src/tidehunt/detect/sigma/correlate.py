@@ -83,7 +83,7 @@ def run_correlations(plan: Plan, hits: pa.Table, corr: dict[int, list[int]]) -> 
              f"{', ' + cols if cols else ''} FROM hits WHERE list_contains($refs, rule) "
              f"AND ts IS NOT NULL ORDER BY {', '.join(f'g{k}' for k in range(len(gb))) or '1'},"
              " ts")
-        table = con.execute(q, params).to_arrow_table()
+        table = con.sql(q, params=params).to_arrow_table()
         groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
         for h in table.to_pylist():
             key = tuple(h[f"g{k}"] for k in range(len(gb)))

@@ -105,9 +105,18 @@ class GroupRun:
 
     def column(self, name: str) -> _Column | None:
         if name not in self.cols and name == FULLTEXT:
-            texts = [self.table.column(c).take(self.rows) for c in self.all_columns
-                     if not c.startswith("_") and c != "ts"]
-            texts = [t if pa.types.is_string(t.type) else t.cast(pa.string()) for t in texts]
+            keep = [c for c in self.all_columns
+                    if not c.startswith("_") and c not in ("ts", "source_file")]
+            sub = self.table.select(keep).take(self.rows)  # one C++ call for all columns
+            texts = []
+            for t in sub.columns:
+                if t.null_count == len(t):
+                    continue  # most columns belong to other event types
+                t = t.combine_chunks()
+                texts.append(t if pa.types.is_string(t.type) else t.cast(pa.string()))
+            if not texts:
+                self.cols[name] = None
+                return None
             joined = pc.binary_join_element_wise(*texts, "\x1f", null_handling="skip")
             if isinstance(joined, pa.ChunkedArray):
                 joined = joined.combine_chunks()

