@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from tidehunt.context import RunContext
 from tidehunt.detect.sigma.detector import SigmaDetector, SigmaOptions
 from tidehunt.detect.sigma.findings import concat
 from tidehunt.detect.sigma.loader import load_plan
+from tidehunt.detect.sigma.plan import Plan
 from tidehunt.ingest import IngestResult, ingest
 from tidehunt.model.finding import FINDINGS_SCHEMA
 from tidehunt.model.report import Meta, RuleSource, RunReport
@@ -64,20 +66,33 @@ def _ingest_dict(res: IngestResult) -> dict[str, Any]:
     return d
 
 
+def _rule_paths(opts: HuntOptions) -> list[tuple[str, str]]:
+    if opts.rules:
+        return [(str(p), "") for p in opts.rules]
+    return default_rule_paths()
+
+
+def _prepare(opts: HuntOptions, ctx: RunContext) -> Plan:
+    """Load (or compile) the plan and warm the matcher's per-group tables."""
+    from tidehunt.detect.sigma.run import warm_up
+
+    plan = load_plan([p for p, _ in _rule_paths(opts)], workers=opts.workers,
+                     use_cache=opts.use_cache, on_progress=ctx.on_progress)
+    warm_up(plan)
+    return plan
+
+
 def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
            command: str = "detect", started: str | None = None,
            ingest_result: IngestResult | None = None,
-           timings: dict[str, float] | None = None) -> RunReport:
+           timings: dict[str, float] | None = None,
+           plan_future: Future[Plan] | None = None) -> RunReport:
     """Run the detectors over the case and write findings, timeline and report."""
     started = started or utcnow()
     timings = dict(timings or {})
     t0 = time.perf_counter()
-    if opts.rules:
-        named = [(str(p), "") for p in opts.rules]
-    else:
-        named = default_rule_paths()
-    plan = load_plan([p for p, _ in named], workers=opts.workers, use_cache=opts.use_cache,
-                     on_progress=ctx.on_progress)
+    named = _rule_paths(opts)
+    plan = plan_future.result() if plan_future is not None else _prepare(opts, ctx)
     timings["rules"] = round(time.perf_counter() - t0, 3)
     det = SigmaDetector(plan, SigmaOptions(opts.min_level, opts.exclude, opts.since,
                                            opts.until))
@@ -177,10 +192,20 @@ def write_outputs(store: CaseStore, report: RunReport, findings: pa.Table,
 
 def hunt(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
          opts: HuntOptions) -> RunReport:
-    """Ingest + detect + report."""
+    """Ingest + detect + report.
+
+    The rule plan is loaded (and the matcher warmed up) in a thread while ingest runs: the
+    parent process mostly waits for the ingest workers, so this fixed cost comes for free.
+    """
     started = utcnow()
     t0 = time.perf_counter()
-    store, res = run_ingest(evidence, case_dir, ctx, opts.workers, opts.strict)
-    timings = {"ingest": round(time.perf_counter() - t0, 3)}
-    return detect(store, ctx, opts, command="hunt", started=started, ingest_result=res,
-                  timings=timings)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        plan_future = pool.submit(_prepare, opts, ctx)
+        try:
+            store, res = run_ingest(evidence, case_dir, ctx, opts.workers, opts.strict)
+        except BaseException:
+            plan_future.cancel()
+            raise
+        timings = {"ingest": round(time.perf_counter() - t0, 3)}
+        return detect(store, ctx, opts, command="hunt", started=started, ingest_result=res,
+                      timings=timings, plan_future=plan_future)

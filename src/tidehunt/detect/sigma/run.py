@@ -255,12 +255,12 @@ class GroupRun:
         return ALL_FALSE
 
 
-_BY_FIELD: dict[tuple[int, int], dict[str | None, list[int]]] = {}
+_BY_FIELD: dict[tuple[int, tuple[int, ...]], dict[str | None, list[int]]] = {}
 
 
 def ac_preds_by_field(plan: Plan, group: Group) -> dict[str | None, list[int]]:
     """Plain string predicates of a group's rules per field (memoised per plan and group)."""
-    key = (id(plan), id(group))
+    key = (id(plan), tuple(group.rules))
     got = _BY_FIELD.get(key)
     if got is not None:
         return got
@@ -275,6 +275,15 @@ def ac_preds_by_field(plan: Plan, group: Group) -> dict[str | None, list[int]]:
         _BY_FIELD.clear()
     _BY_FIELD[key] = out
     return out
+
+
+def warm_up(plan: Plan) -> None:
+    """Import the matcher's libraries and build per-group tables ahead of matching."""
+    import polars as pl
+
+    pl.Series("w", ["x"]).str.extract_many(["x"], overlapping=True)
+    for g in plan.groups:
+        ac_preds_by_field(plan, g)
 
 
 def ac_match(col: _Column, preds: list[dict[str, Any]], ids: list[int]) -> dict[int, Bits]:

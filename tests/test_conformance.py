@@ -1,0 +1,54 @@
+"""Conventions a machine can check: registries complete, plugins concrete and documented."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+
+import pytest
+
+from tidehunt import registry
+from tidehunt.model.tables import TABLES
+
+
+@pytest.mark.parametrize(("kind", "package"), [("sources", "tidehunt.sources"),
+                                               ("renderers", "tidehunt.render")])
+def test_every_module_is_registered(kind, package):
+    path = importlib.import_module(package).__path__
+    modules = {f"{package}.{m.name}" for m in pkgutil.iter_modules(path)
+               if not m.name.startswith("_") and m.name not in ("base", "sniff")}
+    assert modules == {t.partition(":")[0] for t in registry.targets(kind).values()}
+
+
+def test_sources_are_concrete_documented_and_named():
+    for name, cls in registry.all_of("sources").items():
+        assert cls.NAME == name
+        assert not inspect.isabstract(cls), name
+        assert cls.__doc__ and cls.__module__.rsplit(".", 1)[1] == name
+        assert set(cls.WRITES) <= set(TABLES), name
+        assert inspect.getdoc(importlib.import_module(cls.__module__))
+
+
+def test_detectors_declare_reads():
+    for name in registry.targets("detectors"):
+        cls = registry.load("detectors", name)
+        assert cls.NAME == name and set(cls.READS) <= set(TABLES)
+
+
+def test_renderers_have_render_and_name():
+    for name in registry.targets("renderers"):
+        mod = registry.load("renderers", name)
+        assert mod.NAME == name and callable(mod.render) and mod.__doc__
+
+
+def test_every_field_documented():
+    for table in TABLES.values():
+        assert table.doc
+        for f in table.fields:
+            assert f.doc, (table.name, f.name)
+
+
+def test_unknown_plugin_is_a_clear_error():
+    with pytest.raises(registry.RegistryError, match="known: evtx"):
+        registry.load("sources", "nope")
