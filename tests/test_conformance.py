@@ -23,7 +23,7 @@ def test_every_module_is_registered(kind, package):
 
 def test_sources_are_concrete_documented_and_named():
     for name, cls in registry.all_of("sources").items():
-        assert cls.NAME == name
+        assert name == cls.NAME
         assert not inspect.isabstract(cls), name
         assert cls.__doc__ and cls.__module__.rsplit(".", 1)[1] == name
         assert set(cls.WRITES) <= set(TABLES), name
@@ -33,13 +33,13 @@ def test_sources_are_concrete_documented_and_named():
 def test_detectors_declare_reads():
     for name in registry.targets("detectors"):
         cls = registry.load("detectors", name)
-        assert cls.NAME == name and set(cls.READS) <= set(TABLES)
+        assert name == cls.NAME and set(cls.READS) <= set(TABLES)
 
 
 def test_renderers_have_render_and_name():
     for name in registry.targets("renderers"):
         mod = registry.load("renderers", name)
-        assert mod.NAME == name and callable(mod.render) and mod.__doc__
+        assert name == mod.NAME and callable(mod.render) and mod.__doc__
 
 
 def test_every_field_documented():

@@ -23,7 +23,7 @@ class SourceError(TidehuntError):
     """An evidence file that cannot be read at all."""
 
 
-class UnsupportedArtefact(SourceError):  # noqa: N818 - named as in plaso (WrongParser)
+class UnsupportedArtefact(SourceError):
     """Not this Source's format after all."""
 
 

@@ -29,7 +29,7 @@ from tidehunt.context import RunContext
 from tidehunt.errors import NoUsableInput, SourceError
 from tidehunt.sources._winrows import WindowsRows, WindowsSource
 from tidehunt.sources.base import Artefact
-from tidehunt.sources.sniff import HEAD, sniff
+from tidehunt.sources.sniff import sniff
 
 log = logging.getLogger("tidehunt.ingest")
 
@@ -206,7 +206,7 @@ def run_task(case_root: str, task: list[Planned], evtx_threads: int = 0,
                     store.add(b.table, b.data)
         except SourceError as exc:
             status, error = "failed", str(exc)
-        except Exception as exc:  # noqa: BLE001 - isolate one artefact; --strict re-raises
+        except Exception as exc:
             if strict:
                 raise
             status = "failed"

@@ -66,7 +66,7 @@ def _save_index(doc: dict[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-")
     with os.fdopen(fd, "wb") as fh:
         fh.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
-    os.replace(tmp, p)
+    Path(tmp).replace(p)
 
 
 def latest_packs() -> list[dict[str, Any]]:
@@ -94,7 +94,7 @@ def _fetch(source: str, dest: Path) -> str:
     if parsed.scheme in ("http", "https"):
         req = urllib.request.Request(source, headers={"User-Agent": "tidehunt"})
         try:
-            with urllib.request.urlopen(req, timeout=60) as resp, open(dest, "wb") as fh:  # noqa: S310
+            with urllib.request.urlopen(req, timeout=60) as resp, open(dest, "wb") as fh:
                 total = 0
                 while chunk := resp.read(1 << 20):
                     total += len(chunk)
@@ -148,7 +148,7 @@ def update(source: str | None = None, name: str = "sigmahq") -> dict[str, Any]:
         fetched = datetime.now(UTC)
         version = fetched.strftime("%Y%m%dT%H%M%SZ") + "-" + digest[:12]
         final = pack_dir / f"{version}.zip"
-        os.replace(tmp, final)
+        Path(tmp).replace(final)
         content_date = plan.sources[0].get("content_date", "") if plan.sources else ""
         rec = {
             "name": name, "version": version, "path": str(final), "source": origin,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -41,6 +40,7 @@ def _keys(store: CaseStore) -> list[tuple[str, str]]:
 
 def test_manifest_records_evidence(tmp_path):
     ev = _events(tmp_path / "a.json", 5)
+    before = (ev.read_bytes(), ev.stat().st_mtime_ns)
     store = CaseStore(tmp_path / "case", create=True)
     res = ingest([str(ev)], store, RunContext(), workers=1)
     assert res.ingested == 1 and res.records == 5
@@ -51,7 +51,7 @@ def test_manifest_records_evidence(tmp_path):
     assert rec["records"] == {"windows": 5} and rec["status"] == "ingested"
     assert doc["schema_version"] >= 1 and doc["tool_version"]
     assert (tmp_path / "case" / "case.duckdb").exists()
-    assert os.stat(ev).st_mode & 0o777 == os.stat(ev).st_mode & 0o777  # evidence untouched
+    assert (ev.read_bytes(), ev.stat().st_mtime_ns) == before  # evidence untouched
 
 
 def test_rerun_skips_known_and_adds_new(tmp_path):

@@ -155,7 +155,7 @@ def test_report_rerenders(setup, tmp_path, capsys):
 
 
 def test_search(setup, capsys):
-    ev, rules, case = setup
+    ev, _, case = setup
     main(["-q", "ingest", str(ev), "-o", str(case)])
     assert main(["search", str(case), "SELECT count(*) AS n FROM windows", "--csv"]) == 0
     assert capsys.readouterr().out.splitlines() == ["n", "3"]

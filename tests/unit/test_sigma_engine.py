@@ -145,7 +145,7 @@ def test_correlations(tmp_path):
                      host="ws8", times=["2026-10-06T03:00:00Z", "2026-10-06T03:30:00Z"],
                      start=50),                                       # wrong order
     ]
-    findings, plan = hunt(tmp_path, [BASE, CORR], evidence)
+    findings, _ = hunt(tmp_path, [BASE, CORR], evidence)
     rows = findings.to_pylist()
     corr = [r for r in rows if r["rule_id"].endswith("a1")]
     assert len(corr) == 1 and json.loads(corr[0]["fields"])["IpAddress"] == "203.0.113.5"

@@ -132,8 +132,7 @@ def test_json_shapes_lines_array_concatenated(tmp_path, ctx):
     array = tmp_path / "b"
     array.write_text(json.dumps([_event(i) for i in range(3)], indent=2))
     concat = tmp_path / "c"
-    concat.write_text("".join("Record %d\n" % i * 0 + json.dumps(_event(i), indent=2) + "\n"
-                              for i in range(3)))
+    concat.write_text("".join(json.dumps(_event(i), indent=2) + "\n" for i in range(3)))
     gz = tmp_path / "d"
     gz.write_bytes(gzip.compress(lines.read_bytes()))
     for p in (lines, array, concat, gz):

@@ -85,7 +85,7 @@ class CaseStore:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, self.root / MANIFEST)
+        Path(tmp).replace(self.root / MANIFEST)
 
     def _gc(self) -> None:
         """Delete parts a killed run left behind (not in the manifest) and temp files."""
@@ -125,7 +125,7 @@ class CaseStore:
         for part in parts:
             tmp = Path(part["tmp"])
             final = tmp.with_name(tmp.name.removeprefix(".tmp-"))
-            os.replace(tmp, final)
+            Path(tmp).replace(final)
             rel = final.relative_to(self.root).as_posix()
             self.manifest.setdefault("parts", {})[rel] = {
                 "table": part["table"],
@@ -233,7 +233,7 @@ class CaseStore:
                             f"{_sql_str(str(findings))})")
         finally:
             con.close()
-        os.replace(tmp, path)
+        Path(tmp).replace(path)
         return path
 
 

@@ -324,7 +324,7 @@ def _search(args: argparse.Namespace) -> int:
     con.execute("SET enable_external_access = false")
     try:
         rel = con.sql(args.query)
-    except Exception as exc:  # noqa: BLE001 - DuckDB raises many error types for bad SQL
+    except Exception as exc:
         raise ConfigError(f"query failed: {exc}") from exc
     if rel is None:
         return E_OK

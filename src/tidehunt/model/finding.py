@@ -94,7 +94,8 @@ class Finding:
         dst: str | None = None,
     ) -> Finding:
         """Sort evidence by time, keep the first 100, derive the stable id and times."""
-        ev = sorted(evidence, key=lambda e: (e.ts is None, e.ts or datetime.min, e.locator))
+        ev = sorted(evidence, key=lambda e: (e.ts is None, e.ts.timestamp() if e.ts else 0.0,
+                                              e.locator))
         times = [e.ts for e in ev if e.ts is not None]
         return cls(
             id=finding_id(rule.id, [(e.artefact, e.locator) for e in ev]),

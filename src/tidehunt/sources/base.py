@@ -22,7 +22,7 @@ class Artefact:
 
     def open(self) -> IO[bytes]:
         """Open read-only, binary. Evidence is never written."""
-        return open(self.path, "rb")  # noqa: SIM115 - caller closes
+        return open(self.path, "rb")
 
 
 class Source(abc.ABC):

@@ -18,7 +18,7 @@ import io
 import json
 import zipfile
 from collections.abc import Iterator
-from typing import IO, Any, ClassVar
+from typing import IO, Any, ClassVar, cast
 
 import orjson
 
@@ -140,7 +140,8 @@ class WindowsJsonSource(WindowsSource, Source):
                                      "event JSON export; not read", [name],
                                      path=artefact.display)
                             continue
-                        stream = _Capped(_Prefixed(first, member), info.file_size)
+                        stream = cast(IO[bytes], _Capped(_Prefixed(first, member),
+                                                         info.file_size))
                         yield from self._stream(artefact, stream, name + ":", ctx, sink)
                 except (zipfile.BadZipFile, RuntimeError, NotImplementedError, OSError,
                         EOFError) as exc:
@@ -149,7 +150,8 @@ class WindowsJsonSource(WindowsSource, Source):
 
     def _stream(self, artefact: Artefact, fh: IO[bytes], prefix: str, ctx: RunContext,
                 sink: WindowsRows) -> Iterator[TableBatch]:
-        buf = io.BufferedReader(fh, CHUNK) if not isinstance(fh, io.BufferedReader) else fh
+        buf = fh if isinstance(fh, io.BufferedReader) else io.BufferedReader(
+            cast(io.RawIOBase, fh), CHUNK)
         first = _strip(buf.peek(65536)[:65536])
         first_line = first.split(b"\n", 1)[0].strip()
         jsonl = False

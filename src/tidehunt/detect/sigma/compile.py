@@ -26,7 +26,7 @@ Tree = list[Any]
 Pred = dict[str, Any]
 
 
-class Unsupported(Exception):  # noqa: N818 - a reason, not a crash
+class Unsupported(Exception):
     """A rule construct the engine cannot evaluate; the message is the reason shown."""
 
 
@@ -70,10 +70,7 @@ def string_pred(field: str | None, value: Any) -> Pred:
         else:
             rx.append(re.escape(p.lower() if not cased else p))
     body = "".join(rx)
-    if field is None:
-        pattern = body
-    else:
-        pattern = "^" + body + "$"
+    pattern = body if field is None else "^" + body + "$"
     # longest literal part, used as a multi-pattern prefilter
     lits = [p for p in parts if isinstance(p, str)]
     anchor = max(lits, key=len) if lits else ""

@@ -8,8 +8,9 @@ finding whose evidence lists the events in it (first 100).
 
 from __future__ import annotations
 
+import operator
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -21,13 +22,9 @@ from tidehunt.detect.sigma.plan import Plan
 from tidehunt.model.finding import FINDINGS_SCHEMA, finding_id
 from tidehunt.model.rule import Severity
 
-_OPS = {
-    "gte": lambda n, c: n >= c,
-    "gt": lambda n, c: n > c,
-    "lte": lambda n, c: n <= c,
-    "lt": lambda n, c: n < c,
-    "eq": lambda n, c: n == c,
-    "neq": lambda n, c: n != c,
+_OPS: dict[str, Callable[[int, int], bool]] = {
+    "gte": operator.ge, "gt": operator.gt, "lte": operator.le, "lt": operator.lt,
+    "eq": operator.eq, "neq": operator.ne,
 }
 
 

@@ -238,10 +238,10 @@ def load_plan(paths: Sequence[str | os.PathLike[str]], *, workers: int | None = 
             fd, tmp = tempfile.mkstemp(dir=cpath.parent, prefix=".tmp-")
             with os.fdopen(fd, "wb") as fh:
                 fh.write(plan.to_json())
-            os.replace(tmp, cpath)
+            Path(tmp).replace(cpath)
         except OSError as exc:
             log.warning("cannot write plan cache %s: %s", cpath, exc)
     return plan
 
 
-__all__ = ["RuleFile", "load_plan", "newest_date", "rule_files", "io"]
+__all__ = ["RuleFile", "io", "load_plan", "newest_date", "rule_files"]

@@ -18,8 +18,8 @@ WINDOWS_PRODUCTS = {"windows"}
 
 @cache
 def _pipeline() -> Any:
-    from sigma.pipelines.sysmon import sysmon_pipeline
-    from sigma.pipelines.windows import windows_logsource_pipeline
+    from sigma.pipelines.sysmon.sysmon import sysmon_pipeline
+    from sigma.pipelines.windows.windows import windows_logsource_pipeline
 
     return sysmon_pipeline() + windows_logsource_pipeline()
 
@@ -51,7 +51,7 @@ def partition(category: str | None, product: str | None,
         for item in det.detection_items:
             field = getattr(item, "field", None)
             vals = [getattr(v, "number", None) if field == "EventID" else str(v)
-                    for v in item.value]
+                    for v in getattr(item, "value", [])]
             if field == "Channel":
                 channels += [v for v in vals if v]
             elif field == "EventID":

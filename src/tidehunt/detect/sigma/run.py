@@ -16,7 +16,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -216,10 +216,7 @@ class GroupRun:
     def _num(self, col: _Column, p: dict[str, Any]) -> Bits:
         v = p["value"]
         if p["op"] == "eq":
-            if isinstance(v, float) and not v.is_integer():
-                text = str(v)
-            else:
-                text = str(int(v))
+            text = str(v) if isinstance(v, float) and not v.is_integer() else str(int(v))
             return col.to_rows(_np(pc.equal(pc.utf8_trim_whitespace(col.dict), text)),
                                col.idx)
         d = col.dict
@@ -309,7 +306,8 @@ def ac_match(col: _Column, preds: list[dict[str, Any]], ids: list[int]) -> dict[
         d = pc.replace_substring_regex(d, "[\x02\x03]", "\ufffd")
     wrapped = pc.binary_join_element_wise(_START, d, _END, "")
     patterns = list(pats)
-    found = pl.from_arrow(wrapped).str.extract_many(patterns, overlapping=True).to_arrow()
+    series = cast(pl.Series, pl.from_arrow(wrapped))
+    found = series.str.extract_many(patterns, overlapping=True).to_arrow()
     if isinstance(found, pa.ChunkedArray):
         found = found.combine_chunks()
     flat = pc.list_flatten(found)
@@ -419,9 +417,12 @@ def match(plan: Plan, store: CaseStore, rules: Sequence[int] | None = None, *,
             out_row.append(row_in_part[rows])
         if on_progress:
             on_progress("match", events, total)
-    cat = (lambda xs, dt: np.concatenate(xs) if xs else np.zeros(0, dtype=dt))
-    return MatchResult(cat(out_rule, np.int32), cat(out_part, np.int32),
-                       cat(out_row, np.int64), parts, events)
+    return MatchResult(_cat(out_rule, np.int32), _cat(out_part, np.int32),
+                       _cat(out_row, np.int64), parts, events)
+
+
+def _cat(xs: list[np.ndarray], dtype: Any) -> np.ndarray:
+    return np.concatenate(xs) if xs else np.zeros(0, dtype=dtype)
 
 
 def _chunks(store: CaseStore, parts: list[str]) -> Iterator[list[tuple[int, str]]]:
