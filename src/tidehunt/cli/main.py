@@ -285,7 +285,35 @@ def _demo(args: argparse.Namespace, ctx: Any, err: Any) -> int:
         err.print(f"demo evidence: {len(files)} files in {evidence}", markup=False)
     opts = engine.HuntOptions(workers=args.workers)
     report = engine.hunt([str(evidence)], out / "case", ctx, opts)
-    return _finish(args, report, opts.min_level, None)
+    code = _finish(args, report, opts.min_level, None)
+    if not args.quiet:
+        _print_story(report, args.no_color)
+    return code
+
+
+def _print_story(report: Any, no_color: bool) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from tidehunt.demo.coverage import coverage
+
+    stages = coverage(report.load_findings(report.meta.case))
+    t = Table(title="The demo intrusion, stage by stage", show_lines=True)
+    t.add_column("#")
+    t.add_column("When (UTC)")
+    t.add_column("Host")
+    t.add_column("What the actor did", max_width=52)
+    t.add_column("Detected by", max_width=40)
+    for s in stages:
+        hits = s["detected_by"]
+        found = "\n".join(f"{escape(k)} ({v})" for k, v in sorted(hits.items())[:4])
+        t.add_row(s["stage"], s["time"][:16].replace("T", " "), escape(s["host"]),
+                  escape(s["description"]), found or "[red]not detected[/]")
+    con = Console(no_color=no_color, width=160)
+    con.print(t)
+    n = sum(1 for s in stages if s["detected_by"])
+    con.print(f"{n} of {len(stages)} stages detected.")
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -74,6 +74,14 @@ def render(report: RunReport, findings: pa.Table, out: IO[str], *, color: bool =
             for name, n in tac.most_common():
                 tt.add_row(name, f"{n:,}")
             con.print(tt)
+    if report.rule_errors:
+        et = Table(title=f"Rules not used ({len(report.rule_errors)}; all in report.json and "
+                         "'tidehunt rules lint')")
+        et.add_column("Rule")
+        et.add_column("Reason")
+        for e in report.rule_errors[:top]:
+            et.add_row(escape(e.get("title") or e.get("path", "")), escape(e["reason"][:120]))
+        con.print(et)
     timing = st.get("seconds", {})
     if timing:
         con.print("Timings: " + ", ".join(f"{k} {v:.2f}s" for k, v in timing.items()))

@@ -38,6 +38,8 @@ class Plan:
     skipped: list[dict[str, str]]
     sources: list[dict[str, Any]] = field(default_factory=list)
     groups: list[Group] = field(default_factory=list)
+    #: derived tables the matcher memoises per plan (not serialised)
+    memo: dict[Any, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def to_json(self) -> bytes:
         """Serialise for the cache."""

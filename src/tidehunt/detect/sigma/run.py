@@ -252,13 +252,10 @@ class GroupRun:
         return ALL_FALSE
 
 
-_BY_FIELD: dict[tuple[int, tuple[int, ...]], dict[str | None, list[int]]] = {}
-
-
 def ac_preds_by_field(plan: Plan, group: Group) -> dict[str | None, list[int]]:
     """Plain string predicates of a group's rules per field (memoised per plan and group)."""
-    key = (id(plan), tuple(group.rules))
-    got = _BY_FIELD.get(key)
+    key = ("ac_by_field", tuple(group.rules))
+    got: dict[str | None, list[int]] | None = plan.memo.get(key)
     if got is not None:
         return got
     by: dict[str | None, dict[int, None]] = {}
@@ -268,9 +265,7 @@ def ac_preds_by_field(plan: Plan, group: Group) -> dict[str | None, list[int]]:
             if p["kind"] == "str" and p["op"] in _AC_OPS and not p["cased"]:
                 by.setdefault(p["field"], {})[pi] = None
     out = {f: list(d) for f, d in by.items()}
-    if len(_BY_FIELD) > 1024:
-        _BY_FIELD.clear()
-    _BY_FIELD[key] = out
+    plan.memo[key] = out
     return out
 
 
