@@ -192,7 +192,8 @@ def rule_server(corpus, tmp_path):
     srv.shutdown()
 
 
-def test_rules_update_from_local_server(rule_server, setup, capsys):
+def test_rules_update_from_local_server(rule_server, setup, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("TIDEHUNT_DATA_DIR", str(tmp_path / "data"))
     ev, _, case = setup
     assert main(["rules", "update", "--from", rule_server]) == 0
     out = capsys.readouterr().out
@@ -219,7 +220,8 @@ def test_stale_rules_warned(setup):
     assert any("days old" in w["message"] for w in report["warnings"])
 
 
-def test_rules_update_refuses_garbage(tmp_path):
+def test_rules_update_refuses_garbage(tmp_path, monkeypatch):
+    monkeypatch.setenv("TIDEHUNT_DATA_DIR", str(tmp_path / "data"))
     junk = tmp_path / "junk.zip"
     with zipfile.ZipFile(junk, "w") as zf:
         zf.writestr("readme.txt", "no rules here")

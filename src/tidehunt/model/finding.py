@@ -46,6 +46,7 @@ FINDINGS_SCHEMA = pa.schema(
         pa.field("channel", pa.string()),
         pa.field("event_id", pa.int64()),
         pa.field("summary", pa.string()),
+        pa.field("details", pa.string()),  # Hayabusa-style "Key: value ¦ ..." of the event
         pa.field("evidence", pa.list_(EVIDENCE_TYPE)),
         pa.field("fields", pa.string()),  # JSON object of the matched event's fields
     ]
@@ -143,6 +144,7 @@ def findings_batch(findings: Iterable[Finding]) -> pa.RecordBatch:
                 "channel": None,
                 "event_id": None,
                 "summary": f.summary,
+                "details": " ¦ ".join(f"{k}: {v}" for k, v in f.matched.items()),
                 "evidence": [
                     {
                         "table": e.table,

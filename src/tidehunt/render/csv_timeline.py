@@ -11,7 +11,6 @@ import csv
 import io
 from typing import IO
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -35,8 +34,6 @@ def safe_cell(v: object) -> str:
 def render(report: RunReport, findings: pa.Table, out: IO[bytes]) -> None:
     """Write the timeline CSV (UTF-8)."""
     del report
-    from tidehunt.detect.sigma.findings import details
-
     text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
     w = csv.writer(text)
     w.writerow(COLUMNS)
@@ -46,8 +43,7 @@ def render(report: RunReport, findings: pa.Table, out: IO[bytes]) -> None:
     for batch in findings.to_batches(max_chunksize=8192):
         for r in batch.to_pylist():
             ev = r["evidence"][0] if r["evidence"] else {}
-            fields = orjson.loads(r["fields"]) if r["fields"] else {}
-            det = details(fields, limit=6) if r["event_id"] is not None else r["summary"]
+            det = r["details"] or r["summary"]
             ts = r["ts"].strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z" if r["ts"] else ""
             w.writerow([safe_cell(x) for x in (
                 ts, r["rule_title"], _LEVEL.get(r["level"], r["level"]), r["host"],

@@ -31,6 +31,7 @@ def render(report: RunReport, findings: pa.Table, out: IO[bytes]) -> None:
             row["ts"] = _iso(row["ts"])
             row["ts_last"] = _iso(row["ts_last"])
             row.pop("severity", None)
-            row["fields"] = orjson.loads(row["fields"]) if row["fields"] else {}
+            # fields is stored as JSON already: spliced in, not parsed and re-serialised
+            row["fields"] = orjson.Fragment(row["fields"] or "{}")
             out.write(orjson.dumps(row, default=str))
             out.write(b"\n")

@@ -184,6 +184,7 @@ def _row(plan: Plan, r: dict[str, Any], ci: int, refs: list[int], group: dict[st
         "channel": None,
         "event_id": None,
         "summary": summary,
+        "details": f"{gtxt}; count: {len(w)}",
         "evidence": evidence,
         "fields": orjson.dumps(fields, default=str).decode(),
     }

@@ -151,6 +151,7 @@ def _finding_row(r: dict[str, Any], ev: dict[str, Any], fields: dict[str, Any], 
         "channel": ev.get("channel"),
         "event_id": ev.get("event_id"),
         "summary": f"{r['title']} on {host or 'unknown host'}" + (f": {det}" if det else ""),
+        "details": details(fields, limit=6),
         "evidence": [{
             "table": "windows",
             "source_file": ev.get("source_file"),
