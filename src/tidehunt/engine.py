@@ -95,7 +95,7 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
     plan = plan_future.result() if plan_future is not None else _prepare(opts, ctx)
     timings["rules"] = round(time.perf_counter() - t0, 3)
     det = SigmaDetector(plan, SigmaOptions(opts.min_level, opts.exclude, opts.since,
-                                           opts.until))
+                                           opts.until, opts.workers))
     t1 = time.perf_counter()
     findings = concat(pa.Table.from_batches([b], schema=FINDINGS_SCHEMA)
                       for b in det.run(store, ctx))

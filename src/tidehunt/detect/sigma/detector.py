@@ -28,6 +28,7 @@ class SigmaOptions:
     exclude: Sequence[str] = ()
     since: datetime | None = None
     until: datetime | None = None
+    workers: int | None = None
 
 
 @dataclass
@@ -89,7 +90,8 @@ class SigmaDetector(Detector):
         detect, emit, corr = self.select()
         t0 = time.perf_counter()
         res = match(self.plan, store, sorted(detect), since=self.options.since,
-                    until=self.options.until, on_progress=ctx.on_progress)
+                    until=self.options.until, on_progress=ctx.on_progress,
+                    workers=self.options.workers)
         t1 = time.perf_counter()
         findings, hits = build_findings(self.plan, res, emit)
         t2 = time.perf_counter()

@@ -386,34 +386,85 @@ class MatchResult:
     events: int
 
 
+#: Above this many rows, chunks are matched in parallel worker processes.
+PARALLEL_MATCH_ROWS = 400_000
+
+
 def match(plan: Plan, store: CaseStore, rules: Sequence[int] | None = None, *,
           since: datetime | None = None, until: datetime | None = None,
-          on_progress: Any = None) -> MatchResult:
-    """Evaluate the plan's detection rules over the case's ``windows`` table."""
-    active = set(plan.detection_rules() if rules is None else rules)
-    groups = [Group(g.channels, g.event_ids, [r for r in g.rules if r in active])
-              for g in plan.groups]
-    groups = [g for g in groups if g.rules]
+          on_progress: Any = None, workers: int | None = None) -> MatchResult:
+    """Evaluate the plan's detection rules over the case's ``windows`` table.
+
+    Chunks of parts are matched in this process, or, for large cases, in up to ``workers``
+    processes that each load the plan once (spawn start-up costs about a second, so small
+    cases stay in-process).
+    """
+    import os
+
+    active = sorted(set(plan.detection_rules() if rules is None else rules))
     parts = [str(p) for p in store.parts("windows")]
-    out_rule: list[np.ndarray] = []
-    out_part: list[np.ndarray] = []
-    out_row: list[np.ndarray] = []
-    events = 0
     total = store.rows("windows")
+    chunks = list(_chunks(store, parts))
+    workers = workers or min(2, os.cpu_count() or 1)
+    out: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = []
     if on_progress:
         on_progress("match", 0, total)
-    for chunk_parts in _chunks(store, parts):
-        table, part_of_row, row_in_part = _read_chunk(store, chunk_parts, groups, plan)
-        events += table.num_rows
-        hits = run_groups(plan, groups, table, since, until)
-        for ri, rows in zip(hits.rules, hits.rows, strict=True):
-            out_rule.append(ri)
-            out_part.append(part_of_row[rows])
-            out_row.append(row_in_part[rows])
-        if on_progress:
-            on_progress("match", events, total)
-    return MatchResult(_cat(out_rule, np.int32), _cat(out_part, np.int32),
-                       _cat(out_row, np.int64), parts, events)
+    events = 0
+    if workers > 1 and len(chunks) > 1 and total >= PARALLEL_MATCH_ROWS:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        mp = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=mp,
+                                 initializer=_init_worker, initargs=(plan.to_json(),)) as pool:
+            for res in pool.map(_match_chunk_in_worker,
+                                [(c, active, since, until) for c in chunks]):
+                out.append(res)
+                events += res[3]
+                if on_progress:
+                    on_progress("match", events, total)
+    else:
+        for c in chunks:
+            res = match_chunk(plan, c, active, since, until)
+            out.append(res)
+            events += res[3]
+            if on_progress:
+                on_progress("match", events, total)
+    return MatchResult(_cat([o[0] for o in out], np.int32), _cat([o[1] for o in out], np.int32),
+                       _cat([o[2] for o in out], np.int64), parts, events)
+
+
+def match_chunk(plan: Plan, chunk: list[tuple[int, str]], active: Sequence[int],
+                since: datetime | None, until: datetime | None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Match one chunk of parts: (rule, part index, row in part) per hit, and its rows."""
+    act = set(active)
+    groups = [Group(g.channels, g.event_ids, [r for r in g.rules if r in act])
+              for g in plan.groups]
+    groups = [g for g in groups if g.rules]
+    table, part_of_row, row_in_part = _read_chunk(chunk, groups, plan)
+    hits = run_groups(plan, groups, table, since, until)
+    rule = _cat(hits.rules, np.int32)
+    rows = _cat(hits.rows, np.int64)
+    return rule, part_of_row[rows], row_in_part[rows], table.num_rows
+
+
+_WORKER_PLAN: list[Plan] = []
+
+
+def _init_worker(plan_json: bytes) -> None:
+    plan = Plan.from_json(plan_json)
+    if plan is None:
+        raise RuntimeError("plan version mismatch in worker")
+    warm_up(plan)
+    _WORKER_PLAN[:] = [plan]
+
+
+def _match_chunk_in_worker(args: tuple[list[tuple[int, str]], list[int], datetime | None,
+                                       datetime | None]
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    chunk, active, since, until = args
+    return match_chunk(_WORKER_PLAN[0], chunk, active, since, until)
 
 
 def _cat(xs: list[np.ndarray], dtype: Any) -> np.ndarray:
@@ -435,7 +486,7 @@ def _chunks(store: CaseStore, parts: list[str]) -> Iterator[list[tuple[int, str]
         yield cur
 
 
-def _read_chunk(store: CaseStore, chunk: list[tuple[int, str]], groups: list[Group],
+def _read_chunk(chunk: list[tuple[int, str]], groups: list[Group],
                 plan: Plan) -> tuple[pa.Table, np.ndarray, np.ndarray]:
     """Read the columns any active rule needs from a few parts, as one table."""
     import pyarrow.parquet as pq
