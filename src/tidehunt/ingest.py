@@ -218,9 +218,12 @@ def run_task(case_root: str, task: list[Planned], evtx_threads: int = 0,
                                 warnings=[w.to_dict() for w in ctx.take_warnings()])
         if error:
             recs[item.id]["error"] = error
-    for sink in sinks.values():
+    for name, sink in sinks.items():
         for b in sink.flush():
             store.add(b.table, b.data)
+        sink.report(ctx, name)
+    for w in ctx.take_warnings():  # rows checked in bulk at flush: time and event ID defects
+        recs[w.artefact]["warnings"].append(w.to_dict())
     parts = store.close()
     for part in parts:
         for aid, n in part.pop("counts").items():

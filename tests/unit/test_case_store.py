@@ -151,3 +151,24 @@ def test_parallel_ingest_same_rows_as_serial(corpus, tmp_path):
         ing.IN_PROCESS_BYTES = old
     assert sorted(_keys(a)) == sorted(_keys(b))
     assert a.rows("windows") == 5079
+
+
+def test_row_defects_reach_the_manifest_of_their_own_file(tmp_path):
+    # one worker reads both files into one shared buffer; time and event ID are checked
+    # in bulk when that buffer is flushed, after both files were read
+    good = _events(tmp_path / "good.json", 3)
+    bad = tmp_path / "bad.json"
+    lines = good.read_text().splitlines()
+    rows = [json.loads(x) for x in lines]
+    rows[1]["Event"]["System"]["TimeCreated"]["#attributes"]["SystemTime"] = "yesterday"
+    rows[2]["Event"]["System"]["EventID"] = "four"
+    bad.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    store = CaseStore(tmp_path / "case", create=True)
+    res = ingest([str(good), str(bad)], store, RunContext(), workers=1)
+    assert res.records == 6 and res.warnings == 2
+    doc = json.loads((tmp_path / "case" / "manifest.json").read_text())
+    by_name = {Path(r["path"]).name: r for r in doc["artefacts"].values()}
+    assert by_name["good.json"]["warnings"] == []
+    warns = {w["message"]: w for w in by_name["bad.json"]["warnings"]}
+    assert warns["unreadable event time (kept with no time)"]["locators"] == ["line 2"]
+    assert warns["unreadable event ID (kept with no event ID)"]["locators"] == ["line 3"]

@@ -8,8 +8,8 @@ columns are built from a small key set, then turned into Arrow in bulk.
 from __future__ import annotations
 
 import abc
-from datetime import datetime
 from collections.abc import Iterator, Mapping
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
@@ -19,6 +19,8 @@ from tidehunt.model.batch import TableBatch
 from tidehunt.model.tables import WINDOWS
 
 FLUSH_ROWS = 65_536
+BAD_TS = "unreadable event time (kept with no time)"
+BAD_EID = "unreadable event ID (kept with no event ID)"
 
 #: Declared column names (lower case) that an EventData key must not shadow.
 _RESERVED = {f.name.lower() for f in WINDOWS.fields}
@@ -183,10 +185,9 @@ class WindowsRows:
         self._arts: list[tuple[str, str]] = []
         self._cur = -1
         self.n = 0
-        self.bad_ts: list[str] = []
-        self.bad_ts_count = 0
-        self.bad_eid: list[str] = []
-        self.bad_eid_count = 0
+        #: (artefact id, source_file, message) -> [count, first locators]; filled at flush,
+        #: because values are checked in bulk when a batch is built.
+        self._defects: dict[tuple[str, str, str], list[Any]] = {}
         if artefact:
             self.begin(artefact, source_file)
 
@@ -194,7 +195,6 @@ class WindowsRows:
         """Rows added from now on belong to this artefact."""
         self._arts.append((artefact, source_file))
         self._cur = len(self._arts) - 1
-        self.bad_ts, self.bad_ts_count, self.bad_eid, self.bad_eid_count = [], 0, [], 0
 
     def add(self, row: dict[str, Any], locator: str) -> None:
         """Buffer one flattened row (declared keys plus extra string columns)."""
@@ -255,8 +255,8 @@ class WindowsRows:
             cols[target] = pc.coalesce(cols[target], arr) if target in cols else arr
         none = [None] * n
         locators = part.locators
-        cols["ts"] = self._ts(raw.get("ts", none), locators)
-        cols["event_id"] = self._eid(raw.get("event_id", none), locators)
+        cols["ts"] = self._ts(raw.get("ts", none), part)
+        cols["event_id"] = self._eid(raw.get("event_id", none), part)
         rec = raw.get("record_id", none)
         try:
             cols["record_id"] = pa.array(rec, pa.int64())
@@ -277,7 +277,22 @@ class WindowsRows:
             locator=pa.array(locators, pa.string()),
         )
 
-    def _ts(self, vals: list[Any], locators: list[str]) -> pa.Array:
+    def _note(self, part: _Part, message: str, rows: list[int]) -> None:
+        """Count rows kept with a defect against the artefact each came from."""
+        for i in rows:
+            art, path = self._arts[part.owners[i]]
+            d = self._defects.setdefault((art, path, message), [0, []])
+            d[0] += 1
+            if len(d[1]) < 20:
+                d[1].append(part.locators[i])
+
+    def report(self, ctx: Any, source: str) -> None:
+        """Turn the defects found by flushes so far into warnings (one per kind and file)."""
+        for (art, path, message), (count, locs) in self._defects.items():
+            ctx.warn(art, source, message, locs, count, path=path)
+        self._defects.clear()
+
+    def _ts(self, vals: list[Any], part: _Part) -> pa.Array:
         arr = pa.array([None if v is None else str(v) for v in vals], pa.string())
         try:
             return arr.cast(pa.timestamp("us", tz="UTC"))
@@ -286,10 +301,8 @@ class WindowsRows:
         arr = pc.replace_substring_regex(arr, r" ", "T", max_replacements=1)
         ok = pc.match_substring_regex(arr, _ISO)
         bad = pc.and_kleene(pc.invert(ok), pc.is_valid(arr))
-        nbad = pc.sum(bad).as_py() or 0
-        if nbad:
-            self.bad_ts_count += nbad
-            self.bad_ts += [locators[i] for i in pc.indices_nonzero(bad)[:20].to_pylist()]
+        if pc.any(bad).as_py():
+            self._note(part, BAD_TS, pc.indices_nonzero(bad).to_pylist())
         clean = pc.if_else(ok, arr, pa.scalar(None, pa.string()))
         # values with no zone are UTC by the formats' definition (evtx SystemTime, @timestamp)
         has_zone = pc.match_substring_regex(clean, r"(Z|[+-]\d{2}:?\d{2})$")
@@ -298,34 +311,34 @@ class WindowsRows:
         try:
             return clean.cast(pa.timestamp("us", tz="UTC"))
         except pa.ArrowInvalid:
-            return self._ts_slow(clean, locators)
+            return self._ts_slow(clean, part)
 
-    def _ts_slow(self, clean: pa.Array, locators: list[str]) -> pa.Array:
+    def _ts_slow(self, clean: pa.Array, part: _Part) -> pa.Array:
         """Per-value parse for the rare batch with an impossible date (e.g. month 13)."""
         out: list[datetime | None] = []
+        bad: list[int] = []
         for i, v in enumerate(clean.to_pylist()):
             try:
                 out.append(None if v is None else datetime.fromisoformat(v))
             except ValueError:
                 out.append(None)
-                self.bad_ts_count += 1
-                if len(self.bad_ts) < 20:
-                    self.bad_ts.append(locators[i])
+                bad.append(i)
+        self._note(part, BAD_TS, bad)
         return pa.array(out, pa.timestamp("us", tz="UTC"))
 
-    def _eid(self, vals: list[Any], locators: list[str]) -> pa.Array:
+    def _eid(self, vals: list[Any], part: _Part) -> pa.Array:
         try:
             return pa.array(vals, pa.int64())
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
             pass
         out: list[int | None] = []
+        bad: list[int] = []
         for i, v in enumerate(vals):
             iv = _int_or_none(v)
             if iv is None and v is not None:
-                self.bad_eid_count += 1
-                if len(self.bad_eid) < 20:
-                    self.bad_eid.append(locators[i])
+                bad.append(i)
             out.append(iv)
+        self._note(part, BAD_EID, bad)
         return pa.array(out, pa.int64())
 
 
@@ -361,3 +374,4 @@ class WindowsSource:
         sink.begin(artefact.id, artefact.display)
         yield from self.read_rows(artefact, ctx, sink)
         yield from sink.flush()
+        sink.report(ctx, self.NAME)

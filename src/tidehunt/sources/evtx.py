@@ -93,7 +93,6 @@ class EvtxSource(WindowsSource, Source):
                 rows.add(row, str(rec.get("event_record_id")))
                 if rows.full():
                     yield from rows.flush()
-            report_row_defects(rows, artefact, self.NAME, ctx)
 
     def _parser_error(self, artefact: Artefact, msg: str, ctx: RunContext) -> None:
         first = msg.split(": ", 1)[0] if msg.startswith("Failed to parse") else msg
@@ -165,14 +164,3 @@ class EvtxSource(WindowsSource, Source):
             if locs:
                 ctx.warn(artefact.id, self.NAME, msg, locs, count=len(locs),
                          path=artefact.display)
-
-
-def report_row_defects(rows: WindowsRows, artefact: Artefact, source: str,
-                       ctx: RunContext) -> None:
-    """Warn about rows kept with an unreadable time or event ID."""
-    if rows.bad_ts_count:
-        ctx.warn(artefact.id, source, "unreadable event time (kept with no time)",
-                 rows.bad_ts, rows.bad_ts_count, path=artefact.display)
-    if rows.bad_eid_count:
-        ctx.warn(artefact.id, source, "unreadable event ID (kept with no event ID)",
-                 rows.bad_eid, rows.bad_eid_count, path=artefact.display)

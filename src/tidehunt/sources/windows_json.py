@@ -34,7 +34,6 @@ from tidehunt.sources._winrows import (
     scalar_text,
 )
 from tidehunt.sources.base import Artefact, Source
-from tidehunt.sources.evtx import report_row_defects
 
 CHUNK = 4 << 20
 #: Limits for .zip evidence (zip bombs): per member and in total, and the ratio.
@@ -106,7 +105,6 @@ class WindowsJsonSource(WindowsSource, Source):
                     yield from self._stream(artefact, gz, "", ctx, sink)  # type: ignore[arg-type]
             else:
                 yield from self._stream(artefact, raw, "", ctx, sink)
-        report_row_defects(sink, artefact, self.NAME, ctx)
 
     def _zip(self, artefact: Artefact, raw: IO[bytes], ctx: RunContext,
              sink: WindowsRows) -> Iterator[TableBatch]:
