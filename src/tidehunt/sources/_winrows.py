@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -137,9 +137,9 @@ def event_row(event: Mapping[str, Any]) -> dict[str, Any] | None:
         if node is None:
             continue
         if type(node) is not dict:
-            t = scalar_text(node)
-            if t:
-                row.setdefault("Data", t)
+            text = scalar_text(node)
+            if text:
+                row.setdefault("Data", text)
             continue
         for k, v in node.items():
             t = type(v)
@@ -362,7 +362,7 @@ class WindowsSource:
     ingest worker passes one buffer through all artefacts of a task instead.
     """
 
-    NAME: str
+    NAME: ClassVar[str]
 
     @abc.abstractmethod
     def read_rows(self, artefact: Any, ctx: Any, sink: WindowsRows) -> Iterator[TableBatch]:

@@ -77,6 +77,8 @@ class EvtxSource(WindowsSource, Source):
                                  "not read", path=artefact.display)
                         break
                     continue
+                if rec is None:  # the stub allows it; the parser ends with StopIteration
+                    break
                 try:
                     event = loads(rec["data"])["Event"]
                 except (orjson.JSONDecodeError, KeyError, TypeError):
