@@ -38,7 +38,7 @@ def count(files):
             n += 1
     return n
 if __name__ == "__main__":
-    files = sys.argv[2:]
+    files = open(sys.argv[2]).read().splitlines()
     w = int(sys.argv[1])
     t = time.perf_counter()
     with ProcessPoolExecutor(w) as pool:
@@ -127,8 +127,10 @@ def main() -> None:
                     dst.parent.mkdir(parents=True, exist_ok=True)
                     os.link(f, dst)
                     files.append(str(dst))
-            pw, _, pout = run_measured([sys.executable, "-c", PARSE, str(args.workers), *files],
-                                       env)
+            listing = work / f"files{n}.txt"
+            listing.write_text("\n".join(files))
+            pw, _, pout = run_measured([sys.executable, "-c", PARSE, str(args.workers),
+                                        str(listing)], env)
             events = int(pout.split()[0])
             case = work / f"case{n}"
             hw, peak, _ = run_measured([tidehunt, "-q", "--workers", str(args.workers),

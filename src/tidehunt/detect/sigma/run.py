@@ -52,62 +52,170 @@ class Hits:
         self.rows.append(rows.astype(np.int64, copy=False))
 
 
-class _Column:
-    """One column of a group's rows: lower-cased distinct values and row indices."""
+class _ChunkColumn:
+    """One column of a whole chunk, lower-cased and dictionary-encoded once for all groups."""
 
-    __slots__ = ("_orig_dict", "_orig_idx", "arr", "dict", "idx", "n")
+    __slots__ = ("_orig_dict", "_orig_idx", "arr", "dict", "idx")
 
     def __init__(self, arr: pa.Array) -> None:
         if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
             arr = arr.cast(pa.string())
         self.arr = arr
-        self.n = len(arr)
-        enc = pc.dictionary_encode(pc.utf8_lower(arr))
-        self.dict: pa.Array = enc.dictionary
-        self.idx = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)
-        self._orig_dict: pa.Array | None = None
-        self._orig_idx: np.ndarray | None = None
+        # one pass over the rows: encode as is, then lower-case only the distinct values
+        # and merge those that differ by case alone
+        n, nulls = len(arr), arr.null_count
+        if nulls * 2 > n:  # most columns belong to few event types: encode the values only
+            valid = pc.is_valid(arr)
+            enc = pc.dictionary_encode(arr.filter(valid))
+            self._orig_idx: np.ndarray = np.full(n, -1, dtype=np.int32)
+            self._orig_idx[np.flatnonzero(_np(valid))] = enc.indices.to_numpy(
+                zero_copy_only=False)
+        else:
+            enc = pc.dictionary_encode(arr)
+            self._orig_idx = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+        self._orig_dict: pa.Array = enc.dictionary
+        low = pc.dictionary_encode(pc.utf8_lower(self._orig_dict))
+        self.dict: pa.Array = low.dictionary
+        remap = np.append(low.indices.to_numpy(zero_copy_only=False), -1)
+        self.idx: np.ndarray = remap[self._orig_idx]
 
     def orig(self) -> tuple[pa.Array, np.ndarray]:
         """Distinct values with their case kept (for cased and regex predicates)."""
-        if self._orig_dict is None:
-            enc = pc.dictionary_encode(self.arr)
-            self._orig_dict = enc.dictionary
-            self._orig_idx = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)
-        assert self._orig_idx is not None
         return self._orig_dict, self._orig_idx
 
+
+class _Column:
+    """A chunk column seen through one group's rows (indices into the chunk's dictionary)."""
+
+    __slots__ = ("_orig_idx", "base", "dict", "idx", "n", "rows")
+
+    def __init__(self, base: _ChunkColumn, rows: np.ndarray) -> None:
+        self.base = base
+        self.rows = rows
+        self.dict = base.dict
+        self.idx: np.ndarray = base.idx[rows]
+        self.n = len(rows)
+        self._orig_idx: np.ndarray | None = None
+
+    @property
+    def arr(self) -> pa.Array:
+        return self.base.arr.take(pa.array(self.rows))
+
+    def orig(self) -> tuple[pa.Array, np.ndarray]:
+        d, idx = self.base.orig()
+        if self._orig_idx is None:
+            self._orig_idx = idx[self.rows]
+        return d, self._orig_idx
+
     @staticmethod
-    def to_rows(on_dict: np.ndarray, idx: np.ndarray) -> Bits:
+    def to_rows(on_dict: Bits, idx: np.ndarray) -> Bits:
         """Map a bitmap over distinct values back to rows (nulls are False)."""
-        if not on_dict.any():
+        if on_dict is ALL_FALSE or not on_dict.any():
             return ALL_FALSE
         ext = np.append(on_dict, False)  # index -1 (null) -> False
-        return ext[idx]
+        return _bits(ext[idx])
+
+
+class ChunkEval:
+    """Predicate results over one chunk's distinct values, shared by every rule group.
+
+    A predicate on a column depends only on the column's distinct values, so it is
+    evaluated once per chunk whatever the number of groups whose rules use it; all plain
+    string predicates of one column, over all groups, run in one Aho-Corasick pass.
+    """
+
+    def __init__(self, plan: Plan, groups: Sequence[Group], table: pa.Table,
+                 resolve: dict[str, str | None]) -> None:
+        self.plan = plan
+        self.table = table
+        self.resolve = resolve
+        self.cols: dict[str, _ChunkColumn | None] = {}
+        self.on_dict: dict[int, Bits] = {}
+        self.ac_done: set[str | None] = set()
+        self.by_field = _merge_by_field(plan, groups)
+        self._kw: dict[int, list[tuple[_ChunkColumn, np.ndarray]]] | None = None
+
+    def column(self, name: str) -> _ChunkColumn | None:
+        """The physical column a rule field names (Sigma names resolved), or None."""
+        if name not in self.cols:
+            phys = self.resolve.get(name.lower())
+            if phys is None:
+                self.cols[name] = None
+            else:
+                arr = self.table.column(phys)
+                arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+                self.cols[name] = _ChunkColumn(arr)
+        return self.cols[name]
+
+    def ac(self, fieldname: str, pi: int) -> Bits:
+        """Bitmap over the column's distinct values for a plain string predicate."""
+        if fieldname not in self.ac_done:
+            self.ac_done.add(fieldname)
+            preds = self.by_field.get(fieldname, [])
+            col = self.column(fieldname)
+            if col is None or len(col.dict) == 0:
+                for i in preds:
+                    self.on_dict[i] = ALL_FALSE
+            else:
+                self.on_dict.update(
+                    ac_on_dict(col.dict, [self.plan.preds[i] for i in preds], preds))
+        return self.on_dict.get(pi, ALL_FALSE)
+
+    def keyword_hits(self, pi: int) -> list[tuple[_ChunkColumn, np.ndarray]]:
+        """Per text column, the distinct values a keyword ``contains`` predicate hits.
+
+        Every keyword of every group is searched in one pass over the distinct values of
+        all text columns put end to end (the same as searching each event's fields).
+        """
+        if self._kw is None:
+            kws = self.by_field.get(None, [])
+            names = [n for n in self.table.column_names
+                     if not n.startswith("_") and n not in ("ts", "source_file")]
+            cols = [c for c in (self.column(n) for n in names)
+                    if c is not None and len(c.dict)]
+            self._kw = {i: [] for i in kws}
+            if cols and kws:
+                big = pa.concat_arrays([c.dict for c in cols])
+                bounds = np.cumsum([0] + [len(c.dict) for c in cols])
+                got = ac_on_dict(big, [self.plan.preds[i] for i in kws], kws)
+                for i, bits in got.items():
+                    if bits is ALL_FALSE:
+                        continue
+                    for k, c in enumerate(cols):
+                        seg = bits[bounds[k]:bounds[k + 1]]
+                        if seg.any():
+                            self._kw[i].append((c, seg))
+        return self._kw.get(pi, [])
+
+
+def _merge_by_field(plan: Plan, groups: Sequence[Group]) -> dict[str | None, list[int]]:
+    out: dict[str | None, dict[int, None]] = {}
+    for g in groups:
+        for f, ids in ac_preds_by_field(plan, g).items():
+            out.setdefault(f, {}).update(dict.fromkeys(ids))
+    return {f: list(d) for f, d in out.items()}
 
 
 class GroupRun:
     """Evaluates one group's rules over its selected rows, memoising predicates."""
 
-    def __init__(self, plan: Plan, group: Group, table: pa.Table, rows: np.ndarray,
-                 resolve: dict[str, str | None], all_columns: Sequence[str]) -> None:
-        self.plan = plan
+    def __init__(self, chunk: ChunkEval, group: Group, rows: np.ndarray,
+                 all_columns: Sequence[str]) -> None:
+        self.chunk = chunk
+        self.plan = chunk.plan
         self.group = group
-        self.table = table
+        self.table = chunk.table
         self.rows = rows
         self.n = len(rows)
-        self.resolve = resolve
         self.all_columns = all_columns
         self.cols: dict[str, _Column | None] = {}
         self.memo: dict[int, Bits] = {}
-        self.ac_done: set[str] = set()
-        self.by_field = ac_preds_by_field(plan, group)
 
     def column(self, name: str) -> _Column | None:
         if name not in self.cols and name == FULLTEXT:
             keep = [c for c in self.all_columns
                     if not c.startswith("_") and c not in ("ts", "source_file")]
-            sub = self.table.select(keep).take(self.rows)  # one C++ call for all columns
+            sub = self.table.select(keep).take(pa.array(self.rows))
             texts = []
             for t in sub.columns:
                 if t.null_count == len(t):
@@ -120,15 +228,10 @@ class GroupRun:
             joined = pc.binary_join_element_wise(*texts, "\x1f", null_handling="skip")
             if isinstance(joined, pa.ChunkedArray):
                 joined = joined.combine_chunks()
-            self.cols[name] = _Column(joined)
+            self.cols[name] = _Column(_ChunkColumn(joined), np.arange(self.n))
         if name not in self.cols:
-            phys = self.resolve.get(name.lower())
-            if phys is None:
-                self.cols[name] = None
-            else:
-                arr = self.table.column(phys).take(self.rows)
-                arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-                self.cols[name] = _Column(arr)
+            base = self.chunk.column(name)
+            self.cols[name] = None if base is None else _Column(base, self.rows)
         return self.cols[name]
 
     def pred(self, pi: int) -> Bits:
@@ -139,39 +242,36 @@ class GroupRun:
         if p.get("field") is None:
             r = self._keyword(pi)
         elif p["kind"] == "str" and p["op"] in _AC_OPS and not p["cased"]:
-            self._ac(p["field"])
-            r = self.memo[pi]
+            col = self.column(p["field"])
+            r = ALL_FALSE if col is None else col.to_rows(self.chunk.ac(p["field"], pi),
+                                                          col.idx)
         else:
-            r = self._eval(p)
+            r = self._eval(pi, p)
         self.memo[pi] = r
         return r
 
-    def _ac(self, fieldname: str) -> None:
-        """All plain string predicates of one column in one Aho-Corasick pass."""
-        preds = self.by_field.get(fieldname, [])
-        col = self.column(fieldname)
-        if col is None or len(col.dict) == 0:
-            for pi in preds:
-                self.memo[pi] = ALL_FALSE
-            return
-        for pi, bits in ac_match(col, [self.plan.preds[i] for i in preds], preds).items():
-            self.memo[pi] = bits
-
     def _keyword(self, pi: int) -> Bits:
-        """A keyword: matched against all text fields of the event joined into one value."""
+        """A keyword: matched against all text fields of the event."""
         p = self.plan.preds[pi]
         if not (p["kind"] == "str" and p["op"] in _AC_OPS and not p["cased"]):
-            return self._eval({**p, "field": FULLTEXT})
-        if FULLTEXT not in self.ac_done:
-            self.ac_done.add(FULLTEXT)
-            kws = self.by_field.get(None, [])
-            col = self.column(FULLTEXT)
-            got = ac_match(col, [self.plan.preds[i] for i in kws], kws) if col else {}
-            for i in kws:
-                self.memo[i] = got.get(i, ALL_FALSE)
-        return self.memo.get(pi, ALL_FALSE)
+            return self._eval(pi, {**p, "field": FULLTEXT}, shared=False)
+        acc: Bits = ALL_FALSE
+        for base, seg in self.chunk.keyword_hits(pi):
+            acc = _or(acc, _Column.to_rows(seg, base.idx[self.rows]))
+            if acc is ALL_TRUE:
+                break
+        return acc
 
-    def _eval(self, p: dict[str, Any]) -> Bits:
+    def _dict_bits(self, pi: int, shared: bool, fn: Any) -> Bits:
+        """A predicate over distinct values, computed once per chunk when ``shared``."""
+        if not shared:
+            return fn()
+        got = self.chunk.on_dict.get(pi)
+        if got is None:
+            got = self.chunk.on_dict[pi] = fn()
+        return got
+
+    def _eval(self, pi: int, p: dict[str, Any], shared: bool = True) -> Bits:
         kind = p["kind"]
         col = self.column(p["field"])
         if kind == "null":
@@ -186,45 +286,22 @@ class GroupRun:
         if kind == "str":
             if p["cased"]:
                 d, idx = col.orig()
-                v = p["value"]
-                op = p["op"]
-                if op == "eq":
-                    m = pc.equal(d, v)
-                elif op == "contains":
-                    m = pc.match_substring(d, v)
-                elif op == "startswith":
-                    m = pc.starts_with(d, v)
-                elif op == "endswith":
-                    m = pc.ends_with(d, v)
-                else:
-                    m = pc.match_substring_regex(d, regex_of(p))
-                return col.to_rows(_np(m), idx)
+                return col.to_rows(self._dict_bits(pi, shared, lambda: _np(_cased(d, p))), idx)
             # uncased glob: the pattern is lower-case, match the lower-cased values
-            return col.to_rows(_np(pc.match_substring_regex(col.dict, regex_of(p))), col.idx)
+            return col.to_rows(self._dict_bits(pi, shared, lambda: _np(
+                pc.match_substring_regex(col.dict, regex_of(p)))), col.idx)
         if kind == "re":
             d, idx = col.orig()
-            return col.to_rows(_np(pc.match_substring_regex(d, regex_of(p))), idx)
+            return col.to_rows(self._dict_bits(pi, shared, lambda: _np(
+                pc.match_substring_regex(d, regex_of(p)))), idx)
         if kind == "num":
-            return self._num(col, p)
+            return col.to_rows(self._dict_bits(pi, shared, lambda: _num(col.dict, p)), col.idx)
         if kind == "fieldref":
             other = self.column(p["other"])
             if other is None:
                 return ALL_FALSE
             return _bits(_np(pc.equal(pc.utf8_lower(col.arr), pc.utf8_lower(other.arr))))
         raise ValueError(f"unknown predicate kind {kind!r}")
-
-    def _num(self, col: _Column, p: dict[str, Any]) -> Bits:
-        v = p["value"]
-        if p["op"] == "eq":
-            text = str(v) if isinstance(v, float) and not v.is_integer() else str(int(v))
-            return col.to_rows(_np(pc.equal(pc.utf8_trim_whitespace(col.dict), text)),
-                               col.idx)
-        d = col.dict
-        ok = pc.match_substring_regex(d, r"^\s*-?\d+(\.\d+)?\s*$")
-        nums = pc.if_else(ok, d, pa.scalar(None, pa.string())).cast(pa.float64())
-        fn = {"lt": pc.less, "lte": pc.less_equal, "gt": pc.greater,
-              "gte": pc.greater_equal}[p["op"]]
-        return col.to_rows(_np(fn(nums, float(v))), col.idx)
 
     def rule(self, tree: Tree) -> Bits:
         op = tree[0]
@@ -250,6 +327,32 @@ class GroupRun:
         if op == "true":
             return ALL_TRUE
         return ALL_FALSE
+
+
+def _cased(d: pa.Array, p: dict[str, Any]) -> pa.Array:
+    v = p["value"]
+    op = p["op"]
+    if op == "eq":
+        return pc.equal(d, v)
+    if op == "contains":
+        return pc.match_substring(d, v)
+    if op == "startswith":
+        return pc.starts_with(d, v)
+    if op == "endswith":
+        return pc.ends_with(d, v)
+    return pc.match_substring_regex(d, regex_of(p))
+
+
+def _num(d: pa.Array, p: dict[str, Any]) -> np.ndarray:
+    v = p["value"]
+    if p["op"] == "eq":
+        text = str(v) if isinstance(v, float) and not v.is_integer() else str(int(v))
+        return _np(pc.equal(pc.utf8_trim_whitespace(d), text))
+    ok = pc.match_substring_regex(d, r"^\s*-?\d+(\.\d+)?\s*$")
+    nums = pc.if_else(ok, d, pa.scalar(None, pa.string())).cast(pa.float64())
+    fn = {"lt": pc.less, "lte": pc.less_equal, "gt": pc.greater,
+          "gte": pc.greater_equal}[p["op"]]
+    return _np(fn(nums, float(v)))
 
 
 def ac_preds_by_field(plan: Plan, group: Group) -> dict[str | None, list[int]]:
@@ -278,8 +381,11 @@ def warm_up(plan: Plan) -> None:
         ac_preds_by_field(plan, g)
 
 
-def ac_match(col: _Column, preds: list[dict[str, Any]], ids: list[int]) -> dict[int, Bits]:
-    """Evaluate plain string predicates on one column with one multi-pattern pass."""
+def ac_on_dict(d: pa.Array, preds: list[dict[str, Any]], ids: list[int]) -> dict[int, Bits]:
+    """Plain string predicates over distinct values, in one multi-pattern pass.
+
+    Returns, per predicate id, a bool array over ``d`` (or ALL_FALSE when nothing hit).
+    """
     import polars as pl
 
     pats: dict[str, list[int]] = {}
@@ -288,15 +394,14 @@ def ac_match(col: _Column, preds: list[dict[str, Any]], ids: list[int]) -> dict[
         v = p["value"]
         op = p["op"]
         if op == "contains" and v == "":
-            out[pid] = _bits(col.idx != -1)
+            out[pid] = np.ones(len(d), dtype=bool)
             continue
         pat = {"eq": _START + v + _END, "startswith": _START + v,
                "endswith": v + _END, "contains": v}[op]
         pats.setdefault(pat, []).append(pid)
         out[pid] = ALL_FALSE
-    if not pats or len(col.dict) == 0:
+    if not pats or len(d) == 0:
         return out
-    d = col.dict
     if pc.any(pc.match_substring_regex(d, "[\x02\x03]")).as_py():
         d = pc.replace_substring_regex(d, "[\x02\x03]", "\ufffd")
     wrapped = pc.binary_join_element_wise(_START, d, _END, "")
@@ -317,9 +422,8 @@ def ac_match(col: _Column, preds: list[dict[str, Any]], ids: list[int]) -> dict[
     for pk, us in zip(pidx[np.r_[0, bounds]], np.split(uidx, bounds), strict=True):
         on = np.zeros(len(d), dtype=bool)
         on[us] = True
-        bits = col.to_rows(on, col.idx)
         for pid in pats[patterns[int(pk)]]:
-            out[pid] = bits
+            out[pid] = on
     return out
 
 
@@ -560,6 +664,7 @@ def run_groups(plan: Plan, groups: list[Group], table: pa.Table,
         if until is not None:
             conds.append(pc.less_equal(ts, pa.scalar(until, ts.type)))
         base = conds[0] if len(conds) == 1 else pc.and_(conds[0], conds[1])
+    chunk = ChunkEval(plan, groups, table, resolve)
     for g in groups:
         mask = base
         if g.channels:
@@ -577,7 +682,7 @@ def run_groups(plan: Plan, groups: list[Group], table: pa.Table,
             rows = np.flatnonzero(m.to_numpy(zero_copy_only=False))
         if len(rows) == 0:
             continue
-        run = GroupRun(plan, g, table, pa.array(rows), resolve, names)
+        run = GroupRun(chunk, g, rows, names)
         for ri in g.rules:
             bits = run.rule(plan.rules[ri]["condition"])
             if bits is ALL_FALSE:
