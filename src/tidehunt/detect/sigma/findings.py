@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tidehunt.detect.sigma.plan import Plan
@@ -62,105 +63,150 @@ def _first(fields: dict[str, Any], names: Sequence[str]) -> str | None:
     return None
 
 
-def event_fields(row: dict[str, Any]) -> dict[str, Any]:
-    """An event's non-null fields under Sigma names, for a finding."""
-    out: dict[str, Any] = {}
-    for k, v in row.items():
-        if v is None or k in _HIDDEN:
-            continue
-        if k == "ts":
-            v = v.isoformat().replace("+00:00", "Z")
-        out[SIGMA_NAMES.get(k, k)] = v
-    return out
-
-
 def build_findings(plan: Plan, res: MatchResult, emit: set[int]) -> tuple[pa.Table, pa.Table]:
     """Findings for hits of rules in ``emit``, and all hits (for correlations).
 
+    Work per matched event (its fields JSON and details line) is done once however many
+    rules hit it; everything per hit or per rule is assembled with Arrow take/join.
+
     Returns (findings table in FINDINGS_SCHEMA, hit table with rule index and fields JSON).
     """
-    rows_out: list[dict[str, Any]] = []
-    hits_rule: list[int] = []
-    hits_ts: list[Any] = []
-    hits_fields: list[str] = []
-    hits_fid: list[str] = []
-    hits_host: list[Any] = []
-    hits_ev: list[dict[str, Any]] = []
     order = np.lexsort((res.row, res.part))
     rule, part, row = res.rule[order], res.part[order], res.row[order]
+    ev_tables: list[pa.Table] = []
+    per_event: dict[str, list[Any]] = {k: [] for k in ("fields", "det", "det6", "user",
+                                                       "src", "dst")}
+    hit_event: list[np.ndarray] = []
+    base = 0
     for p in np.unique(part):
         sel = part == p
-        prow = row[sel]
-        prule = rule[sel]
-        uniq, inv = np.unique(prow, return_inverse=True)
+        uniq, inv = np.unique(row[sel], return_inverse=True)
         t = pq.read_table(res.parts[int(p)]).take(pa.array(uniq))
-        events = t.to_pylist()
-        cache: dict[int, tuple[dict[str, Any], str]] = {}
-        for ri, ui in zip(prule.tolist(), inv.tolist(), strict=True):
-            ev = events[ui]
-            got = cache.get(ui)
-            if got is None:
-                f = event_fields(ev)
-                got = cache[ui] = (f, orjson.dumps(f, default=str).decode())
-            fields, fjson = got
-            r = plan.rules[ri]
-            loc = str(ev.get("_locator"))
-            fid = finding_id(r["id"] or r["title"], [(str(ev.get("_artefact")), loc)])
-            hits_rule.append(ri)
-            hits_ts.append(ev.get("ts"))
-            hits_fields.append(fjson)
-            hits_fid.append(fid)
-            hits_host.append(ev.get("host"))
-            hits_ev.append({"table": "windows", "source_file": ev.get("source_file"),
-                            "artefact": ev.get("_artefact"), "record_id": ev.get("record_id"),
-                            "locator": loc})
-            if ri not in emit:
-                continue
-            rows_out.append(_finding_row(r, ev, fields, fjson, fid, loc))
-    findings = pa.Table.from_pylist(rows_out, schema=FINDINGS_SCHEMA)
+        for f in _event_fields(t):
+            per_event["fields"].append(orjson.dumps(f, default=str).decode())
+            per_event["det"].append(details(f))
+            per_event["det6"].append(details(f, limit=6))
+            per_event["user"].append(_first(f, USER_FIELDS))
+            per_event["src"].append(_first(f, SRC_FIELDS))
+            per_event["dst"].append(_first(f, DST_FIELDS))
+        ev_tables.append(t.select([c for c in _EVENT_COLS if c in t.column_names]))
+        hit_event.append(inv.reshape(-1).astype(np.int64) + base)
+        base += len(uniq)
+    he = np.concatenate(hit_event) if hit_event else np.zeros(0, np.int64)
+    ev = _event_table(ev_tables, per_event)
+    ids = [r["id"] or r["title"] for r in plan.rules]
+    arts = ev["artefact"].to_pylist()
+    locs = ev["locator"].to_pylist()
+    fids = pa.array([finding_id(ids[ri], [(str(arts[e]), str(locs[e]))])
+                     for ri, e in zip(rule.tolist(), he.tolist(), strict=True)], pa.string())
+    evidence = pa.StructArray.from_arrays(
+        [pa.array(["windows"] * base, pa.string()), ev["source_file"], ev["artefact"],
+         ev["record_id"], ev["locator"]],
+        fields=list(EVIDENCE_TYPE))
+    hidx = pa.array(he)
     hits = pa.table({
-        "rule": pa.array(hits_rule, pa.int32()),
-        "ts": pa.array(hits_ts, pa.timestamp("us", tz="UTC")),
-        "host": pa.array(hits_host, pa.string()),
-        "finding_id": pa.array(hits_fid, pa.string()),
-        "fields": pa.array(hits_fields, pa.string()),
-        "evidence": pa.array(hits_ev, EVIDENCE_TYPE),
+        "rule": pa.array(rule, pa.int32()),
+        "ts": ev["ts"].take(hidx),
+        "host": ev["host"].take(hidx),
+        "finding_id": fids,
+        "fields": ev["fields"].take(hidx),
+        "evidence": evidence.take(hidx),
     })
-    return findings, hits
+    keep = np.flatnonzero(np.isin(rule, np.fromiter(emit, np.int64, len(emit))))
+    kev = pa.array(he[keep])
+    return _findings(plan, rule[keep], {k: v.take(kev) for k, v in ev.items()},
+                     fids.take(pa.array(keep)), evidence.take(kev)), hits
 
 
-def _finding_row(r: dict[str, Any], ev: dict[str, Any], fields: dict[str, Any], fjson: str,
-                 fid: str, loc: str) -> dict[str, Any]:
-    det = details(fields)
-    host = ev.get("host")
-    return {
-        "finding_id": fid,
-        "ts": ev.get("ts"),
-        "ts_last": ev.get("ts"),
-        "rule_id": r["id"],
-        "rule_title": r["title"],
-        "engine": "sigma",
-        "level": r["level"],
-        "severity": int(Severity.parse(r["level"])),
-        "techniques": r["techniques"],
-        "tactics": r["tactics"],
+#: Event columns a finding carries (renamed below; ``fields`` holds the rest).
+_EVENT_COLS = ("ts", "host", "channel", "event_id", "source_file", "_artefact", "_locator",
+               "record_id")
+
+
+def _event_fields(t: pa.Table) -> list[dict[str, Any]]:
+    """Each row's non-null fields under Sigma names .
+
+    Only non-null cells become Python objects: a part is hundreds of columns wide and
+    nearly all of them are empty for any one event.
+    """
+    n = t.num_rows
+    out: list[dict[str, Any]] = [{} for _ in range(n)]
+    for name, col in zip(t.column_names, t.columns, strict=True):
+        if name in _HIDDEN or col.null_count == n:
+            continue
+        key = SIGMA_NAMES.get(name, name)
+        where: Iterable[int]
+        if col.null_count:
+            valid = pc.is_valid(col)
+            where = np.flatnonzero(valid.to_numpy(zero_copy_only=False)).tolist()
+            vals = col.filter(valid).to_pylist()
+        else:
+            where, vals = range(n), col.to_pylist()
+        if name == "ts":
+            vals = [v.isoformat().replace("+00:00", "Z") for v in vals]
+        for i, v in zip(where, vals, strict=True):
+            out[i][key] = v
+    return out
+
+
+def _event_table(tables: list[pa.Table], per_event: dict[str, list[Any]]
+                 ) -> dict[str, pa.Array]:
+    """Per matched event: its declared columns and what was derived from its fields."""
+    types = {"ts": pa.timestamp("us", tz="UTC"), "event_id": pa.int64(),
+             "record_id": pa.int64()}
+    cols: dict[str, pa.Array] = {}
+    for c in _EVENT_COLS:
+        chunks = [t.column(c).cast(types.get(c, pa.string())) if c in t.column_names
+                  else pa.nulls(t.num_rows, types.get(c, pa.string())) for t in tables]
+        arr = pa.chunked_array(chunks, types.get(c, pa.string())).combine_chunks() \
+            if chunks else pa.array([], types.get(c, pa.string()))
+        cols[c.lstrip("_")] = arr
+    for k, v in per_event.items():
+        cols[k] = pa.array(v, pa.string())
+    return cols
+
+
+def _findings(plan: Plan, rule: np.ndarray, ev: dict[str, pa.Array], fids: pa.Array,
+              evidence: pa.Array) -> pa.Table:
+    """The findings table: rule attributes by take, event attributes from ``ev``."""
+    rules = plan.rules
+    ridx = pa.array(rule.astype(np.int64))
+
+    def by_rule(values: list[Any], typ: pa.DataType) -> pa.Array:
+        return pa.array(values, typ).take(ridx)
+
+    title = by_rule([r["title"] for r in rules], pa.string())
+    level = by_rule([r["level"] for r in rules], pa.string())
+    host = ev["host"]
+    on = pc.coalesce(host, pa.scalar("unknown host"))
+    det = ev["det"]
+    tail = pc.if_else(pc.equal(det, ""), pa.scalar(""),
+                      pc.binary_join_element_wise(": ", det, ""))
+    summary = pc.binary_join_element_wise(title, " on ", on, tail, "")
+    n = len(rule)
+    return pa.table({
+        "finding_id": fids,
+        "ts": ev["ts"],
+        "ts_last": ev["ts"],
+        "rule_id": by_rule([r["id"] for r in rules], pa.string()),
+        "rule_title": title,
+        "engine": pa.array(["sigma"] * n, pa.string()),
+        "level": level,
+        "severity": by_rule([int(Severity.parse(r["level"])) for r in rules], pa.int8()),
+        "techniques": by_rule([r["techniques"] for r in rules], pa.list_(pa.string())),
+        "tactics": by_rule([r["tactics"] for r in rules], pa.list_(pa.string())),
         "host": host,
-        "user": _first(fields, USER_FIELDS),
-        "src": _first(fields, SRC_FIELDS),
-        "dst": _first(fields, DST_FIELDS),
-        "channel": ev.get("channel"),
-        "event_id": ev.get("event_id"),
-        "summary": f"{r['title']} on {host or 'unknown host'}" + (f": {det}" if det else ""),
-        "details": details(fields, limit=6),
-        "evidence": [{
-            "table": "windows",
-            "source_file": ev.get("source_file"),
-            "artefact": ev.get("_artefact"),
-            "record_id": ev.get("record_id"),
-            "locator": loc,
-        }],
-        "fields": fjson,
-    }
+        "user": ev["user"],
+        "src": ev["src"],
+        "dst": ev["dst"],
+        "channel": ev["channel"],
+        "event_id": ev["event_id"],
+        "summary": summary,
+        "details": ev["det6"],
+        "evidence": pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)),
+                                             evidence),
+        "fields": ev["fields"],
+    }, schema=FINDINGS_SCHEMA)
 
 
 def concat(tables: Iterable[pa.Table]) -> pa.Table:
