@@ -2,25 +2,26 @@
 
 Columns: Timestamp, RuleTitle, Level, Computer, Channel, EventID, RecordID, Details,
 RuleID, MitreTactics, MitreTags, SourceFile. Cells that a spreadsheet would run as a
-formula (starting with = + - @ tab or CR) are prefixed with a quote.
+formula (starting with = + - @ tab or CR) are prefixed with a quote. Written in bulk by
+Polars' CSV writer (quoting as needed, CRLF line ends, as Python's csv module does).
 """
 
 from __future__ import annotations
 
-import csv
-import io
-from typing import IO
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from tidehunt.model.report import RunReport
+from tidehunt.render._polars import SLICE_ROWS, frame
 
 NAME = "csv_timeline"
 COLUMNS = ("Timestamp", "RuleTitle", "Level", "Computer", "Channel", "EventID", "RecordID",
            "Details", "RuleID", "MitreTactics", "MitreTags", "SourceFile")
 _LEVEL = {"informational": "info", "low": "low", "medium": "med", "high": "high",
           "critical": "crit"}
+_FORMULA = r"^[=+\-@\t\r]"
 
 
 def safe_cell(v: object) -> str:
@@ -31,23 +32,41 @@ def safe_cell(v: object) -> str:
     return s
 
 
+def _safe(col: Any) -> Any:
+    """``safe_cell`` for a whole Polars text column (nulls stay empty cells)."""
+    import polars as pl
+
+    text = col.cast(pl.String)
+    return (pl.when(text == "").then(None)  # an empty cell, not a quoted empty string
+            .when(text.str.contains(_FORMULA)).then("'" + text).otherwise(text))
+
+
 def render(report: RunReport, findings: pa.Table, out: IO[bytes]) -> None:
     """Write the timeline CSV (UTF-8)."""
+    import polars as pl
+
     del report
-    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
-    w = csv.writer(text)
-    w.writerow(COLUMNS)
     if findings.num_rows:
         findings = findings.take(pc.sort_indices(findings, [("ts", "ascending"),
                                                             ("rule_title", "ascending")]))
-    for batch in findings.to_batches(max_chunksize=8192):
-        for r in batch.to_pylist():
-            ev = r["evidence"][0] if r["evidence"] else {}
-            det = r["details"] or r["summary"]
-            ts = r["ts"].strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z" if r["ts"] else ""
-            w.writerow([safe_cell(x) for x in (
-                ts, r["rule_title"], _LEVEL.get(r["level"], r["level"]), r["host"],
-                r["channel"], r["event_id"], ev.get("record_id"), det, r["rule_id"],
-                " ¦ ".join(r["tactics"] or []), " ¦ ".join(r["techniques"] or []),
-                ev.get("source_file"))])
-    text.detach()
+    ev = pl.col("evidence").list.first().struct
+    cells = [
+        pl.col("ts").dt.strftime("%Y-%m-%d %H:%M:%S%.3fZ").alias("Timestamp"),
+        pl.col("rule_title").alias("RuleTitle"),
+        pl.col("level").replace_strict(_LEVEL, default=pl.col("level")).alias("Level"),
+        pl.col("host").alias("Computer"),
+        pl.col("channel").alias("Channel"),
+        pl.col("event_id").alias("EventID"),
+        ev.field("record_id").alias("RecordID"),
+        pl.when(pl.col("details").fill_null("") != "").then(pl.col("details"))
+        .otherwise(pl.col("summary")).alias("Details"),
+        pl.col("rule_id").alias("RuleID"),
+        pl.col("tactics").list.join(" ¦ ").alias("MitreTactics"),
+        pl.col("techniques").list.join(" ¦ ").alias("MitreTags"),
+        ev.field("source_file").alias("SourceFile"),
+    ]
+    out.write((",".join(COLUMNS) + "\r\n").encode())
+    for start in range(0, findings.num_rows, SLICE_ROWS):
+        df = frame(findings.slice(start, SLICE_ROWS)).select(cells)
+        df = df.select([_safe(pl.col(c)).alias(c) for c in COLUMNS])
+        out.write(df.write_csv(include_header=False, line_terminator="\r\n").encode("utf-8"))

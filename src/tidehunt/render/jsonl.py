@@ -1,37 +1,37 @@
 """JSON Lines: one finding per line, in the findings contract.
 
 Fields: finding_id, ts, ts_last (ISO-8601 UTC), rule_id, rule_title, engine, level,
-techniques, tactics, host, user, src, dst, channel, event_id, summary, evidence
+techniques, tactics, host, user, src, dst, channel, event_id, summary, details, evidence
 [{table, source_file, artefact, record_id, locator}], fields (the matched event).
+
+Lines are built in bulk with Polars' JSON encoder; ``fields`` is stored as JSON already
+and is spliced in, not parsed and re-serialised.
 """
 
 from __future__ import annotations
 
 from typing import IO
 
-import orjson
 import pyarrow as pa
 
 from tidehunt.model.report import RunReport
+from tidehunt.render._polars import SLICE_ROWS, frame, iso_utc, write_lines
 
 NAME = "jsonl"
 
 
-def _iso(v: object) -> object:
-    if v is None:
-        return None
-    return v.isoformat().replace("+00:00", "Z")  # type: ignore[attr-defined]
-
-
 def render(report: RunReport, findings: pa.Table, out: IO[bytes]) -> None:
     """Write one JSON object per finding."""
+    import polars as pl
+
     del report
-    for batch in findings.to_batches(max_chunksize=8192):
-        for row in batch.to_pylist():
-            row["ts"] = _iso(row["ts"])
-            row["ts_last"] = _iso(row["ts_last"])
-            row.pop("severity", None)
-            # fields is stored as JSON already: spliced in, not parsed and re-serialised
-            row["fields"] = orjson.Fragment(row["fields"] or "{}")
-            out.write(orjson.dumps(row, default=str))
-            out.write(b"\n")
+    cols = [c for c in findings.column_names if c not in ("severity", "fields")]
+    for start in range(0, findings.num_rows, SLICE_ROWS):
+        df = frame(findings.slice(start, SLICE_ROWS))
+        df = df.with_columns(iso_utc(pl.col("ts")).alias("ts"),
+                             iso_utc(pl.col("ts_last")).alias("ts_last"))
+        body = pl.struct([pl.col(c) for c in cols]).struct.json_encode().str.head(-1)
+        fields = pl.col("fields").fill_null("")
+        fields = pl.when(fields == "").then(pl.lit("{}")).otherwise(fields)
+        lines = df.select(pl.concat_str([body, pl.lit(',"fields":'), fields, pl.lit("}")]))
+        write_lines(lines.to_series(), out)

@@ -93,7 +93,7 @@ class SigmaDetector(Detector):
                     until=self.options.until, on_progress=ctx.on_progress,
                     workers=self.options.workers)
         t1 = time.perf_counter()
-        findings, hits = build_findings(self.plan, res, emit)
+        findings, hits = build_findings(self.plan, res, emit, with_hits=bool(corr))
         t2 = time.perf_counter()
         corr_findings = run_correlations(self.plan, hits, corr)
         t3 = time.perf_counter()

@@ -63,13 +63,15 @@ def _first(fields: dict[str, Any], names: Sequence[str]) -> str | None:
     return None
 
 
-def build_findings(plan: Plan, res: MatchResult, emit: set[int]) -> tuple[pa.Table, pa.Table]:
+def build_findings(plan: Plan, res: MatchResult, emit: set[int], *, with_hits: bool = True
+                   ) -> tuple[pa.Table, pa.Table]:
     """Findings for hits of rules in ``emit``, and all hits (for correlations).
 
     Work per matched event (its fields JSON and details line) is done once however many
     rules hit it; everything per hit or per rule is assembled with Arrow take/join.
 
-    Returns (findings table in FINDINGS_SCHEMA, hit table with rule index and fields JSON).
+    Returns (findings table in FINDINGS_SCHEMA, hit table with rule index and fields JSON;
+    empty unless ``with_hits``: only correlation rules read it).
     """
     order = np.lexsort((res.row, res.part))
     rule, part, row = res.rule[order], res.part[order], res.row[order]
@@ -103,12 +105,13 @@ def build_findings(plan: Plan, res: MatchResult, emit: set[int]) -> tuple[pa.Tab
         [pa.array(["windows"] * base, pa.string()), ev["source_file"], ev["artefact"],
          ev["record_id"], ev["locator"]],
         fields=list(EVIDENCE_TYPE))
-    hidx = pa.array(he)
+    hidx = pa.array(he if with_hits else he[:0])
+    sel = pa.array(np.arange(len(he) if with_hits else 0))
     hits = pa.table({
-        "rule": pa.array(rule, pa.int32()),
+        "rule": pa.array(rule, pa.int32()).take(sel),
         "ts": ev["ts"].take(hidx),
         "host": ev["host"].take(hidx),
-        "finding_id": fids,
+        "finding_id": fids.take(sel),
         "fields": ev["fields"].take(hidx),
         "evidence": evidence.take(hidx),
     })

@@ -29,7 +29,7 @@ from tidehunt.model.tables import WINDOWS_ALIASES
 
 log = logging.getLogger("tidehunt.sigma")
 
-CHUNK_ROWS = 262_144
+CHUNK_ROWS = 131_072
 _AC_OPS = ("eq", "contains", "startswith", "endswith")
 _START, _END = "\x02", "\x03"
 FULLTEXT = "\x00fulltext"
@@ -72,11 +72,12 @@ class _ChunkColumn:
                 zero_copy_only=False)
         else:
             enc = pc.dictionary_encode(arr)
-            self._orig_idx = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+            self._orig_idx = enc.indices.fill_null(-1).to_numpy(
+                zero_copy_only=False).astype(np.int32, copy=False)
         self._orig_dict: pa.Array = enc.dictionary
         low = pc.dictionary_encode(pc.utf8_lower(self._orig_dict))
         self.dict: pa.Array = low.dictionary
-        remap = np.append(low.indices.to_numpy(zero_copy_only=False), -1)
+        remap = np.append(low.indices.to_numpy(zero_copy_only=False), -1).astype(np.int32)
         self.idx: np.ndarray = remap[self._orig_idx]
 
     def orig(self) -> tuple[pa.Array, np.ndarray]:
@@ -171,20 +172,38 @@ class ChunkEval:
             kws = self.by_field.get(None, [])
             names = [n for n in self.table.column_names
                      if not n.startswith("_") and n not in ("ts", "source_file")]
-            cols = [c for c in (self.column(n) for n in names)
-                    if c is not None and len(c.dict)]
             self._kw = {i: [] for i in kws}
-            if cols and kws:
-                big = pa.concat_arrays([c.dict for c in cols])
-                bounds = np.cumsum([0] + [len(c.dict) for c in cols])
+            if not kws:
+                return []
+            # distinct values only: a column is encoded in full (and kept) only if hit
+            dicts = []
+            for n in names:
+                col = self.table.column(n)
+                if col.null_count == len(col):
+                    continue
+                known = self.cols.get(n)
+                if known is not None:
+                    dicts.append((n, known.dict))
+                    continue
+                if not pa.types.is_string(col.type):
+                    col = col.cast(pa.string())
+                dicts.append((n, pc.unique(pc.utf8_lower(pc.unique(col).drop_null()))))
+            if dicts:
+                big = pa.concat_arrays([d for _, d in dicts])
+                bounds = np.cumsum([0] + [len(d) for _, d in dicts])
                 got = ac_on_dict(big, [self.plan.preds[i] for i in kws], kws)
                 for i, bits in got.items():
                     if bits is ALL_FALSE:
                         continue
-                    for k, c in enumerate(cols):
+                    for k, (n, d) in enumerate(dicts):
                         seg = bits[bounds[k]:bounds[k + 1]]
-                        if seg.any():
-                            self._kw[i].append((c, seg))
+                        if not seg.any():
+                            continue
+                        c = self.column(n)
+                        assert c is not None
+                        # map the hit values onto this column's own dictionary order
+                        on = _np(pc.is_in(c.dict, value_set=d.filter(pa.array(seg))))
+                        self._kw[i].append((c, on))
         return self._kw.get(pi, [])
 
 
@@ -491,7 +510,7 @@ class MatchResult:
 
 
 #: Above this many rows, chunks are matched in parallel worker processes.
-PARALLEL_MATCH_ROWS = 400_000
+PARALLEL_MATCH_ROWS = 2_000_000
 
 
 def match(plan: Plan, store: CaseStore, rules: Sequence[int] | None = None, *,

@@ -1,0 +1,36 @@
+"""Shared Polars helpers for renderers that write one line per finding in bulk."""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+import pyarrow as pa
+
+#: Rows rendered per slice: bounds the memory of the text being built.
+SLICE_ROWS = 65_536
+
+
+def frame(findings: pa.Table) -> Any:
+    """The findings as a Polars DataFrame (zero-copy from Arrow where possible)."""
+    import polars as pl
+
+    return pl.from_arrow(findings)
+
+
+def iso_utc(col: Any) -> Any:
+    """ISO-8601 UTC text of a timestamp column, as ``datetime.isoformat`` with ``Z``.
+
+    Whole seconds have no fraction; others have six digits.
+    """
+    import polars as pl
+
+    base = col.dt.strftime("%Y-%m-%dT%H:%M:%S")
+    frac = col.dt.strftime("%.6f")
+    return (pl.when(col.dt.microsecond() == 0).then(base + "Z")
+            .otherwise(base + frac + "Z"))
+
+
+def write_lines(lines: Any, out: IO[bytes], terminator: str = "\n") -> None:
+    """Write a Polars string Series, one value a line."""
+    if len(lines):
+        out.write((terminator.join(lines.to_list()) + terminator).encode("utf-8"))

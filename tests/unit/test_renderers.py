@@ -1,0 +1,98 @@
+"""Bulk renderers against a per-row Python oracle, on hostile cell values."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, datetime
+
+import orjson
+import pyarrow as pa
+
+from tidehunt.model.finding import FINDINGS_SCHEMA
+from tidehunt.model.report import Meta, RunReport
+from tidehunt.render import csv_timeline, jsonl
+
+HOSTILE = [
+    '=cmd|"/c calc"!A1',
+    "line one\nline two\r\nthree",
+    'quote " and, comma',
+    "<script>alert(1)</script>",
+    "non-ASCII: Ünïcödé 漢字 \u202e",
+    "-2+3",
+    "@SUM(1)",
+    "\ttab first",
+    "",
+    None,
+]
+
+
+def _findings() -> pa.Table:
+    rows = []
+    for i, v in enumerate(HOSTILE):
+        ts = None if i == 3 else datetime(2026, 10, 6, 1, 2, 3, (i * 123457) % 1_000_000
+                                          if i % 2 else 0, tzinfo=UTC)
+        rows.append({
+            "finding_id": f"f{i:02d}", "ts": ts, "ts_last": ts, "rule_id": f"r{i}",
+            "rule_title": v or "title", "engine": "sigma",
+            "level": ["low", "medium", "high", "critical", "informational"][i % 5],
+            "severity": i % 5, "techniques": ["T1059.001"] if i % 2 else [],
+            "tactics": ["execution", "persistence"] if i % 3 else None,
+            "host": v, "user": v, "src": None, "dst": v, "channel": "Security",
+            "event_id": 4688 if i % 2 else None, "summary": f"summary {v}",
+            "details": v if i % 4 else None,
+            "evidence": [{"table": "windows", "source_file": v, "artefact": "a",
+                          "record_id": i, "locator": str(i)}],
+            "fields": None if i == 5 else orjson.dumps({"CommandLine": v, "n": i}).decode(),
+        })
+    return pa.Table.from_pylist(rows, schema=FINDINGS_SCHEMA)
+
+
+def _report() -> RunReport:
+    return RunReport(meta=Meta(tool_version="t", command="hunt", case="c", started="s",
+                               finished="f"))
+
+
+def _oracle_jsonl(t: pa.Table) -> list[dict]:
+    out = []
+    for row in t.to_pylist():
+        for k in ("ts", "ts_last"):
+            row[k] = row[k].isoformat().replace("+00:00", "Z") if row[k] else None
+        row.pop("severity")
+        row["fields"] = orjson.loads(row["fields"] or "{}")
+        out.append(row)
+    return out
+
+
+def test_jsonl_matches_per_row_oracle():
+    t = _findings()
+    buf = io.BytesIO()
+    jsonl.render(_report(), t, buf)
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == t.num_rows
+    got = [orjson.loads(x) for x in lines]
+    assert got == _oracle_jsonl(t)
+    assert list(got[0]) == [c for c in FINDINGS_SCHEMA.names if c != "severity"]
+
+
+def test_csv_matches_per_row_oracle():
+    t = _findings()
+    buf = io.BytesIO()
+    csv_timeline.render(_report(), t, buf)
+    oracle = io.StringIO(newline="")
+    w = csv.writer(oracle)
+    w.writerow(csv_timeline.COLUMNS)
+    import pyarrow.compute as pc
+
+    s = t.take(pc.sort_indices(t, [("ts", "ascending"), ("rule_title", "ascending")]))
+    for r in s.to_pylist():
+        ev = r["evidence"][0]
+        ts = r["ts"].strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z" if r["ts"] else ""
+        w.writerow([csv_timeline.safe_cell(x) for x in (
+            ts, r["rule_title"], csv_timeline._LEVEL[r["level"]], r["host"], r["channel"],
+            r["event_id"], ev["record_id"], r["details"] or r["summary"], r["rule_id"],
+            " ¦ ".join(r["tactics"] or []), " ¦ ".join(r["techniques"] or []),
+            ev["source_file"])])
+    assert buf.getvalue().decode("utf-8") == oracle.getvalue()
+    rows = list(csv.reader(io.StringIO(buf.getvalue().decode("utf-8"), newline="")))
+    assert all(not c or c[0] not in "=+-@\t\r" for row in rows[1:] for c in row)
