@@ -119,7 +119,9 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
     t2 = time.perf_counter()
     report = _report(store, opts, command, started, det, findings, warnings, sources,
                      ingest_result, timings)
-    write_outputs(store, report, findings, opts.outputs)
+    write_findings(store, findings)
+    del findings  # the renderers read the sorted copy back: one copy in memory at a time
+    write_outputs(store, report, report.load_findings(store.root), opts.outputs)
     timings["write"] = round(time.perf_counter() - t2, 3)
     report.stats["seconds"] = timings
     (store.root / "report.json").write_text(report.to_json(), encoding="utf-8")
@@ -168,19 +170,25 @@ def _report(store: CaseStore, opts: HuntOptions, command: str, started: str,
 OUTPUT_FILES = {"jsonl": "findings.jsonl", "csv_timeline": "timeline.csv"}
 
 
+def write_findings(store: CaseStore, findings: pa.Table) -> None:
+    """``findings.parquet``, sorted by time then finding ID, written a slice at a time."""
+    from pyarrow import compute as pc
+
+    from tidehunt.render._polars import slices
+
+    order = pc.sort_indices(findings, [("ts", "ascending"), ("finding_id", "ascending")])
+    tmp = store.root / ".tmp-findings.parquet"
+    with pq.ParquetWriter(tmp, findings.schema, compression="zstd") as writer:
+        for part in slices(findings, order):
+            writer.write_table(part)
+    tmp.replace(store.root / "findings.parquet")
+
+
 def write_outputs(store: CaseStore, report: RunReport, findings: pa.Table,
                   outputs: Sequence[str]) -> None:
-    """findings.parquet always; then each requested renderer's file."""
+    """Each requested renderer's file, from the (sorted) findings."""
     from tidehunt import registry
 
-    if findings.num_rows:
-        from pyarrow import compute as pc
-
-        findings = findings.take(pc.sort_indices(findings, [("ts", "ascending"),
-                                                            ("finding_id", "ascending")]))
-    tmp = store.root / ".tmp-findings.parquet"
-    pq.write_table(findings, tmp, compression="zstd")
-    tmp.replace(store.root / "findings.parquet")
     for name in outputs:
         mod = registry.load("renderers", name)
         path = store.root / OUTPUT_FILES[name]

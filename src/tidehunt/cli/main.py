@@ -170,6 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     err = Console(stderr=True, no_color=args.no_color, highlight=False)
     _setup_logging(args, err)
+    from tidehunt.memory import configure_arrow_memory
+
+    configure_arrow_memory()
     try:
         return _dispatch(args, err)
     except KeyboardInterrupt:

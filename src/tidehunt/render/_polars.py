@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import IO, Any
 
 import pyarrow as pa
 
 #: Rows rendered per slice: bounds the memory of the text being built.
-SLICE_ROWS = 65_536
+SLICE_ROWS = 16_384
 
 
 def frame(findings: pa.Table) -> Any:
@@ -15,6 +16,19 @@ def frame(findings: pa.Table) -> Any:
     import polars as pl
 
     return pl.from_arrow(findings)
+
+
+def slices(findings: pa.Table, order: pa.Array | None = None) -> Iterator[pa.Table]:
+    """The table in slices of SLICE_ROWS rows, in ``order`` (row indices) if given.
+
+    Taking each slice in order, rather than the whole sorted table, keeps a second copy
+    of all findings out of memory.
+    """
+    for start in range(0, findings.num_rows, SLICE_ROWS):
+        if order is None:
+            yield findings.slice(start, SLICE_ROWS)
+        else:
+            yield findings.take(order.slice(start, SLICE_ROWS))
 
 
 def iso_utc(col: Any) -> Any:

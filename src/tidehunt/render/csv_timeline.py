@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tidehunt.model.report import RunReport
-from tidehunt.render._polars import SLICE_ROWS, frame
+from tidehunt.render._polars import frame, slices
 
 NAME = "csv_timeline"
 COLUMNS = ("Timestamp", "RuleTitle", "Level", "Computer", "Channel", "EventID", "RecordID",
@@ -46,9 +46,7 @@ def render(report: RunReport, findings: pa.Table, out: IO[bytes]) -> None:
     import polars as pl
 
     del report
-    if findings.num_rows:
-        findings = findings.take(pc.sort_indices(findings, [("ts", "ascending"),
-                                                            ("rule_title", "ascending")]))
+    order = pc.sort_indices(findings, [("ts", "ascending"), ("rule_title", "ascending")])
     ev = pl.col("evidence").list.first().struct
     cells = [
         pl.col("ts").dt.strftime("%Y-%m-%d %H:%M:%S%.3fZ").alias("Timestamp"),
@@ -66,7 +64,7 @@ def render(report: RunReport, findings: pa.Table, out: IO[bytes]) -> None:
         ev.field("source_file").alias("SourceFile"),
     ]
     out.write((",".join(COLUMNS) + "\r\n").encode())
-    for start in range(0, findings.num_rows, SLICE_ROWS):
-        df = frame(findings.slice(start, SLICE_ROWS)).select(cells)
+    for part in slices(findings, order):
+        df = frame(part).select(cells)
         df = df.select([_safe(pl.col(c)).alias(c) for c in COLUMNS])
         out.write(df.write_csv(include_header=False, line_terminator="\r\n").encode("utf-8"))

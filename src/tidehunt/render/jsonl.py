@@ -15,7 +15,7 @@ from typing import IO
 import pyarrow as pa
 
 from tidehunt.model.report import RunReport
-from tidehunt.render._polars import SLICE_ROWS, frame, iso_utc, write_lines
+from tidehunt.render._polars import frame, iso_utc, slices, write_lines
 
 NAME = "jsonl"
 
@@ -26,8 +26,8 @@ def render(report: RunReport, findings: pa.Table, out: IO[bytes]) -> None:
 
     del report
     cols = [c for c in findings.column_names if c not in ("severity", "fields")]
-    for start in range(0, findings.num_rows, SLICE_ROWS):
-        df = frame(findings.slice(start, SLICE_ROWS))
+    for part in slices(findings):
+        df = frame(part)
         df = df.with_columns(iso_utc(pl.col("ts")).alias("ts"),
                              iso_utc(pl.col("ts_last")).alias("ts_last"))
         body = pl.struct([pl.col(c) for c in cols]).struct.json_encode().str.head(-1)
