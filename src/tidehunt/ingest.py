@@ -29,12 +29,14 @@ from tidehunt.context import RunContext
 from tidehunt.errors import NoUsableInput, SourceError
 from tidehunt.sources._winrows import WindowsRows, WindowsSource
 from tidehunt.sources.base import Artefact
-from tidehunt.sources.sniff import sniff
+from tidehunt.sources.sniff import HEAD, sniff
 
 log = logging.getLogger("tidehunt.ingest")
 
 PART_ROWS = 65_536
 IN_PROCESS_BYTES = 16 << 20
+#: Longest time between manifest saves while workers commit (a kill costs a re-read).
+SAVE_SECONDS = 2.0
 MAX_TASK_BYTES = 64 << 20
 MIN_TASK_BYTES = 4 << 20
 
@@ -73,30 +75,58 @@ def artefact_id(path: Path, sha256: str) -> str:
 
 
 def iter_files(evidence: Iterable[str], ctx: RunContext) -> Iterator[tuple[Path, str]]:
-    """Files named or found under folders (sorted), with the path as the user gave it."""
+    """Files named or found under folders (sorted): (real path, path as the user gave it).
+
+    Folders are walked with ``os.scandir`` (file types from the directory entries, no
+    extra stat per file) and resolved once: links are never followed inside them, so a
+    file's real path is its folder's real path plus its relative path.
+    """
     for given in evidence:
         p = Path(given)
         if p.is_dir():
-            for root, dirs, files in os.walk(p, followlinks=False):
-                dirs.sort()
-                for name in sorted(files):
-                    fp = Path(root) / name
-                    if fp.is_symlink():
-                        ctx.warn("-", "ingest", "symbolic link not followed", [str(fp)],
-                                 path=str(fp))
-                        continue
-                    if fp.is_file():
-                        yield fp, str(fp)
+            real_root = p.resolve()
+            for rel in _walk(p, ctx):
+                yield real_root / rel, str(p / rel)
         elif p.is_file():
-            yield p, given
+            yield p.resolve(), given
         else:
             ctx.warn("-", "ingest", "evidence path does not exist or is not a file",
                      [given], path=given)
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+def _walk(root: Path, ctx: RunContext, rel: str = "") -> Iterator[str]:
+    """Relative paths of the regular files under ``root`` (sorted, links skipped)."""
+    here = root / rel if rel else root
+    try:
+        with os.scandir(here) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as exc:
+        ctx.warn("-", "ingest", f"folder not readable: {exc.strerror}", [str(here)],
+                 path=str(here))
+        return
+    for e in entries:
+        sub = f"{rel}/{e.name}" if rel else e.name
+        if e.is_symlink():
+            ctx.warn("-", "ingest", "symbolic link not followed", [str(root / sub)],
+                     path=str(root / sub))
+        elif e.is_dir(follow_symlinks=False):
+            yield from _walk(root, ctx, sub)
+        elif e.is_file(follow_symlinks=False):
+            yield sub
+
+
+def _scan(path: Path) -> tuple[int, str, bytes] | OSError:
+    """Size, SHA-256 and the first bytes (for sniffing) of a file, in one read."""
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            head = fh.read(HEAD)
+            h = hashlib.sha256(head)
+            while chunk := fh.read(1 << 20):
+                h.update(chunk)  # releases the GIL on large buffers: threads hash in parallel
+    except OSError as exc:
+        return exc
+    return size, h.hexdigest(), head
 
 
 def plan(evidence: Iterable[str], store: CaseStore, ctx: RunContext,
@@ -104,35 +134,42 @@ def plan(evidence: Iterable[str], store: CaseStore, ctx: RunContext,
     """Hash and sniff each file; skip what the case already holds."""
     files = list(iter_files(evidence, ctx))
     result.found = len(files)
-    with ThreadPoolExecutor(max_workers=2) as pool:  # hashlib releases the GIL
-        digests = list(pool.map(lambda f: _sha256(f[0]), files))
     todo: list[Planned] = []
     seen: set[str] = set()
-    for (path, display), digest in zip(files, digests, strict=True):
-        real = path.resolve()
-        aid = artefact_id(real, digest)
-        if aid in seen or store.has_ingested(aid):
-            result.skipped += 1
-            continue
-        seen.add(aid)
-        item = Planned(aid, real, display, real.stat().st_size, digest)
-        art = Artefact(aid, real, display)
-        try:
-            src = sniff(art)
-        except (SourceError, OSError) as exc:
-            _record_failed(store, item, "", str(exc))
-            result.failed += 1
-            result.errors.append(str(exc))
-            log.error("%s", exc)
-            continue
-        if src is None:
-            ctx.warn(aid, "ingest", "no reader recognises this file; not ingested",
-                     path=display)
-            store.artefacts[aid] = _record(item, "", "unsupported")
-            result.unsupported += 1
-            continue
-        item.source = src.NAME
-        todo.append(item)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for (real, display), scanned in zip(files, pool.map(lambda f: _scan(f[0]), files),
+                                            strict=True):
+            if isinstance(scanned, OSError):
+                msg = f"{display}: unreadable: {scanned.strerror or scanned}"
+                _record_failed(store, Planned(artefact_id(real, ""), real, display, 0, ""),
+                               "", msg)
+                result.failed += 1
+                result.errors.append(msg)
+                log.error("%s", msg)
+                continue
+            size, digest, head = scanned
+            aid = artefact_id(real, digest)
+            if aid in seen or store.has_ingested(aid):
+                result.skipped += 1
+                continue
+            seen.add(aid)
+            item = Planned(aid, real, display, size, digest)
+            try:
+                src = sniff(Artefact(aid, real, display), head)
+            except SourceError as exc:
+                _record_failed(store, item, "", str(exc))
+                result.failed += 1
+                result.errors.append(str(exc))
+                log.error("%s", exc)
+                continue
+            if src is None:
+                ctx.warn(aid, "ingest", "no reader recognises this file; not ingested",
+                         path=display)
+                store.artefacts[aid] = _record(item, "", "unsupported")
+                result.unsupported += 1
+                continue
+            item.source = src.NAME
+            todo.append(item)
     store.save()
     return todo
 
@@ -285,9 +322,15 @@ def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
     done_bytes = 0
     ctx.on_progress("ingest", 0, total)
 
+    last_save = time.monotonic()
+
     def absorb(res: dict[str, Any]) -> None:
-        nonlocal done_bytes
-        store.commit(res["artefacts"], res["parts"])
+        nonlocal done_bytes, last_save
+        # the manifest is rewritten at most every SAVE_SECONDS (it grows with the case)
+        due = time.monotonic() - last_save >= SAVE_SECONDS
+        store.commit(res["artefacts"], res["parts"], save=due)
+        if due:
+            last_save = time.monotonic()
         result.parse_seconds += res["parse_seconds"]
         for rec in res["artefacts"].values():
             done_bytes += rec["size"]

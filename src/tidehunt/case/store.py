@@ -120,8 +120,13 @@ class CaseStore:
         return Path(name)
 
     def commit(self, artefacts: Mapping[str, dict[str, Any]],
-               parts: Iterable[Mapping[str, Any]]) -> None:
-        """Move finished parts into place and record their artefacts, then save."""
+               parts: Iterable[Mapping[str, Any]], *, save: bool = True) -> None:
+        """Move finished parts into place and record their artefacts, then save.
+
+        With ``save=False`` the caller saves later: until then a kill loses only the
+        record, and reopening the case deletes the unlisted parts, so that evidence is
+        read again rather than counted twice.
+        """
         for part in parts:
             tmp = Path(part["tmp"])
             final = tmp.with_name(tmp.name.removeprefix(".tmp-"))
@@ -135,7 +140,8 @@ class CaseStore:
             }
         for aid, rec in artefacts.items():
             self.artefacts[aid] = dict(rec)
-        self.save()
+        if save:
+            self.save()
 
     # ---- reading --------------------------------------------------------------------
     def parts(self, table: str) -> list[Path]:
