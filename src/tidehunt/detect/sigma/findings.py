@@ -76,21 +76,26 @@ def build_findings(plan: Plan, res: MatchResult, emit: set[int], *, with_hits: b
     order = np.lexsort((res.row, res.part))
     rule, part, row = res.rule[order], res.part[order], res.row[order]
     ev_tables: list[pa.Table] = []
-    per_event: dict[str, list[Any]] = {k: [] for k in ("fields", "det", "det6", "user",
-                                                       "src", "dst")}
+    per_event: dict[str, list[pa.Array]] = {k: [] for k in ("fields", "det", "det6", "user",
+                                                            "src", "dst")}
     hit_event: list[np.ndarray] = []
     base = 0
     for p in np.unique(part):
         sel = part == p
         uniq, inv = np.unique(row[sel], return_inverse=True)
         t = pq.read_table(res.parts[int(p)]).take(pa.array(uniq))
-        for f in _event_fields(t):
-            per_event["fields"].append(orjson.dumps(f, default=str).decode())
-            per_event["det"].append(details(f))
-            per_event["det6"].append(details(f, limit=6))
-            per_event["user"].append(_first(f, USER_FIELDS))
-            per_event["src"].append(_first(f, SRC_FIELDS))
-            per_event["dst"].append(_first(f, DST_FIELDS))
+        fields = _event_fields(t)
+        # to Arrow part by part: the Python strings of one part at a time are alive
+        for key, values in (
+            ("fields", [orjson.dumps(f, default=str).decode() for f in fields]),
+            ("det", [details(f) for f in fields]),
+            ("det6", [details(f, limit=6) for f in fields]),
+            ("user", [_first(f, USER_FIELDS) for f in fields]),
+            ("src", [_first(f, SRC_FIELDS) for f in fields]),
+            ("dst", [_first(f, DST_FIELDS) for f in fields]),
+        ):
+            per_event[key].append(pa.array(values, pa.string()))
+        del fields
         ev_tables.append(t.select([c for c in _EVENT_COLS if c in t.column_names]))
         hit_event.append(inv.reshape(-1).astype(np.int64) + base)
         base += len(uniq)
@@ -152,7 +157,7 @@ def _event_fields(t: pa.Table) -> list[dict[str, Any]]:
     return out
 
 
-def _event_table(tables: list[pa.Table], per_event: dict[str, list[Any]]
+def _event_table(tables: list[pa.Table], per_event: dict[str, list[pa.Array]]
                  ) -> dict[str, pa.Array]:
     """Per matched event: its declared columns and what was derived from its fields."""
     types = {"ts": pa.timestamp("us", tz="UTC"), "event_id": pa.int64(),
@@ -165,7 +170,7 @@ def _event_table(tables: list[pa.Table], per_event: dict[str, list[Any]]
             if chunks else pa.array([], types.get(c, pa.string()))
         cols[c.lstrip("_")] = arr
     for k, v in per_event.items():
-        cols[k] = pa.array(v, pa.string())
+        cols[k] = pa.concat_arrays(v) if v else pa.array([], pa.string())
     return cols
 
 

@@ -29,7 +29,7 @@ from tidehunt.model.tables import WINDOWS_ALIASES
 
 log = logging.getLogger("tidehunt.sigma")
 
-CHUNK_ROWS = 131_072
+CHUNK_ROWS = 98_304
 _AC_OPS = ("eq", "contains", "startswith", "endswith")
 _START, _END = "\x02", "\x03"
 FULLTEXT = "\x00fulltext"
