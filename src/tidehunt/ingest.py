@@ -13,7 +13,7 @@ import multiprocessing
 import os
 import time
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.thread import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -74,8 +74,8 @@ def artefact_id(path: Path, sha256: str) -> str:
     return hashlib.sha256(f"{path}\0{sha256}".encode()).hexdigest()[:16]
 
 
-def iter_files(evidence: Iterable[str], ctx: RunContext) -> Iterator[tuple[Path, str]]:
-    """Files named or found under folders (sorted): (real path, path as the user gave it).
+def iter_files(evidence: Iterable[str], ctx: RunContext) -> Iterator[tuple[Path, str, int]]:
+    """Files named or found under folders (sorted): (real path, path as given, size).
 
     Folders are walked with ``os.scandir`` (file types from the directory entries, no
     extra stat per file) and resolved once: links are never followed inside them, so a
@@ -85,17 +85,17 @@ def iter_files(evidence: Iterable[str], ctx: RunContext) -> Iterator[tuple[Path,
         p = Path(given)
         if p.is_dir():
             real_root = p.resolve()
-            for rel in _walk(p, ctx):
-                yield real_root / rel, str(p / rel)
+            for rel, size in _walk(p, ctx):
+                yield real_root / rel, str(p / rel), size
         elif p.is_file():
-            yield p.resolve(), given
+            yield p.resolve(), given, p.stat().st_size
         else:
             ctx.warn("-", "ingest", "evidence path does not exist or is not a file",
                      [given], path=given)
 
 
-def _walk(root: Path, ctx: RunContext, rel: str = "") -> Iterator[str]:
-    """Relative paths of the regular files under ``root`` (sorted, links skipped)."""
+def _walk(root: Path, ctx: RunContext, rel: str = "") -> Iterator[tuple[str, int]]:
+    """Relative paths and sizes of the regular files under ``root`` (sorted, no links)."""
     here = root / rel if rel else root
     try:
         with os.scandir(here) as it:
@@ -112,7 +112,10 @@ def _walk(root: Path, ctx: RunContext, rel: str = "") -> Iterator[str]:
         elif e.is_dir(follow_symlinks=False):
             yield from _walk(root, ctx, sub)
         elif e.is_file(follow_symlinks=False):
-            yield sub
+            try:
+                yield sub, e.stat(follow_symlinks=False).st_size
+            except OSError:
+                yield sub, 0  # gone or unreadable: _scan reports it
 
 
 def _scan(path: Path) -> tuple[int, str, bytes] | OSError:
@@ -134,11 +137,19 @@ def plan(evidence: Iterable[str], store: CaseStore, ctx: RunContext,
     """Hash and sniff each file; skip what the case already holds."""
     files = list(iter_files(evidence, ctx))
     result.found = len(files)
-    todo: list[Planned] = []
+    return list(plan_files(files, store, ctx, result))
+
+
+def plan_files(files: list[tuple[Path, str, int]], store: CaseStore, ctx: RunContext,
+               result: IngestResult) -> Generator[Planned, None, None]:
+    """Hash and sniff each file (two threads), yielding the ones to read, in order.
+
+    A generator, so that ingest can hand out work while the rest is still being hashed.
+    """
     seen: set[str] = set()
     with ThreadPoolExecutor(max_workers=2) as pool:
-        for (real, display), scanned in zip(files, pool.map(lambda f: _scan(f[0]), files),
-                                            strict=True):
+        for (real, display, _), scanned in zip(files, pool.map(lambda f: _scan(f[0]), files),
+                                               strict=True):
             if isinstance(scanned, OSError):
                 msg = f"{display}: unreadable: {scanned.strerror or scanned}"
                 _record_failed(store, Planned(artefact_id(real, ""), real, display, 0, ""),
@@ -169,9 +180,8 @@ def plan(evidence: Iterable[str], store: CaseStore, ctx: RunContext,
                 result.unsupported += 1
                 continue
             item.source = src.NAME
-            todo.append(item)
+            yield item
     store.save()
-    return todo
 
 
 def _record(item: Planned, reader: str, status: str, **extra: Any) -> dict[str, Any]:
@@ -214,6 +224,23 @@ def group(items: list[Planned], workers: int) -> list[list[Planned]]:
         tasks.append(cur)
     tasks.sort(key=lambda t: -sum(i.size for i in t))  # big first: better balance
     return tasks
+
+
+def stream_tasks(items: Iterable[Planned], target: int) -> Iterator[list[Planned]]:
+    """Tasks of about ``target`` bytes as items arrive; a large file is a task by itself."""
+    cur: list[Planned] = []
+    cur_bytes = 0
+    for it in items:
+        if it.size >= target:
+            yield [it]
+            continue
+        cur.append(it)
+        cur_bytes += it.size
+        if cur_bytes >= target:
+            yield cur
+            cur, cur_bytes = [], 0
+    if cur:
+        yield cur
 
 
 def run_task(case_root: str, task: list[Planned], evtx_threads: int = 0,
@@ -315,13 +342,12 @@ def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
     """Add evidence to the case; returns counts. Raises NoUsableInput if nothing is readable."""
     t0 = time.perf_counter()
     result = IngestResult()
-    items = plan(evidence, store, ctx, result)
+    files = list(iter_files(evidence, ctx))
+    result.found = len(files)
     workers = workers or min(2, os.cpu_count() or 1)
-    total = sum(i.size for i in items)
-    tasks = group(items, workers)
+    total = sum(f[2] for f in files)
     done_bytes = 0
     ctx.on_progress("ingest", 0, total)
-
     last_save = time.monotonic()
 
     def absorb(res: dict[str, Any]) -> None:
@@ -346,25 +372,33 @@ def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
                 ctx.log.info("%s: %s (%d)", rec["display"], w["message"], w["count"])
         ctx.on_progress("ingest", done_bytes, total)
 
-    if workers <= 1 or len(tasks) <= 1 or total <= IN_PROCESS_BYTES:
-        for task in tasks:
+    planned = plan_files(files, store, ctx, result)
+    if workers <= 1 or total <= IN_PROCESS_BYTES:
+        for task in group(list(planned), workers):
             if ctx.should_stop():
                 break
             absorb(run_task(str(store.root), task, 0, strict))
     else:
+        # workers start on the first tasks while the rest is still hashed and sniffed;
+        # small tasks keep the tail balanced without knowing the sizes ahead
+        target = max(MIN_TASK_BYTES, min(MAX_TASK_BYTES, total // (workers * 8)))
         mp = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=mp) as pool:
-            pending: set[Future[dict[str, Any]]] = {
-                pool.submit(run_task, str(store.root), t, 1, strict) for t in tasks
-            }
-            while pending:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp) as pool:
+            pending: set[Future[dict[str, Any]]] = set()
+            for task in stream_tasks(planned, target):
+                pending.add(pool.submit(run_task, str(store.root), task, 1, strict))
+                for fut in [f for f in pending if f.done()]:
+                    pending.discard(fut)
+                    absorb(fut.result())
+                if ctx.should_stop():
+                    break
+            while pending and not ctx.should_stop():
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
                     absorb(fut.result())
-                if ctx.should_stop():
-                    for f in pending:
-                        f.cancel()
-                    break
+            for f in pending:
+                f.cancel()
+    planned.close()  # stopped early: end the hashing threads
     for w in ctx.take_warnings():  # warnings from planning (missing paths, unsupported)
         result.warnings += 1
         rec = store.artefacts.get(w.artefact)

@@ -41,7 +41,12 @@ MAX_DETAIL = 240
 
 def details(fields: dict[str, Any], limit: int = 4) -> str:
     """Hayabusa-style ``Key: value ¦ Key: value`` from the most telling fields."""
-    out = []
+    return " ¦ ".join(_detail_items(fields, limit))
+
+
+def _detail_items(fields: dict[str, Any], limit: int) -> list[str]:
+    """The ``Key: value`` items of ``details``, most telling first."""
+    out: list[str] = []
     for k in DETAIL_FIELDS:
         v = fields.get(k)
         if v in (None, "", "-"):
@@ -52,7 +57,7 @@ def details(fields: dict[str, Any], limit: int = 4) -> str:
         out.append(f"{k}: {s}")
         if len(out) >= limit:
             break
-    return " ¦ ".join(out)
+    return out
 
 
 def _first(fields: dict[str, Any], names: Sequence[str]) -> str | None:
@@ -85,11 +90,12 @@ def build_findings(plan: Plan, res: MatchResult, emit: set[int], *, with_hits: b
         uniq, inv = np.unique(row[sel], return_inverse=True)
         t = pq.read_table(res.parts[int(p)]).take(pa.array(uniq))
         fields = _event_fields(t)
+        det6 = [_detail_items(f, 6) for f in fields]
         # to Arrow part by part: the Python strings of one part at a time are alive
         for key, values in (
             ("fields", [orjson.dumps(f, default=str).decode() for f in fields]),
-            ("det", [details(f) for f in fields]),
-            ("det6", [details(f, limit=6) for f in fields]),
+            ("det", [" ¦ ".join(d[:4]) for d in det6]),
+            ("det6", [" ¦ ".join(d) for d in det6]),
             ("user", [_first(f, USER_FIELDS) for f in fields]),
             ("src", [_first(f, SRC_FIELDS) for f in fields]),
             ("dst", [_first(f, DST_FIELDS) for f in fields]),
@@ -122,7 +128,8 @@ def build_findings(plan: Plan, res: MatchResult, emit: set[int], *, with_hits: b
     })
     keep = np.flatnonzero(np.isin(rule, np.fromiter(emit, np.int64, len(emit))))
     kev = pa.array(he[keep])
-    return _findings(plan, rule[keep], {k: v.take(kev) for k, v in ev.items()},
+    used = ("ts", "host", "channel", "event_id", "fields", "det", "det6", "user", "src", "dst")
+    return _findings(plan, rule[keep], {k: ev[k].take(kev) for k in used},
                      fids.take(pa.array(keep)), evidence.take(kev)), hits
 
 
