@@ -130,23 +130,26 @@ class ChunkEval:
         self.plan = plan
         self.table = table
         self.resolve = resolve
-        self.cols: dict[str, _ChunkColumn | None] = {}
+        self.cols: dict[str, _ChunkColumn] = {}
         self.on_dict: dict[int, Bits] = {}
         self.ac_done: set[str | None] = set()
         self.by_field = _merge_by_field(plan, groups)
         self._kw: dict[int, list[tuple[_ChunkColumn, np.ndarray]]] | None = None
 
     def column(self, name: str) -> _ChunkColumn | None:
-        """The physical column a rule field names (Sigma names resolved), or None."""
-        if name not in self.cols:
-            phys = self.resolve.get(name.lower())
-            if phys is None:
-                self.cols[name] = None
-            else:
-                arr = self.table.column(phys)
-                arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-                self.cols[name] = _ChunkColumn(arr)
-        return self.cols[name]
+        """The physical column a rule field names (Sigma names resolved), or None.
+
+        Cached by physical column, so spellings of one field share one encoding.
+        """
+        phys = self.resolve.get(name.lower())
+        if phys is None:
+            return None
+        got = self.cols.get(phys)
+        if got is None:
+            arr = self.table.column(phys)
+            arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+            got = self.cols[phys] = _ChunkColumn(arr)
+        return got
 
     def ac(self, fieldname: str, pi: int) -> Bits:
         """Bitmap over the column's distinct values for a plain string predicate."""
