@@ -119,6 +119,9 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
     t2 = time.perf_counter()
     report = _report(store, opts, command, started, det, findings, warnings, sources,
                      ingest_result, timings)
+    pos = posture(store, plan, findings.select(["techniques"]))
+    report.stats["posture"] = {"counts": pos.counts(),
+                               "gaps": [g.message() for g in pos.gaps[:10]]}
     write_findings(store, findings)
     del findings  # the renderers read the sorted copy back: one copy in memory at a time
     write_outputs(store, report, report.load_findings(store.root), opts.outputs)
@@ -196,6 +199,20 @@ def write_outputs(store: CaseStore, report: RunReport, findings: pa.Table,
         with open(part, "wb") as fh:
             mod.render(report, findings, fh)
         part.replace(path)
+
+
+def posture(store: CaseStore, plan: Plan, findings: pa.Table | None = None) -> Any:
+    """APT40 technique coverage of the case (see ``tidehunt.posture``).
+
+    ``findings`` default to the case's last run (none if it was never detected).
+    """
+    from tidehunt import posture as pst
+
+    if findings is None:
+        path = store.root / "findings.parquet"
+        findings = pq.read_table(path, columns=["techniques"]) if path.exists() else None
+    rules = [r for r in plan.rules if r["type"] == "detection"]
+    return pst.assess(rules, pst.case_telemetry(store), pst.fired_techniques(findings))
 
 
 def hunt(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,

@@ -130,6 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", metavar="DIR_OR_ARCHIVE",
                    help="default: the packs a hunt would use")
 
+    p = sub.add_parser("posture", help="APT40 technique coverage of a case: what fired, "
+                       "what could have, and the telemetry it lacks")
+    p.add_argument("case", metavar="CASE")
+    p.add_argument("--format", "-f", default="text", choices=("text", "json", "navigator"),
+                   help="text summary, JSON document, or an ATT&CK Navigator 4.5 layer")
+    p.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
+    p.add_argument("--rules", "-r", action="append", default=[], metavar="DIR_OR_ARCHIVE",
+                   help="rule packs to assess with (default: those a hunt would use)")
+
     p = sub.add_parser("demo", help="write the synthetic APT40 demo evidence and hunt it")
     p.add_argument("-o", "--output", dest="out", default="demo-case", metavar="DIR",
                    help="folder for the demo evidence and case (default demo-case)")
@@ -211,6 +220,8 @@ def _dispatch(args: argparse.Namespace, err: Any) -> int:
         return _search(args)
     if cmd == "rules":
         return _rules(args, err)
+    if cmd == "posture":
+        return _posture(args)
     raise ConfigError(f"unknown command {cmd}")  # argparse prevents this
 
 
@@ -274,6 +285,47 @@ def _finish(args: argparse.Namespace, report: Any, min_level: Any, fail_on: str 
         if any(Severity.parse(lv) >= bar for lv in report.stats.get("findings_by_level", {})):
             return E_FINDINGS
     del min_level
+    return E_OK
+
+
+def _posture(args: argparse.Namespace) -> int:
+    import orjson
+
+    from tidehunt import engine
+    from tidehunt.case.store import CaseStore
+    from tidehunt.context import RunContext
+    from tidehunt.posture import LABELS, STATUSES, navigator_layer
+
+    store = CaseStore(args.case)
+    plan = engine._prepare(engine.HuntOptions(rules=list(args.rules), workers=args.workers),
+                           RunContext())
+    pos = engine.posture(store, plan)
+    if args.format == "json":
+        text = orjson.dumps(pos.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n"
+    elif args.format == "navigator":
+        layer = navigator_layer(pos, f"tidehunt APT40 posture: {store.root.name}")
+        text = orjson.dumps(layer, option=orjson.OPT_INDENT_2).decode() + "\n"
+    else:
+        counts = pos.counts()
+        lines = [f"APT40 techniques in {store.root}: {len(pos.techniques)}"]
+        lines += [f"  {counts[s]:3d}  {LABELS[s]}" for s in STATUSES]
+        for s in STATUSES:
+            ts = [t for t in pos.techniques if t.status == s]
+            if ts:
+                lines.append(f"\n{LABELS[s]}:")
+                for t in ts:
+                    extra = f" ({t.findings} findings)" if t.findings else ""
+                    if s == "not_covered":
+                        extra = ": " + t.why_not()
+                    lines.append(f"  {t.id:10s} {t.name}{extra}")
+        if pos.gaps:
+            lines.append("\nTelemetry gaps:")
+            lines += [f"  - {g.message()}" for g in pos.gaps]
+        text = "\n".join(lines) + "\n"
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
     return E_OK
 
 
