@@ -126,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "release package)")
     p.add_argument("--name", default="sigmahq", help="pack name (default sigmahq)")
     rsub.add_parser("list", help="list the bundled and fetched rule packs")
+    p = rsub.add_parser("export", help="convert rule packs to SIEM queries (pySigma backends)")
+    p.add_argument("--target", "-t", required=True, choices=("splunk", "elastic", "kusto"),
+                   help="splunk: SPL; elastic: Lucene over ECS; kusto: Defender XDR")
+    p.add_argument("--pack", default="tidehunt", choices=("tidehunt", "all"),
+                   help="the bundled tidehunt pack (default) or every pack a hunt would use")
+    p.add_argument("--format", "-f", default="text", choices=("text", "json"))
+    p.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
     p = rsub.add_parser("lint", help="load rules and list every rule that cannot be used")
     p.add_argument("paths", nargs="*", metavar="DIR_OR_ARCHIVE",
                    help="default: the packs a hunt would use")
@@ -341,8 +348,25 @@ def _demo(args: argparse.Namespace, ctx: Any, err: Any) -> int:
     opts = engine.HuntOptions(workers=args.workers)
     report = engine.hunt([str(evidence)], out / "case", ctx, opts)
     code = _finish(args, report, opts.min_level, None)
+    # the demo also shows the APT40 coverage of its case, with a Navigator layer to open
+    import orjson
+
+    from tidehunt.case.store import CaseStore
+    from tidehunt.posture import LABELS, STATUSES, navigator_layer
+
+    store = CaseStore(out / "case")
+    pos = engine.posture(store, engine._prepare(opts, ctx))
+    layer = out / "case" / "posture-layer.json"
+    layer.write_bytes(orjson.dumps(navigator_layer(pos, "tidehunt demo: APT40 posture"),
+                                   option=orjson.OPT_INDENT_2))
     if not args.quiet:
         _print_story(report, args.no_color)
+        counts = pos.counts()
+        print("\nAPT40 techniques (tidehunt posture): " + "; ".join(
+            f"{counts[s]} {LABELS[s]}" for s in STATUSES))
+        for g in pos.gaps[:3]:
+            print(f"  gap: {g.message()}")
+        print(f"  ATT&CK Navigator layer: {layer}")
     return code
 
 
@@ -450,6 +474,8 @@ def _rules(args: argparse.Namespace, err: Any) -> int:
                       f"from {v['source']}, newest rule {v.get('content_date') or '?'}"
                       + (f" ({age} days old)" if age is not None else ""))
         return E_OK
+    if args.rules_command == "export":
+        return _export(args, err)
     from tidehunt.detect.sigma.correlate import resolve_refs
     from tidehunt.detect.sigma.loader import load_plan
 
@@ -464,6 +490,27 @@ def _rules(args: argparse.Namespace, err: Any) -> int:
     print(f"{len(plan.rules)} rules usable, {len(errors)} failed, {len(plan.skipped)} not "
           f"applicable to any tidehunt table")
     return E_RULES if errors else E_OK
+
+
+def _export(args: argparse.Namespace, err: Any) -> int:
+    import orjson
+
+    from tidehunt import export, rulepacks
+
+    paths = ([str(rulepacks.bundled_pack())] if args.pack == "tidehunt"
+             else [p for p, _ in rulepacks.default_rule_paths()])
+    res = export.export(paths, args.target)
+    text = (orjson.dumps(res.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n"
+            if args.format == "json" else export.render_text(res))
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    if not args.quiet:
+        err.print(f"{len(res.converted)} rules converted to {res.language}; "
+                  f"{len(res.failed)} could not be expressed"
+                  + (" (listed in the output)" if res.failed else ""), markup=False)
+    return E_OK if res.converted or not res.failed else E_RULES
 
 
 if __name__ == "__main__":
