@@ -47,7 +47,7 @@ def pack() -> Iterator[Path]:
 def rule_docs(pack: Path) -> dict[str, dict[str, Any]]:
     docs = {p.name: yaml.safe_load(p.read_text(encoding="utf-8"))
             for p in sorted(pack.glob("*.yml"))}
-    assert 20 <= len(docs) <= 40
+    assert 20 <= len(docs) <= 60
     return docs
 
 
@@ -85,7 +85,7 @@ def test_ids_titles_and_names_are_unique(rule_docs: dict[str, dict[str, Any]]) -
 def test_correlations_reference_rules_in_the_pack(pack: Path) -> None:
     collection = SigmaCollection.load_ruleset([pack], collect_errors=True)
     correlations = [r for r in collection.rules if isinstance(r, SigmaCorrelationRule)]
-    assert 2 <= len(correlations) <= 4
+    assert 2 <= len(correlations) <= 10
     for corr in correlations:
         assert corr.rules
         for ref in corr.rules:
