@@ -123,7 +123,8 @@ class Posture:
                 "gaps": [{"logsource": g.logsource, "wants": g.wants,
                           "techniques": g.techniques, "message": g.message()}
                          for g in self.gaps],
-                "detectors": DETECTORS}
+                "detectors": DETECTORS,
+                "defence_layers": defence_layers(self)}
 
 
 def _covers(tags: Iterable[str], technique: str) -> bool:
@@ -206,6 +207,41 @@ def assess(rules: Sequence[dict[str, Any]], telemetry: dict[tuple[str, int], int
             for ls, techs in sorted(blind_by_ls.items(), key=lambda kv: (-len(kv[1]), kv[0]))]
     tele = {f"{c}|{e}": n for (c, e), n in sorted(telemetry.items(), key=str)}
     return Posture(states, gaps, tele)
+
+
+def load_defence_layers() -> dict[str, Any]:
+    """The bundled defence-layer model (seven layers of the mission)."""
+    text = resources.files("tidehunt").joinpath(
+        "data/coverage/defence_layers.yml").read_text("utf-8")
+    doc: dict[str, Any] = yaml.safe_load(text)
+    return doc
+
+
+def defence_layers(posture: Posture, model: dict[str, Any] | None = None
+                   ) -> list[dict[str, Any]]:
+    """Per defence layer: what this case shows, what it cannot show, and what to do.
+
+    ``shows``: the layer's techniques that fired or that loaded rules could see here;
+    ``missing``: those the case is blind to (no telemetry, or nothing loaded covers them),
+    with the telemetry gaps behind them; ``mitigations`` and ``advice`` from the model.
+    """
+    doc = model or load_defence_layers()
+    by = {t.id: t for t in posture.techniques}
+    out = []
+    for layer in doc["layers"]:
+        techs = [by[t] for t in layer["techniques"] if t in by]
+        fired = [t.id for t in techs if t.status == "fired"]
+        seen = [t.id for t in techs if t.status == "covered"]
+        blind = [t.id for t in techs if t.status == "no_telemetry"]
+        uncovered = [t.id for t in techs if t.status == "not_covered"]
+        gaps = [g.message() for g in posture.gaps if set(g.techniques) & set(blind)]
+        out.append({
+            "id": layer["id"], "name": layer["name"],
+            "shows": {"fired": fired, "covered": seen},
+            "missing": {"no_telemetry": blind, "not_covered": uncovered, "gaps": gaps},
+            "mitigations": layer["mitigations"], "advice": layer["advice"],
+        })
+    return out
 
 
 def navigator_layer(posture: Posture, name: str = "tidehunt APT40 posture") -> dict[str, Any]:

@@ -184,3 +184,33 @@ def test_fired_techniques_counts_each_finding_tag():
 
     t = pa.table({"techniques": [["T1059.001", "T1105"], ["T1105"], None]})
     assert fired_techniques(t) == {"T1059.001": 1, "T1105": 2}
+
+
+def test_defence_layer_model_names_the_seven_layers():
+    from tidehunt.posture import load_defence_layers
+
+    layers = load_defence_layers()["layers"]
+    assert [x["id"] for x in layers] == ["mail", "vulnerability", "mfa", "segmentation",
+                                         "edr", "dlp", "cloud"]
+    known = {t["id"] for t in load_coverage()["techniques"]}
+    for layer in layers:
+        assert layer["advice"] and all(len(a) > 40 for a in layer["advice"]), layer["id"]
+        assert all(re.fullmatch(r"M1\d{3}", m) for m in layer["mitigations"]), layer["id"]
+        assert set(layer["techniques"]) <= known, set(layer["techniques"]) - known
+
+
+def test_defence_layers_follow_what_the_case_can_see():
+    from tidehunt.posture import defence_layers
+
+    model = {"layers": [{"id": "edr", "name": "EDR", "mitigations": {"M1040": "x"},
+                         "advice": ["a"], "techniques": ["T1059", "T1003"]},
+                        {"id": "mail", "name": "Mail", "mitigations": {"M1049": "y"},
+                         "advice": ["b"], "techniques": ["T1566.001"]}]}
+    full = defence_layers(assess(RULES, {(SYSMON, 1): 5, (SYSMON, 10): 1},
+                                 {"T1003.001": 1}, COV), model)
+    less = defence_layers(assess(RULES, {(SYSMON, 10): 1}, {"T1003.001": 1}, COV), model)
+    assert full[0]["shows"] == {"fired": ["T1003"], "covered": ["T1059"]}
+    assert less[0]["missing"]["no_telemetry"] == ["T1059"]
+    assert "T1059" in less[0]["missing"]["gaps"][0]
+    assert full[1]["missing"]["not_covered"] == ["T1566.001"]
+    assert full[1]["mitigations"] == {"M1049": "y"}

@@ -301,7 +301,7 @@ def _posture(args: argparse.Namespace) -> int:
     from tidehunt import engine
     from tidehunt.case.store import CaseStore
     from tidehunt.context import RunContext
-    from tidehunt.posture import LABELS, STATUSES, navigator_layer
+    from tidehunt.posture import LABELS, STATUSES, defence_layers, navigator_layer
 
     store = CaseStore(args.case)
     plan = engine._prepare(engine.HuntOptions(rules=list(args.rules), workers=args.workers),
@@ -328,6 +328,21 @@ def _posture(args: argparse.Namespace) -> int:
         if pos.gaps:
             lines.append("\nTelemetry gaps:")
             lines += [f"  - {g.message()}" for g in pos.gaps]
+        lines.append("\nDefence layers:")
+        for layer in defence_layers(pos):
+            shows, missing = layer["shows"], layer["missing"]
+            lines.append(f"\n  {layer['name']}: {len(shows['fired'])} fired, "
+                         f"{len(shows['covered'])} visible, {len(missing['no_telemetry'])} "
+                         f"blind for lack of telemetry, {len(missing['not_covered'])} not "
+                         "covered")
+            if shows["fired"]:
+                lines.append("    this case shows: " + ", ".join(shows["fired"]))
+            if missing["no_telemetry"] or missing["not_covered"]:
+                lines.append("    cannot see: " + ", ".join(
+                    missing["no_telemetry"] + missing["not_covered"]))
+            lines.append("    mitigations: " + ", ".join(
+                f"{k} {v}" for k, v in layer["mitigations"].items()))
+            lines += [f"    - {a}" for a in layer["advice"]]
         text = "\n".join(lines) + "\n"
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
