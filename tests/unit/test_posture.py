@@ -214,3 +214,36 @@ def test_defence_layers_follow_what_the_case_can_see():
     assert "T1059" in less[0]["missing"]["gaps"][0]
     assert full[1]["missing"]["not_covered"] == ["T1566.001"]
     assert full[1]["mitigations"] == {"M1049": "y"}
+
+
+def test_posture_html_is_self_contained_and_escaped():
+    from html.parser import HTMLParser
+
+    from tidehunt import posture_html
+
+    cov = {"techniques": [*COV["techniques"],
+                          {"id": "T1001", "name": '<script>alert("x")</script>',
+                           "assessment": "<img src=x onerror=alert(1)>"}]}
+    pos = assess(RULES, {(SYSMON, 1): 10}, {"T1003.001": 1}, cov)
+    page = posture_html.render(pos, "case <b>")
+
+    class P(HTMLParser):
+        tags: list[str] = []
+        attrs: list[tuple[str, str | None]] = []
+        rows: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+            self.attrs += attrs
+            if tag == "tr":
+                self.rows += [v or "" for k, v in attrs if k == "data-status"]
+
+    p = P()
+    p.feed(page)
+    assert "script" not in p.tags and "img" not in p.tags and "b" in p.tags  # only our <b>
+    assert not any(k.startswith("on") for k, _ in p.attrs)
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert "case &lt;b&gt;" in page
+    assert sorted(p.rows) == sorted(t.status for t in pos.techniques)
+    assert "http://" not in page and "https://" not in page  # nothing fetched
+    assert page.count('class="layer"') == 7

@@ -140,8 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("posture", help="APT40 technique coverage of a case: what fired, "
                        "what could have, and the telemetry it lacks")
     p.add_argument("case", metavar="CASE")
-    p.add_argument("--format", "-f", default="text", choices=("text", "json", "navigator"),
-                   help="text summary, JSON document, or an ATT&CK Navigator 4.5 layer")
+    p.add_argument("--format", "-f", default="text",
+                   choices=("text", "json", "navigator", "html"),
+                   help="text summary, JSON document, an ATT&CK Navigator 4.5 layer, or a "
+                        "self-contained HTML page")
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
     p.add_argument("--rules", "-r", action="append", default=[], metavar="DIR_OR_ARCHIVE",
                    help="rule packs to assess with (default: those a hunt would use)")
@@ -309,6 +311,10 @@ def _posture(args: argparse.Namespace) -> int:
     pos = engine.posture(store, plan)
     if args.format == "json":
         text = orjson.dumps(pos.to_dict(), option=orjson.OPT_INDENT_2).decode() + "\n"
+    elif args.format == "html":
+        from tidehunt import posture_html
+
+        text = posture_html.render(pos, f"tidehunt APT40 posture: {store.root.name}")
     elif args.format == "navigator":
         layer = navigator_layer(pos, f"tidehunt APT40 posture: {store.root.name}")
         text = orjson.dumps(layer, option=orjson.OPT_INDENT_2).decode() + "\n"
