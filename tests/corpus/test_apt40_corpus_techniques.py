@@ -18,8 +18,6 @@ from tests.conftest import SIGMA_DIRS, corpus_path
 
 FOLDERS = ("evtx-attack-samples", "deepbluecli")
 
-_P4688 = ("Security 4688 only; tidehunt maps Sigma process_creation to Sysmon 1 (pySigma sysmon "
-          "pipeline), so no rule reads 4688")
 _NO_T1068 = "no rule tags T1068; the exploit itself is not logged"
 
 #: manifest file -> why no finding on it carries one of its APT40 techniques.
@@ -46,22 +44,15 @@ EXCEPTIONS: dict[str, str] = {
     "evtx-attack-samples/Other/emotet/exec_emotet_ps_800_new-object.evtx":
         "one Windows PowerShell 800 event: no rule reads 800 (ps_module maps to 4103)",
     # process creation only as Security 4688
-    "deepbluecli/metasploit-psexec-native-target-security.evtx":
-        _P4688 + " (rundll32, duKhLYUX.exe, cmd echo > \\\\.\\pipe); findings: log cleared only",
-    "deepbluecli/metasploit-psexec-powershell-target-security.evtx":
-        _P4688 + " (powershell -nop -w hidden FromBase64String); findings: log cleared only",
-    "deepbluecli/powersploit-security.evtx":
-        _P4688 + " (powershell -NoP -NonI -W Hidden -Enc); findings: log cleared only",
-    "deepbluecli/powersploit-system.evtx":
-        _P4688 + " (powershell IEX DownloadString Invoke-Mimikatz); findings: log cleared only",
     "deepbluecli/psattack-security.evtx":
-        _P4688 + " (PSAttack.exe, csc.exe, cvtres.exe); findings: log cleared only",
+        "Security 4688 process creations of PSAttack.exe, csc.exe and cvtres.exe (read as "
+        "process_creation): no rule matches them with T1059.001",
     "evtx-attack-samples/Lateral Movement/LM_WMI_4624_4688_TargetHost.evtx":
         "Security 4624 type 3 logons and 4688 WmiPrvSE.exe/calc.exe without command line; no "
-        "rule matches (4688 is not read) and none tags T1047",
+        "rule matches them with T1047",
     "evtx-attack-samples/Lateral Movement/LM_WMIC_4648_rpcss.evtx":
         "Security 4648 by WMIC.exe fires 'Suspicious Remote Logon with Explicit Credentials' "
-        "(T1078 only); the 4688 of WMIC.exe is not read; no rule tags T1047",
+        "(T1078 only); its one 4688 matches no rule tagged T1047",
     # events present, rule conditions or field rendering do not match
     "evtx-attack-samples/Lateral Movement/LM_REMCOM_5145_TargetHost.evtx":
         "Security 5145 on IPC$\\svcctl and ADMIN$\\RemComSvc.exe: the svcctl rule wants "

@@ -3,13 +3,15 @@
 The same SigmaHQ rules (``rules/windows`` and ``rules-threat-hunting/windows``) run over
 the same events (the dev EVTX corpus) two ways: tidehunt's bulk matcher, and each rule
 converted by pysigma-backend-sqlite (with SigmaHQ's Sysmon and Windows logsource
-pipelines) and executed in SQLite over a table built like Zircolite's (every column
+pipelines, and for process_creation also the Windows audit pipeline over Security 4688) and
+executed in SQLite over a table built like Zircolite's (every column
 ``COLLATE NOCASE``). Every rule's hit set must be identical, except the documented
 differences in EXPLAINED, each with the reason.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 import sqlite3
 from collections import defaultdict
@@ -99,7 +101,7 @@ def test_engine_matches_sqlite_oracle(events_case, rule_dirs):
     from sigma.backends.sqlite import sqliteBackend
     from sigma.collection import SigmaCollection
     from sigma.pipelines.sysmon import sysmon_pipeline
-    from sigma.pipelines.windows import windows_logsource_pipeline
+    from sigma.pipelines.windows import windows_audit_pipeline, windows_logsource_pipeline
 
     from tidehunt.detect.sigma.loader import load_plan
     from tidehunt.detect.sigma.run import match
@@ -119,6 +121,9 @@ def test_engine_matches_sqlite_oracle(events_case, rule_dirs):
 
     db = _sqlite_db(events_case)
     backend = sqliteBackend(processing_pipeline=sysmon_pipeline() + windows_logsource_pipeline())
+    # process_creation rules run over Security 4688 too, with SigmaHQ's audit pipeline
+    audit = sqliteBackend(processing_pipeline=windows_audit_pipeline()
+                          + windows_logsource_pipeline())
     col = SigmaCollection.load_ruleset([str(d) for d in rule_dirs], collect_errors=True)
     compiled = {r["id"] for r in plan.rules if r["type"] == "detection"}
     compared = 0
@@ -128,11 +133,17 @@ def test_engine_matches_sqlite_oracle(events_case, rule_dirs):
         rid = str(rule.id)
         if rid not in compiled:
             continue
+        pristine = copy.deepcopy(rule)  # converting applies the pipeline to the rule itself
         try:
             queries = backend.convert_rule(rule)
         except Exception as exc:  # noqa: BLE001 - the oracle cannot express some rules
             not_convertible.append(f"{rid}: {exc}")
             continue
+        if rule.logsource.category == "process_creation":
+            try:
+                queries = [*queries, *audit.convert_rule(pristine)]
+            except Exception:  # noqa: BLE001 - fields the audit log lacks: no 4688 query
+                pass
         theirs: set[str] = set()
         for q in queries:
             q = q.replace("SELECT *", "SELECT row_key", 1)

@@ -3,6 +3,7 @@
 The mapping is read from ``pysigma-pipeline-sysmon`` and ``pysigma-pipeline-windows``:
 a probe rule with the logsource is run through both pipelines and the ``Channel`` and
 ``EventID`` conditions they add become the partition (channel in X and event_id in Y).
+``process_creation`` also covers Security 4688, as the Windows audit pipeline maps it.
 Results are memoised per logsource.
 """
 
@@ -14,6 +15,11 @@ from typing import Any
 
 #: Logsource products whose events live in the ``windows`` table.
 WINDOWS_PRODUCTS = {"windows"}
+#: Where process_creation rules also look, as pysigma-pipeline-windows' audit pipeline maps it.
+AUDIT_4688 = ("Security", 4688)
+#: Sysmon field -> the Security 4688 field holding the same value (the audit pipeline's map).
+AUDIT_FIELDS = {"Image": "NewProcessName", "ParentImage": "ParentProcessName",
+                "LogonId": "SubjectLogonId"}
 
 
 @cache
@@ -56,6 +62,11 @@ def partition(category: str | None, product: str | None,
                 channels += [v for v in vals if v]
             elif field == "EventID":
                 event_ids += [int(v) for v in vals if v is not None]
+    if (category or "").lower() == "process_creation":
+        # SigmaHQ's windows_audit_pipeline: the same rules over Security 4688, with
+        # Image/ParentImage read from NewProcessName/ParentProcessName (AUDIT_FIELDS)
+        channels.append(AUDIT_4688[0])
+        event_ids.append(AUDIT_4688[1])
     if not channels and not event_ids:
         if service or category:
             return {"table": None,

@@ -15,7 +15,7 @@ import orjson
 from tidehunt.detect.sigma.compile import Tree
 from tidehunt.detect.sigma.logsource import partition
 
-PLAN_VERSION = 3
+PLAN_VERSION = 4
 
 
 @dataclass

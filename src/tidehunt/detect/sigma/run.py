@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 from tidehunt.case.store import CaseStore
 from tidehunt.detect.sigma.compile import Tree
+from tidehunt.detect.sigma.logsource import AUDIT_4688, AUDIT_FIELDS
 from tidehunt.detect.sigma.plan import Group, Plan, regex_of
 from tidehunt.model.tables import WINDOWS_ALIASES
 
@@ -623,6 +624,8 @@ def _read_chunk(chunk: list[tuple[int, str]], groups: list[Group],
         for r in g.rules:
             for f in plan.rules[r]["fields"]:
                 wanted[WINDOWS_ALIASES.get(f, f)] = None
+                if f in AUDIT_FIELDS:
+                    wanted[AUDIT_FIELDS[f]] = None
     tables = []
     part_ids = []
     for i, path in chunk:
@@ -639,9 +642,34 @@ def _read_chunk(chunk: list[tuple[int, str]], groups: list[Group],
         part_ids.append(np.full(t.num_rows, i, dtype=np.int32))
     table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 \
         else tables[0]
-    table = merge_case_variants(table)
+    table = with_audit_fields(merge_case_variants(table))
     row_in_part = np.concatenate([np.arange(t.num_rows, dtype=np.int64) for t in tables])
     return table, np.concatenate(part_ids), row_in_part
+
+
+def with_audit_fields(table: pa.Table) -> pa.Table:
+    """Sysmon field names over Security 4688 rows too (Image from NewProcessName, ...).
+
+    Only 4688 rows get the audit values, where the Sysmon column is empty, as SigmaHQ's
+    windows_audit_pipeline maps those fields for process_creation rules.
+    """
+    present = [(s, a) for s, a in AUDIT_FIELDS.items() if a in table.column_names]
+    if not present or "channel" not in table.column_names:
+        return table
+    is_4688 = pc.and_(pc.equal(pc.utf8_lower(table.column("channel")), AUDIT_4688[0].lower()),
+                      pc.equal(table.column("event_id"), AUDIT_4688[1]))
+    is_4688 = pc.fill_null(is_4688, False)
+    if not pc.any(is_4688).as_py():
+        return table
+    for sysmon, audit in present:
+        col = table.column(audit)
+        value = pc.if_else(is_4688, col, pa.scalar(None, col.type))
+        if sysmon in table.column_names:
+            i = table.column_names.index(sysmon)
+            table = table.set_column(i, sysmon, pc.coalesce(table.column(sysmon), value))
+        else:
+            table = table.append_column(sysmon, value)
+    return table
 
 
 def merge_case_variants(table: pa.Table) -> pa.Table:
