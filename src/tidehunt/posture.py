@@ -16,8 +16,9 @@ of the last run, giving each technique one status:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import resources
 from typing import Any
 
@@ -47,8 +48,9 @@ LABELS = {"fired": "covered and fired in this case",
           "not_covered": "not covered by a loaded rule (planned detector or assessment only)"}
 
 
+@cache
 def load_coverage() -> dict[str, Any]:
-    """The bundled coverage model."""
+    """The bundled coverage model (parsed once; treat as read-only)."""
     text = resources.files("tidehunt").joinpath("data/coverage/apt40.yml").read_text("utf-8")
     doc: dict[str, Any] = yaml.safe_load(text)
     return doc
@@ -127,10 +129,6 @@ class Posture:
                 "defence_layers": defence_layers(self)}
 
 
-def _covers(tags: Iterable[str], technique: str) -> bool:
-    return any(t == technique or t.startswith(technique + ".") for t in tags)
-
-
 def _logsource_name(ls: Sequence[Any]) -> str:
     parts = [str(x) for x in ls if x]
     return "/".join(parts) if parts else "any"
@@ -170,13 +168,21 @@ def assess(rules: Sequence[dict[str, Any]], telemetry: dict[tuple[str, int], int
     have = {k for k, n in telemetry.items() if n}
     chans = {c for c, _ in have}
     by_id = {r["id"]: r for r in rules if r.get("id")}
+    # technique -> rules tagged with it or with one of its sub-techniques (one pass)
+    tagged: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for r in rules:
+        if not r.get("id"):
+            continue
+        for tag in r.get("techniques") or []:
+            tagged[tag][r["id"]] = r
+            if "." in tag:
+                tagged[tag.split(".", 1)[0]][r["id"]] = r
     states: list[TechniqueState] = []
     blind_by_ls: dict[str, set[str]] = defaultdict(set)
     wants_by_ls: dict[str, set[str]] = defaultdict(set)
     for t in cov["techniques"]:
         tid = t["id"]
-        covering = {r["id"]: r for r in rules
-                    if r.get("id") and _covers(r.get("techniques") or [], tid)}
+        covering = dict(tagged.get(tid, {}))
         for rid in t.get("sigmahq", []):
             if rid in by_id:
                 covering[rid] = by_id[rid]
@@ -209,8 +215,9 @@ def assess(rules: Sequence[dict[str, Any]], telemetry: dict[tuple[str, int], int
     return Posture(states, gaps, tele)
 
 
+@cache
 def load_defence_layers() -> dict[str, Any]:
-    """The bundled defence-layer model (seven layers of the mission)."""
+    """The bundled defence-layer model (seven layers of the mission; read-only)."""
     text = resources.files("tidehunt").joinpath(
         "data/coverage/defence_layers.yml").read_text("utf-8")
     doc: dict[str, Any] = yaml.safe_load(text)
