@@ -136,9 +136,15 @@ def _logsource_name(ls: Sequence[Any]) -> str:
 
 def _reads(rule: dict[str, Any]) -> list[tuple[str | None, int | None]]:
     """(channel, event ID) pairs a rule reads (None: any)."""
+    from tidehunt.detect.sigma.logsource import AUDIT_4688
+
     chans = [c.lower() for c in rule.get("channels") or []] or [None]
     eids = list(rule.get("event_ids") or []) or [None]
-    return [(c, e) for c in chans for e in eids]
+    audit = (AUDIT_4688[0].lower(), AUDIT_4688[1])
+    pairs = [(c, e) for c in chans for e in eids]
+    if audit in pairs:  # process_creation: Security 4688 next to the Sysmon pairs, not mixed
+        pairs = [(c, e) for c, e in pairs if (c == audit[0]) == (e == audit[1])]
+    return pairs
 
 
 def _present(pair: tuple[str | None, int | None], have: set[tuple[str, int]],

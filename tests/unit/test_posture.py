@@ -249,3 +249,13 @@ def test_posture_html_is_self_contained_and_escaped():
     assert sorted(p.rows) == sorted(t.status for t in pos.techniques)
     assert "http://" not in page and "https://" not in page  # nothing fetched
     assert page.count('class="layer"') == 7
+
+
+def test_process_creation_reads_sysmon_1_and_security_4688_only():
+    rule = _rule("r-pc", ["T1059.001"], ["Microsoft-Windows-Sysmon/Operational", "Security"],
+                 [1, 4688])
+    only_4688 = assess([rule], {("security", 4688): 3}, {}, COV)
+    assert {t.id: t.status for t in only_4688.techniques}["T1059"] == "covered"
+    none = assess([rule], {("security", 4624): 3}, {}, COV)
+    (gap,) = [g for g in none.gaps if g.logsource == "process_creation/windows"]
+    assert gap.wants == [f"{SYSMON} 1", "security 4688"]
