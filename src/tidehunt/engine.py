@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -25,6 +26,7 @@ from tidehunt.ingest import IngestResult, ingest
 from tidehunt.model.finding import FINDINGS_SCHEMA
 from tidehunt.model.report import Meta, RuleSource, RunReport
 from tidehunt.model.rule import Severity
+from tidehunt.posture import navigator_layer
 from tidehunt.rulepacks import DEFAULT_MAX_AGE_DAYS, age_days, default_rule_paths
 
 
@@ -72,7 +74,7 @@ def _rule_paths(opts: HuntOptions) -> list[tuple[str, str]]:
     return default_rule_paths()
 
 
-def _prepare(opts: HuntOptions, ctx: RunContext) -> Plan:
+def prepare_plan(opts: HuntOptions, ctx: RunContext) -> Plan:
     """Load (or compile) the plan and warm the matcher's per-group tables."""
     from tidehunt.detect.sigma.run import warm_up
 
@@ -92,7 +94,7 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
     timings = dict(timings or {})
     t0 = time.perf_counter()
     named = _rule_paths(opts)
-    plan = plan_future.result() if plan_future is not None else _prepare(opts, ctx)
+    plan = plan_future.result() if plan_future is not None else prepare_plan(opts, ctx)
     timings["rules"] = round(time.perf_counter() - t0, 3)
     det = SigmaDetector(plan, SigmaOptions(opts.min_level, opts.exclude, opts.since,
                                            opts.until, opts.workers))
@@ -120,8 +122,13 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
     report = _report(store, opts, command, started, det, findings, warnings, sources,
                      ingest_result, timings)
     pos = posture(store, plan, findings.select(["techniques"]))
+    layer = store.root / POSTURE_LAYER
+    layer.write_bytes(orjson.dumps(navigator_layer(pos, f"tidehunt APT40 posture: "
+                                                   f"{store.root.name}"),
+                                   option=orjson.OPT_INDENT_2))
     report.stats["posture"] = {"counts": pos.counts(),
-                               "gaps": [g.message() for g in pos.gaps[:10]]}
+                               "gaps": [g.message() for g in pos.gaps[:10]],
+                               "navigator_layer": POSTURE_LAYER}
     write_findings(store, findings)
     del findings  # the renderers read the sorted copy back: one copy in memory at a time
     write_outputs(store, report, report.load_findings(store.root), opts.outputs)
@@ -171,6 +178,8 @@ def _report(store: CaseStore, opts: HuntOptions, command: str, started: str,
 
 
 OUTPUT_FILES = {"jsonl": "findings.jsonl", "csv_timeline": "timeline.csv"}
+#: ATT&CK Navigator layer of the case's APT40 posture, written by every detection run.
+POSTURE_LAYER = "posture-layer.json"
 
 
 def write_findings(store: CaseStore, findings: pa.Table) -> None:
@@ -225,7 +234,7 @@ def hunt(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
     started = utcnow()
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=1) as pool:
-        plan_future = pool.submit(_prepare, opts, ctx)
+        plan_future = pool.submit(prepare_plan, opts, ctx)
         try:
             store, res = run_ingest(evidence, case_dir, ctx, opts.workers, opts.strict)
         except BaseException:

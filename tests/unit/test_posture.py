@@ -179,6 +179,12 @@ def test_posture_of_the_demo_case_and_without_its_sysmon_logs(tmp_path, capsys):
     assert blind & fired  # techniques seen with Sysmon become blind without it
     report = json.loads((tmp_path / "nosysmon" / "report.json").read_text())
     assert report["stats"]["posture"]["counts"]["no_telemetry"] == len(blind)
+    # every hunt writes the case's layer itself, the same as `posture -f navigator`
+    written = json.loads((tmp_path / "all" / report["stats"]["posture"]["navigator_layer"])
+                         .read_text())
+    jsonschema.validate(written, LAYER_SCHEMA)
+    assert written["techniques"] == json.loads(
+        (tmp_path / "all.layer.json").read_text())["techniques"]
 
 
 def test_fired_techniques_counts_each_finding_tag():

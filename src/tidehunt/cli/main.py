@@ -306,7 +306,7 @@ def _posture(args: argparse.Namespace) -> int:
     from tidehunt.posture import LABELS, STATUSES, defence_layers, navigator_layer
 
     store = CaseStore(args.case)
-    plan = engine._prepare(engine.HuntOptions(rules=list(args.rules), workers=args.workers),
+    plan = engine.prepare_plan(engine.HuntOptions(rules=list(args.rules), workers=args.workers),
                            RunContext())
     pos = engine.posture(store, plan)
     if args.format == "json":
@@ -369,25 +369,19 @@ def _demo(args: argparse.Namespace, ctx: Any, err: Any) -> int:
     opts = engine.HuntOptions(workers=args.workers)
     report = engine.hunt([str(evidence)], out / "case", ctx, opts)
     code = _finish(args, report, opts.min_level, None)
-    # the demo also shows the APT40 coverage of its case, with a Navigator layer to open
-    import orjson
-
-    from tidehunt.case.store import CaseStore
-    from tidehunt.posture import LABELS, STATUSES, navigator_layer
-
-    store = CaseStore(out / "case")
-    pos = engine.posture(store, engine._prepare(opts, ctx))
-    layer = out / "case" / "posture-layer.json"
-    layer.write_bytes(orjson.dumps(navigator_layer(pos, "tidehunt demo: APT40 posture"),
-                                   option=orjson.OPT_INDENT_2))
     if not args.quiet:
         _print_story(report, args.no_color)
-        counts = pos.counts()
+        # the APT40 coverage the hunt assessed, and the Navigator layer it wrote
+        from tidehunt.engine import POSTURE_LAYER
+        from tidehunt.posture import LABELS, STATUSES
+
+        pos = report.stats.get("posture", {})
+        counts = pos.get("counts", {})
         print("\nAPT40 techniques (tidehunt posture): " + "; ".join(
-            f"{counts[s]} {LABELS[s]}" for s in STATUSES))
-        for g in pos.gaps[:3]:
-            print(f"  gap: {g.message()}")
-        print(f"  ATT&CK Navigator layer: {layer}")
+            f"{counts.get(s, 0)} {LABELS[s]}" for s in STATUSES))
+        for g in pos.get("gaps", [])[:3]:
+            print(f"  gap: {g}")
+        print(f"  ATT&CK Navigator layer: {out / 'case' / POSTURE_LAYER}")
     return code
 
 

@@ -39,13 +39,11 @@ DETAIL_FIELDS = (
 MAX_DETAIL = 240
 
 
-def details(fields: dict[str, Any], limit: int = 4) -> str:
-    """Hayabusa-style ``Key: value ¦ Key: value`` from the most telling fields."""
-    return " ¦ ".join(_detail_items(fields, limit))
-
-
 def _detail_items(fields: dict[str, Any], limit: int) -> list[str]:
-    """The ``Key: value`` items of ``details``, most telling first."""
+    """Hayabusa-style ``Key: value`` items of the most telling fields, in order.
+
+    A finding's summary joins the first four with `` ¦ ``, its details line the first six.
+    """
     out: list[str] = []
     for k in DETAIL_FIELDS:
         v = fields.get(k)
