@@ -13,11 +13,12 @@ from tidehunt.model.tables import TABLES
 
 
 @pytest.mark.parametrize(("kind", "package"), [("sources", "tidehunt.sources"),
-                                               ("renderers", "tidehunt.render")])
+                                               ("renderers", "tidehunt.render"),
+                                               ("analytics", "tidehunt.detect.analytics")])
 def test_every_module_is_registered(kind, package):
     path = importlib.import_module(package).__path__
     modules = {f"{package}.{m.name}" for m in pkgutil.iter_modules(path)
-               if not m.name.startswith("_") and m.name not in ("base", "sniff")}
+               if not m.name.startswith("_") and m.name not in ("base", "sniff", "detector")}
     assert modules == {t.partition(":")[0] for t in registry.targets(kind).values()}
 
 
@@ -36,6 +37,17 @@ def test_detectors_declare_reads():
         assert name == cls.NAME and set(cls.READS) <= set(TABLES)
 
 
+def test_analytics_are_named_documented_and_have_unique_ids():
+    seen = set()
+    for name, cls in registry.all_of("analytics").items():
+        assert name == cls.NAME and cls.__module__.rsplit(".", 1)[1] == name
+        assert cls.__doc__ and cls.META.description and cls.META.techniques, name
+        assert set(cls.READS) <= set(TABLES), name
+        assert cls.META.id.startswith("th-analytic-") and cls.META.id not in seen
+        seen.add(cls.META.id)
+    assert len(seen) == len(registry.targets("analytics"))
+
+
 def test_renderers_have_render_and_name():
     for name in registry.targets("renderers"):
         mod = registry.load("renderers", name)
@@ -50,5 +62,5 @@ def test_every_field_documented():
 
 
 def test_unknown_plugin_is_a_clear_error():
-    with pytest.raises(registry.RegistryError, match="known: evtx"):
+    with pytest.raises(registry.RegistryError, match="known: .*evtx"):
         registry.load("sources", "nope")

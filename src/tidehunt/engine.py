@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from tidehunt import __version__
 from tidehunt.case.store import CaseStore, utcnow
 from tidehunt.context import RunContext
+from tidehunt.detect.analytics.detector import AnalyticsDetector, AnalyticsOptions
 from tidehunt.detect.sigma.detector import SigmaDetector, SigmaOptions
 from tidehunt.detect.sigma.findings import concat
 from tidehunt.detect.sigma.loader import load_plan
@@ -26,6 +27,7 @@ from tidehunt.ingest import IngestResult, ingest
 from tidehunt.model.finding import FINDINGS_SCHEMA
 from tidehunt.model.report import Meta, RuleSource, RunReport
 from tidehunt.model.rule import Severity
+from tidehunt.model.tables import TABLES
 from tidehunt.posture import navigator_layer
 from tidehunt.rulepacks import DEFAULT_MAX_AGE_DAYS, age_days, default_rule_paths
 
@@ -98,9 +100,11 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
     timings["rules"] = round(time.perf_counter() - t0, 3)
     det = SigmaDetector(plan, SigmaOptions(opts.min_level, opts.exclude, opts.since,
                                            opts.until, opts.workers))
+    ana = AnalyticsDetector(AnalyticsOptions(opts.min_level, opts.exclude, opts.since,
+                                             opts.until))
     t1 = time.perf_counter()
     findings = concat(pa.Table.from_batches([b], schema=FINDINGS_SCHEMA)
-                      for b in det.run(store, ctx))
+                      for d in (det, ana) for b in d.run(store, ctx))
     timings["detect"] = round(time.perf_counter() - t1, 3)
     warnings: list[dict[str, Any]] = []
     sources: list[RuleSource] = []
@@ -119,8 +123,13 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
             warnings.append({**w, "path": w.get("path") or rec.get("display", "")})
     warnings += store.manifest.get("warnings", [])
     t2 = time.perf_counter()
+    for f in ana.stats.failed:
+        warnings.append({"artefact": "", "path": f["analytic"], "source": "analytics",
+                         "message": f"analytic {f['id']} failed: {f['error']}",
+                         "locators": [], "count": 1})
     report = _report(store, opts, command, started, det, findings, warnings, sources,
                      ingest_result, timings)
+    report.stats["analytics"] = ana.summary()
     pos = posture(store, plan, findings.select(["techniques"]))
     layer = store.root / POSTURE_LAYER
     layer.write_bytes(orjson.dumps(navigator_layer(pos, f"tidehunt APT40 posture: "
@@ -162,7 +171,7 @@ def _report(store: CaseStore, opts: HuntOptions, command: str, started: str,
         "findings_by_tactic": dict(tactics.most_common()),
         "top_rules": [{"title": t, "findings": n} for t, n in rules.most_common(20)],
         "seconds": timings,
-        "tables": {"windows": store.rows("windows")},
+        "tables": {t: store.rows(t) for t in TABLES if store.rows(t)},
     }
     if ingest_result is not None:
         stats["ingest"] = _ingest_dict(ingest_result)

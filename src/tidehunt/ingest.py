@@ -280,6 +280,9 @@ def run_task(case_root: str, task: list[Planned], evtx_threads: int = 0,
         parse_seconds += seconds
         recs[item.id] = _record(item, item.source, status, seconds=round(seconds, 4),
                                 warnings=[w.to_dict() for w in ctx.take_warnings()])
+        line_stats = getattr(src, "stats", None)
+        if line_stats is not None and hasattr(line_stats, "to_dict"):
+            recs[item.id]["lines"] = line_stats.to_dict()
         if error:
             recs[item.id]["error"] = error
     for name, sink in sinks.items():

@@ -14,10 +14,29 @@ from tidehunt.errors import TidehuntError
 SOURCES: dict[str, str] = {
     "evtx": "tidehunt.sources.evtx:EvtxSource",
     "windows_json": "tidehunt.sources.windows_json:WindowsJsonSource",
+    "iis_w3c": "tidehunt.sources.iis_w3c:IisW3cSource",
+    "access_log": "tidehunt.sources.access_log:AccessLogSource",
 }
 
 DETECTORS: dict[str, str] = {
     "sigma": "tidehunt.detect.sigma.detector:SigmaDetector",
+    "analytics": "tidehunt.detect.analytics.detector:AnalyticsDetector",
+}
+
+_A = "tidehunt.detect.analytics."
+ANALYTICS: dict[str, str] = {
+    "web_command_request": _A + "web_command_request:WebCommandRequest",
+    "web_tunnel_request": _A + "web_tunnel_request:WebTunnelRequest",
+    "http_auth_bruteforce": _A + "http_auth_bruteforce:HttpAuthBruteforce",
+    "war_deploy": _A + "war_deploy:WarDeploy",
+    "new_script_after_deploy": _A + "new_script_after_deploy:NewScriptAfterDeploy",
+    "rare_script_post": _A + "rare_script_post:RareScriptPost",
+    "command_output_sizes": _A + "command_output_sizes:CommandOutputSizes",
+    "script_in_static_folder": _A + "script_in_static_folder:ScriptInStaticFolder",
+    "long_encoded_parameter": _A + "long_encoded_parameter:LongEncodedParameter",
+    "sql_injection_request": _A + "sql_injection_request:SqlInjectionRequest",
+    "scanbox_beacon": _A + "scanbox_beacon:ScanboxBeacon",
+    "web_scan": _A + "web_scan:WebScan",
 }
 
 RENDERERS: dict[str, str] = {
@@ -30,6 +49,7 @@ _KINDS: dict[str, dict[str, str]] = {
     "sources": SOURCES,
     "detectors": DETECTORS,
     "renderers": RENDERERS,
+    "analytics": ANALYTICS,
 }
 
 FAILED: dict[str, str] = {}

@@ -193,16 +193,20 @@ class CaseStore:
                 cols.append(col)
             yield pa.table(cols, names=wanted)
 
-    def connect(self) -> Any:
-        """An in-memory DuckDB connection with one view per table over its parts."""
+    def connect(self, where: str | None = None) -> Any:
+        """An in-memory DuckDB connection with one view per table over its parts.
+
+        ``where`` (SQL over the common columns, e.g. a ``ts`` window) filters every view.
+        """
         import duckdb
 
         con = duckdb.connect()
+        cond = f" WHERE {where}" if where else ""
         for table in TABLES:
             files = [str(p) for p in self.parts(table)]
             if files:
                 con.execute(f'CREATE VIEW "{table}" AS SELECT * FROM read_parquet('
-                            f"{_sql_list(files)}, union_by_name=true)")
+                            f"{_sql_list(files)}, union_by_name=true){cond}")
         findings = self.root / "findings.parquet"
         if findings.exists():
             con.execute("CREATE VIEW findings AS SELECT * FROM read_parquet("

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tidehunt.model.fields import FieldSpec, FieldType, TableSchema
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 F = FieldType
 
@@ -50,7 +50,45 @@ WINDOWS = TableSchema(
     ),
 )
 
-TABLES: dict[str, TableSchema] = {t.name: t for t in (WINDOWS,)}
+WEB_ACCESS = TableSchema(
+    name="web_access",
+    doc=(
+        "One row per request line of a web server or load-balancer access log (IIS W3C, "
+        "Apache/Nginx/Tomcat common or combined, Atlassian, AWS ELB/ALB/NLB). Values are "
+        "as logged (URIs not decoded); '-' is stored as null. Fields a W3C header names "
+        "that have no column here are kept as extra string columns named w3c_<field>."
+    ),
+    fields=(
+        *COMMON,
+        FieldSpec("client_ip", F.IP, "Client address (c-ip, %h)"),
+        FieldSpec("client_port", F.INT, "Client port, where logged (ELB)"),
+        FieldSpec("xff", F.IP, "X-Forwarded-For as logged (proxied client chain)"),
+        FieldSpec("server_ip", F.IP, "Server address (s-ip) or load-balancer target"),
+        FieldSpec("server_port", F.INT, "Server port (s-port)"),
+        FieldSpec("site", F.STRING, "Site or load balancer name (s-sitename, ELB name)"),
+        FieldSpec("vhost", F.DOMAIN, "Host header or the host of an absolute request URL"),
+        FieldSpec("method", F.STRING, "HTTP method"),
+        FieldSpec("uri_stem", F.URL, "Path part of the request URI, as logged"),
+        FieldSpec("uri_query", F.STRING, "Query string without the '?', as logged"),
+        FieldSpec("protocol", F.STRING, "HTTP version or listener protocol"),
+        FieldSpec("status", F.INT, "HTTP status returned to the client"),
+        FieldSpec("substatus", F.INT, "IIS sc-substatus"),
+        FieldSpec("win32_status", F.INT, "IIS sc-win32-status"),
+        FieldSpec("bytes_sent", F.INT, "Response bytes sent to the client"),
+        FieldSpec("bytes_received", F.INT, "Request bytes received from the client"),
+        FieldSpec("time_taken_ms", F.INT, "Time taken in milliseconds"),
+        FieldSpec("user", F.USER, "Authenticated user name"),
+        FieldSpec("user_agent", F.STRING, "User-Agent (IIS '+' turned back into spaces)"),
+        FieldSpec("referer", F.URL, "Referer"),
+        FieldSpec("cookie", F.STRING, "Cookie header, where logged"),
+        FieldSpec("format", F.STRING, "Log layout the line was read as, e.g. iis_w3c"),
+        FieldSpec("source_file", F.PATH, "Evidence path as given on the command line"),
+        FieldSpec("line", F.INT, "Line number in the (decompressed) log"),
+    ),
+    open_columns=True,
+)
+
+TABLES: dict[str, TableSchema] = {t.name: t for t in (WINDOWS, WEB_ACCESS)}
 
 #: Sigma field names that map onto a declared column of the windows table.
 WINDOWS_ALIASES: dict[str, str] = {

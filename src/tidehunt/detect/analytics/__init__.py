@@ -1,0 +1,1 @@
+"""Analytics: SQL detections over whole tables, one module each (see ``base``)."""

@@ -1,0 +1,98 @@
+"""Analytic base class and the SQL helpers the web analytics share.
+
+An analytic is one module: a class with its rule metadata (``META``), the tables it reads
+and one ``run`` that asks DuckDB for whole findings at once (one SQL row per finding, with
+its evidence rows as a list), so no Python loop touches the events themselves.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any, ClassVar
+
+from tidehunt.context import RunContext
+from tidehunt.model.finding import Evidence, Finding
+from tidehunt.model.rule import AttackRef, RuleLocation, RuleMeta, Severity
+
+#: Server-side script extensions (web shells are written in these).
+SCRIPT_EXT = r"\.(php\d?|phtml|phar|jspx?|jspf|jsv|asp|aspx|ashx|asmx|asa|cer|cfm|cgi|pl)$"
+#: Extensions a server executes rather than serves as a download (no .cgi/.pl/.py/.sh).
+EXECUTED_EXT = r"\.(php\d?|phtml|phar|jspx?|jspf|jsv|asp|aspx|ashx|asmx|asa|cer|cfm)$"
+#: The query string URL-decoded (``+`` as space) and lower-cased; an escape that does not
+#: decode to UTF-8 (``%80``, common in attack traffic) leaves the value as logged.
+DECODED_QUERY = ("lower(replace(coalesce(try(url_decode(uri_query)), uri_query, ''), '+', "
+                 "' '))")
+DECODED_STEM = "lower(coalesce(try(url_decode(uri_stem)), uri_stem, ''))"
+NSA_WEBSHELLS = ("https://media.defense.gov/2020/Jun/09/2002313081/-1/-1/0/"
+                 "CSI-DETECT-AND-PREVENT-WEB-SHELL-MALWARE-20200422.PDF")
+ATTACK_T1505_003 = "https://attack.mitre.org/techniques/T1505/003/"
+APT40_ADVISORY = "https://www.cisa.gov/news-events/cybersecurity-advisories/aa24-190a"
+#: Evidence rows as DuckDB builds them: a list of structs, in time order, at most 1,000.
+EVIDENCE_SQL = ("list({'artefact': _artefact, 'locator': _locator, 'source_file': "
+                "source_file, 'line': line, 'ts': ts} ORDER BY ts, line)[1:1000]")
+#: The server a request was made to: its host, vhost or site name as logged, else the
+#: folder its log was in (logs of one server are kept together), as "logs in <folder>".
+HOST_SQL = ("coalesce(host, vhost, site, 'logs in ' || "
+            "regexp_replace(source_file, '[/\\\\][^/\\\\]*$', ''))")
+
+
+def meta(id: str, title: str, level: str, techniques: Iterable[str],
+         tactics: Iterable[str], description: str, references: Iterable[str] = (),
+         module: str = "") -> RuleMeta:
+    """Rule metadata of an analytic."""
+    tac = tuple(tactics)
+    return RuleMeta(
+        id=id, title=title, engine="analytics", severity=Severity.parse(level),
+        attack=tuple(AttackRef(t, tac) for t in techniques), tactics=tac,
+        references=tuple(references), description=description,
+        location=RuleLocation(module) if module else None,
+    )
+
+
+class Analytic(abc.ABC):
+    """One detection over whole tables (SQL or Arrow), with its own rule metadata."""
+
+    NAME: ClassVar[str]
+    META: ClassVar[RuleMeta]
+    READS: ClassVar[frozenset[str]]
+
+    @abc.abstractmethod
+    def run(self, con: Any, ctx: RunContext) -> Iterator[Finding]:
+        """Findings over the tables of a DuckDB connection (views named by table)."""
+
+
+def findings_from_rows(rule: RuleMeta, rows: Iterable[dict[str, Any]],
+                       table: str = "web_access") -> Iterator[Finding]:
+    """SQL rows -> findings. Each row has ``summary``, ``ev`` (evidence structs) and any
+    of ``host``, ``user``, ``src``, ``dst``, ``matched`` (a struct) and ``level``."""
+    for row in rows:
+        ev = [Evidence(table, e["source_file"] or "", e["artefact"], e["locator"],
+                       e.get("line"), _ts(e.get("ts"))) for e in row["ev"]]
+        r = rule
+        if row.get("level"):
+            r = dataclasses.replace(rule, severity=Severity.parse(row["level"]))
+        matched = {k: str(v) for k, v in (row.get("matched") or {}).items()
+                   if v not in (None, "")}
+        yield Finding.of(r, ev, row["summary"], matched=matched, host=row.get("host"),
+                         user=row.get("user"), src=row.get("src"), dst=row.get("dst"))
+
+
+def _ts(v: Any) -> datetime | None:
+    return v if isinstance(v, datetime) else None
+
+
+def has_table(con: Any, name: str) -> bool:
+    """True if the case has rows for ``name`` (a view exists)."""
+    rows = con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ?",
+                       [name]).fetchall()
+    return bool(rows)
+
+
+def query(con: Any, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+    """Rows of a query as dicts."""
+    rel = con.execute(sql, params or [])
+    names = [d[0] for d in rel.description]
+    return [dict(zip(names, r, strict=True)) for r in rel.fetchall()]

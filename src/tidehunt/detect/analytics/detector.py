@@ -1,0 +1,116 @@
+"""AnalyticsDetector: every registered analytic whose tables the case has, in one pass."""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+import pyarrow as pa
+
+from tidehunt import registry
+from tidehunt.case.store import CaseStore
+from tidehunt.context import RunContext
+from tidehunt.detect.analytics.base import Analytic, has_table
+from tidehunt.detect.base import Detector
+from tidehunt.model.finding import FINDINGS_SCHEMA, Finding, findings_batch
+from tidehunt.model.rule import Severity
+
+log = logging.getLogger("tidehunt.analytics")
+
+
+@dataclass
+class AnalyticsOptions:
+    """What the user asked for (the same filters as the Sigma engine's)."""
+
+    min_level: Severity = Severity.INFORMATIONAL
+    exclude: Sequence[str] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass
+class AnalyticsStats:
+    """What ran, what did not apply, what failed, and the time each took."""
+
+    ran: list[str] = field(default_factory=list)
+    not_applicable: list[dict[str, str]] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+    excluded: int = 0
+    findings: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def window_sql(since: datetime | None, until: datetime | None) -> str | None:
+    """A ``ts`` filter for every table view, or None."""
+    conds = []
+    if since is not None:
+        conds.append(f"ts >= TIMESTAMPTZ '{since.isoformat()}'")
+    if until is not None:
+        conds.append(f"ts <= TIMESTAMPTZ '{until.isoformat()}'")
+    return " AND ".join(conds) or None
+
+
+def analytics() -> dict[str, type[Analytic]]:
+    """Every registered analytic that imports."""
+    return registry.all_of("analytics")
+
+
+class AnalyticsDetector(Detector):
+    """The SQL analytics (web access, and joins across tables)."""
+
+    NAME: ClassVar[str] = "analytics"
+    READS: ClassVar[frozenset[str]] = frozenset({"web_access", "windows"})
+
+    def __init__(self, options: AnalyticsOptions | None = None) -> None:
+        self.options = options or AnalyticsOptions()
+        self.stats = AnalyticsStats()
+
+    def run(self, store: CaseStore, ctx: RunContext) -> Iterator[pa.RecordBatch]:
+        """Run each applicable analytic; a failing one is reported, the others go on."""
+        opt = self.options
+        excluded = {x.lower() for x in opt.exclude}
+        con = store.connect(window_sql(opt.since, opt.until))
+        out: list[Finding] = []
+        try:
+            for name, cls in analytics().items():
+                if cls.META.id.lower() in excluded or name in excluded:
+                    self.stats.excluded += 1
+                    continue
+                missing = sorted(t for t in cls.READS if not has_table(con, t))
+                if missing:
+                    self.stats.not_applicable.append(
+                        {"analytic": name, "id": cls.META.id,
+                         "reason": f"case has no {', '.join(missing)} rows"})
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    found = [f for f in cls().run(con, ctx)
+                             if f.rule.severity >= opt.min_level]
+                except Exception as exc:  # noqa: BLE001 - reported; one broken analytic ends no hunt
+                    self.stats.failed.append({"analytic": name, "id": cls.META.id,
+                                              "error": f"{type(exc).__name__}: {exc}"})
+                    log.warning("analytic %s failed: %s", name, exc)
+                    log.debug("%s", traceback.format_exc())
+                    continue
+                self.stats.seconds[name] = round(time.perf_counter() - t0, 3)
+                self.stats.ran.append(name)
+                out.extend(found)
+        finally:
+            con.close()
+        self.stats.findings = len(out)
+        if out:
+            yield findings_batch(out)
+        else:
+            yield pa.RecordBatch.from_pylist([], schema=FINDINGS_SCHEMA)
+
+    def summary(self) -> dict[str, Any]:
+        """Stats as plain data."""
+        s = self.stats
+        return {"ran": len(s.ran), "not_applicable": len(s.not_applicable),
+                "failed": s.failed, "excluded": s.excluded, "findings": s.findings,
+                "seconds": s.seconds}
