@@ -62,5 +62,5 @@ def test_every_field_documented():
 
 
 def test_unknown_plugin_is_a_clear_error():
-    with pytest.raises(registry.RegistryError, match="known: .*evtx"):
+    with pytest.raises(registry.RegistryError, match=r"known: .*evtx"):
         registry.load("sources", "nope")

@@ -46,6 +46,11 @@ class HuntOptions:
     strict: bool = False
     use_cache: bool = True
     outputs: Sequence[str] = ("jsonl", "csv_timeline")
+    webroots: Sequence[str] = ()
+    yara: Sequence[str] = ()
+    baseline: str | None = None
+    web_host: str | None = None
+    max_file_bytes: int = 32 << 20
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -233,6 +238,14 @@ def posture(store: CaseStore, plan: Plan, findings: pa.Table | None = None) -> A
     return pst.assess(rules, pst.case_telemetry(store), pst.fired_techniques(findings))
 
 
+def run_webroot(root: str, store: CaseStore, ctx: RunContext, opts: HuntOptions) -> Any:
+    """Scan one web root into the case's ``file`` table (see ``tidehunt.webroot``)."""
+    from tidehunt.webroot import Limits, scan_webroot
+
+    return scan_webroot(root, store, ctx, yara=opts.yara, baseline=opts.baseline,
+                        host=opts.web_host, limits=Limits(max_file_bytes=opts.max_file_bytes))
+
+
 def hunt(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
          opts: HuntOptions) -> RunReport:
     """Ingest + detect + report.
@@ -245,7 +258,19 @@ def hunt(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
     with ThreadPoolExecutor(max_workers=1) as pool:
         plan_future = pool.submit(prepare_plan, opts, ctx)
         try:
-            store, res = run_ingest(evidence, case_dir, ctx, opts.workers, opts.strict)
+            res: IngestResult | None = None
+            if evidence:
+                store, res = run_ingest(evidence, case_dir, ctx, opts.workers, opts.strict)
+            else:
+                store = CaseStore(case_dir, create=True)
+            for root in opts.webroots:
+                scan = run_webroot(root, store, ctx, opts)
+                store.manifest.setdefault("runs", []).append({
+                    "command": "scan-webroot", "finished": utcnow(), "webroot": root,
+                    "files": scan.files, "yara_matches": scan.yara_matches,
+                    "already_in_case": scan.already_in_case,
+                    "seconds": round(scan.seconds, 3)})
+                store.save()
         except BaseException:
             plan_future.cancel()
             raise

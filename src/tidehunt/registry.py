@@ -37,6 +37,14 @@ ANALYTICS: dict[str, str] = {
     "sql_injection_request": _A + "sql_injection_request:SqlInjectionRequest",
     "scanbox_beacon": _A + "scanbox_beacon:ScanboxBeacon",
     "web_scan": _A + "web_scan:WebScan",
+    "webroot_yara": _A + "webroot_yara:WebrootYara",
+    "webroot_script_heuristics": _A + "webroot_script_heuristics:WebrootScriptHeuristics",
+    "webroot_timestomp": _A + "webroot_timestomp:WebrootTimestomp",
+    "webroot_orphan_jsp_class": _A + "webroot_orphan_jsp_class:WebrootOrphanJspClass",
+    "webroot_misplaced_script": _A + "webroot_misplaced_script:WebrootMisplacedScript",
+    "webroot_baseline_change": _A + "webroot_baseline_change:WebrootBaselineChange",
+    "web_request_to_flagged_file": _A + "web_request_to_flagged_file:WebRequestToFlaggedFile",
+    "web_shell_host_chain": _A + "web_shell_host_chain:WebShellHostChain",
 }
 
 RENDERERS: dict[str, str] = {

@@ -91,10 +91,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("hunt", help="ingest evidence, run every detector, write the report")
-    p.add_argument("evidence", nargs="+", metavar="EVIDENCE",
+    p.add_argument("evidence", nargs="*", metavar="EVIDENCE",
                    help="files or folders (type is found from content)")
     p.add_argument("-o", "--output", "--case", dest="case", required=True, metavar="CASE",
                    help="case directory (created; re-running adds only new evidence)")
+    _webroot_args(p, repeat=True)
+    _detect_args(p)
+
+    p = sub.add_parser("scan-webroot", help="scan a web root (hashes, type, heuristics, "
+                       "YARA-X) into a case and run the detectors")
+    p.add_argument("webroot", metavar="DIR", help="the site's folder (read-only)")
+    p.add_argument("-o", "--output", "--case", dest="case", required=True, metavar="CASE")
+    _webroot_args(p, repeat=False)
     _detect_args(p)
 
     p = sub.add_parser("ingest", help="only build or extend the case store (resumable)")
@@ -162,6 +170,22 @@ class _JsonFormatter(logging.Formatter):
                              "logger": record.name, "message": record.getMessage()}).decode()
 
 
+def _webroot_args(p: argparse.ArgumentParser, *, repeat: bool) -> None:
+    if repeat:
+        p.add_argument("--webroot", action="append", default=[], metavar="DIR",
+                       help="also scan this web root into the file table (repeatable)")
+    p.add_argument("--yara", action="append", default=[], metavar="PATH",
+                   help="extra YARA rule file or folder for the web-root scan, next to the "
+                        "bundled web-shell pack (repeatable)")
+    p.add_argument("--baseline", metavar="DIR_HASHLIST_OR_CASE",
+                   help="known-good copy of the web root: a folder, a sha256sum-style hash "
+                        "list, or a case holding an earlier scan")
+    p.add_argument("--web-host", metavar="NAME",
+                   help="host name of the web server (joins the scan to its logs and events)")
+    p.add_argument("--max-file-mb", type=int, default=32, metavar="N",
+                   help="content of larger files is scanned up to N MiB (default 32)")
+
+
 def _setup_logging(args: argparse.Namespace, console: Any) -> None:
     level = logging.WARNING - 10 * min(args.verbose, 2)
     root = logging.getLogger()
@@ -221,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, err: Any) -> int:
     cmd = args.command
-    if cmd in ("hunt", "detect", "ingest", "demo"):
+    if cmd in ("hunt", "detect", "ingest", "demo", "scan-webroot"):
         return _run(args, err)
     if cmd == "report":
         return _report(args)
@@ -266,8 +290,17 @@ def _run(args: argparse.Namespace, err: Any) -> int:
         if args.command == "demo":
             return _demo(args, ctx, err)
         opts = _opts(args)
-        if args.command == "hunt":
-            report = engine.hunt(args.evidence, args.case, ctx, opts)
+        if args.command in ("hunt", "scan-webroot"):
+            roots = [args.webroot] if args.command == "scan-webroot" else args.webroot
+            if args.command == "hunt" and not args.evidence and not roots:
+                raise ConfigError("give evidence files or folders, or --webroot DIR")
+            opts.webroots = list(roots)
+            opts.yara = list(args.yara)
+            opts.baseline = args.baseline
+            opts.web_host = args.web_host
+            opts.max_file_bytes = args.max_file_mb << 20
+            evidence = args.evidence if args.command == "hunt" else []
+            report = engine.hunt(evidence, args.case, ctx, opts)
         else:
             report = engine.detect(CaseStore(args.case), ctx, opts)
     return _finish(args, report, opts.min_level, args.fail_on)

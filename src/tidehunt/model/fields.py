@@ -13,6 +13,7 @@ class FieldType(StrEnum):
 
     STRING = "string"
     INT = "int"
+    FLOAT = "float"
     BOOL = "bool"
     DATETIME = "datetime"
     IP = "ip"
@@ -29,6 +30,7 @@ class FieldType(StrEnum):
 
 _ARROW: dict[FieldType, pa.DataType] = {
     FieldType.INT: pa.int64(),
+    FieldType.FLOAT: pa.float64(),
     FieldType.BOOL: pa.bool_(),
     FieldType.DATETIME: pa.timestamp("us", tz="UTC"),
 }

@@ -88,7 +88,46 @@ WEB_ACCESS = TableSchema(
     open_columns=True,
 )
 
-TABLES: dict[str, TableSchema] = {t.name: t for t in (WINDOWS, WEB_ACCESS)}
+FILE = TableSchema(
+    name="file",
+    doc=(
+        "Files of a scanned tree (a web root) with hashes, content type, the scan's "
+        "heuristics and its YARA-X matches. ts is the modification time; _locator the "
+        "path relative to the root."
+    ),
+    fields=(
+        *COMMON,
+        FieldSpec("root", F.PATH, "The scanned folder as given"),
+        FieldSpec("path", F.PATH, "Path relative to the root, '/'-separated"),
+        FieldSpec("abs_path", F.PATH, "Real path of the file when it was scanned"),
+        FieldSpec("name", F.STRING, "File name"),
+        FieldSpec("ext", F.STRING, "Lower-case extension without the dot"),
+        FieldSpec("size", F.INT, "Size in bytes"),
+        FieldSpec("mtime", F.DATETIME, "Modification time"),
+        FieldSpec("ctime", F.DATETIME, "Inode change time (not settable by touch)"),
+        FieldSpec("atime", F.DATETIME, "Access time"),
+        FieldSpec("sha256", F.HASH_SHA256, "SHA-256 of the content"),
+        FieldSpec("md5", F.HASH_MD5, "MD5 of the content"),
+        FieldSpec("kind", F.STRING, "Type from content: php, aspx, asp, jsp, html, js, "
+                  "image, pe, class, archive, text, binary, empty"),
+        FieldSpec("server_script", F.BOOL, "Content a web server executes (php/asp/aspx/jsp)"),
+        FieldSpec("entropy", F.FLOAT, "Shannon entropy of the content, bits per byte"),
+        FieldSpec("compress_ratio", F.FLOAT, "zlib-compressed size / size"),
+        FieldSpec("longest_token", F.INT, "Longest run of non-space characters"),
+        FieldSpec("dangerous", F.STRING, "Dangerous functions found, e.g. eval, Runtime.exec"),
+        FieldSpec("dangerous_count", F.INT, "Distinct dangerous functions"),
+        FieldSpec("siblings", F.INT, "Other files in the same folder"),
+        FieldSpec("sibling_mtime_delta_s", F.INT,
+                  "Seconds between the mtime and the median mtime of its siblings"),
+        FieldSpec("ctime_gap_s", F.INT, "ctime minus mtime in seconds"),
+        FieldSpec("baseline", F.STRING, "Against the baseline: new, modified, unchanged"),
+        FieldSpec("yara", F.STRING, "YARA-X matches as a JSON list of {rule, namespace, id, "
+                  "severity, techniques, description, offset}"),
+        FieldSpec("scan_note", F.STRING, "Why content was not (fully) scanned, if so"),
+    ),
+)
+
+TABLES: dict[str, TableSchema] = {t.name: t for t in (WINDOWS, WEB_ACCESS, FILE)}
 
 #: Sigma field names that map onto a declared column of the windows table.
 WINDOWS_ALIASES: dict[str, str] = {

@@ -35,6 +35,13 @@ EVIDENCE_SQL = ("list({'artefact': _artefact, 'locator': _locator, 'source_file'
                 "source_file, 'line': line, 'ts': ts} ORDER BY ts, line)[1:1000]")
 #: The server a request was made to: its host, vhost or site name as logged, else the
 #: folder its log was in (logs of one server are kept together), as "logs in <folder>".
+#: Evidence of ``file`` rows (the locator is the path relative to the web root).
+FILE_EVIDENCE_SQL = ("list({'table': 'file', 'artefact': _artefact, 'locator': _locator, "
+                     "'source_file': root || '/' || path, 'line': NULL::BIGINT, 'ts': ts} "
+                     "ORDER BY path)[1:1000]")
+#: Folders that should hold only images, uploads or static content.
+STATIC_DIR_RX = (r"(^|/)(uploads?|upload_files?|images?|imgs?|pics?|static|css|js|"
+                 r"fonts?|media|files|attachments?|avatars?|thumbs?|icons?|downloads?)/")
 HOST_SQL = ("coalesce(host, vhost, site, 'logs in ' || "
             "regexp_replace(source_file, '[/\\\\][^/\\\\]*$', ''))")
 
@@ -69,8 +76,8 @@ def findings_from_rows(rule: RuleMeta, rows: Iterable[dict[str, Any]],
     """SQL rows -> findings. Each row has ``summary``, ``ev`` (evidence structs) and any
     of ``host``, ``user``, ``src``, ``dst``, ``matched`` (a struct) and ``level``."""
     for row in rows:
-        ev = [Evidence(table, e["source_file"] or "", e["artefact"], e["locator"],
-                       e.get("line"), _ts(e.get("ts"))) for e in row["ev"]]
+        ev = [Evidence(e.get("table") or table, e["source_file"] or "", e["artefact"],
+                       e["locator"], e.get("line"), _ts(e.get("ts"))) for e in row["ev"]]
         r = rule
         if row.get("level"):
             r = dataclasses.replace(rule, severity=Severity.parse(row["level"]))

@@ -21,7 +21,7 @@ from tidehunt.detect.analytics.base import (
 from tidehunt.model.finding import Finding
 from tidehunt.model.rule import RuleMeta
 
-STATIC_RX = (r"/(uploads?|upload_files?|images?|imgs?|pics?|static|assets|css|js|fonts?|"
+STATIC_RX = (r"/(uploads?|upload_files?|images?|imgs?|pics?|static|css|js|fonts?|"
              r"media|files|attachments?|avatars?|thumbs?|icons?|downloads?)/")
 
 
