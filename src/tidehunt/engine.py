@@ -51,6 +51,9 @@ class HuntOptions:
     baseline: str | None = None
     web_host: str | None = None
     max_file_bytes: int = 32 << 20
+    sites: Sequence[str] = ()
+    site_baseline: str | None = None
+    site_origin: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -270,6 +273,17 @@ def hunt(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
                     "files": scan.files, "yara_matches": scan.yara_matches,
                     "already_in_case": scan.already_in_case,
                     "seconds": round(scan.seconds, 3)})
+                store.save()
+            for site in opts.sites:
+                from tidehunt.site_scan import scan_site
+
+                ss = scan_site(site, store, ctx, baseline=opts.site_baseline,
+                               site_origin=opts.site_origin)
+                store.manifest.setdefault("runs", []).append({
+                    "command": "scan-site", "finished": utcnow(), "site": site,
+                    "pages": ss.pages, "scripts": ss.scripts,
+                    "third_party_origins": ss.external_origins, "with_traits": ss.flagged,
+                    "seconds": round(ss.seconds, 3)})
                 store.save()
         except BaseException:
             plan_future.cancel()

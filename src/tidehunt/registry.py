@@ -45,6 +45,7 @@ ANALYTICS: dict[str, str] = {
     "webroot_baseline_change": _A + "webroot_baseline_change:WebrootBaselineChange",
     "web_request_to_flagged_file": _A + "web_request_to_flagged_file:WebRequestToFlaggedFile",
     "web_shell_host_chain": _A + "web_shell_host_chain:WebShellHostChain",
+    "site_watering_hole": _A + "site_watering_hole:SiteWateringHole",
 }
 
 RENDERERS: dict[str, str] = {

@@ -226,3 +226,26 @@ def test_rules_update_refuses_garbage(tmp_path, monkeypatch):
     with zipfile.ZipFile(junk, "w") as zf:
         zf.writestr("readme.txt", "no rules here")
     assert main(["rules", "update", "--from", str(junk)]) == 4
+
+
+def test_scan_webroot_and_scan_site_commands(tmp_path, capsys):
+    from tests.fixtures.webroots import build_webroot
+    from tidehunt.demo.site import write_demo_site
+
+    site = tmp_path / "www"
+    site.mkdir()
+    build_webroot(site)
+    case = tmp_path / "case"
+    assert main(["-q", "scan-webroot", str(site), "-o", str(case), "--fail-on",
+                 "critical"]) == 10
+    found = [json.loads(x) for x in (case / "findings.jsonl").read_text().splitlines()]
+    assert any(f["engine"] == "yara" for f in found)
+    before, during = write_demo_site(tmp_path / "partner")
+    case2 = tmp_path / "case2"
+    assert main(["-q", "scan-site", str(during), "--site-baseline", str(before), "-o",
+                 str(case2)]) == 0
+    found = [json.loads(x) for x in (case2 / "findings.jsonl").read_text().splitlines()]
+    assert {f["rule_id"] for f in found} == {"th-analytic-0021"}
+    assert main(["-q", "hunt", "-o", str(tmp_path / "c3")]) == 2  # nothing to hunt
+    assert main(["-q", "scan-webroot", str(tmp_path / "nope"), "-o",
+                 str(tmp_path / "c4")]) == 3

@@ -333,3 +333,15 @@ def test_demo_hunt_detects_every_stage(tmp_path):
     stages = coverage(report.load_findings(case))
     assert [s["stage"] for s in stages if not s["detected_by"]] == []
     assert report.warnings == [] and report.rule_errors == []
+    # the web story: upload, shell file, each command driven by a POST, the watering hole
+    found = report.load_findings(case).to_pylist()
+    chains = [f for f in found if f["rule_id"] == "th-analytic-0020"]
+    assert {c["dst"] for c in chains} == {"/Portal/Upload.ashx",
+                                          "/aspnet_client/system_web/logo.aspx"}
+    shell = next(c for c in chains if c["dst"].endswith("logo.aspx"))
+    assert "13 POST(s)" in shell["summary"] and "13 action(s)" in shell["summary"]
+    assert {e["table"] for e in shell["evidence"]} == {"web_access", "windows"}
+    yara = [f for f in found if f["engine"] == "yara"]
+    assert [f["dst"] for f in yara] == ["aspnet_client/system_web/logo.aspx"]
+    assert {f["level"] for f in found if f["rule_id"] == "th-analytic-0021"} == {
+        "critical", "high"}

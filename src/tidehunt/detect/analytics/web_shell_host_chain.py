@@ -18,6 +18,8 @@ from tidehunt.model.finding import Finding
 from tidehunt.model.rule import RuleMeta
 
 WINDOW_MINUTES = 5
+#: A script POSTed to by more clients than this is an application form, not a shell.
+MAX_CLIENTS = 2
 WEB_SERVER_RX = r"\\(w3wp|tomcat\d*|java|javaw|httpd|php-cgi|php|nginx|node)\.exe$"
 CHILD_RX = (r"\\(cmd|powershell|pwsh|whoami|net1?|ipconfig|systeminfo|tasklist|netstat|nltest|"
             r"certutil|bitsadmin|rundll32|regsvr32|mshta|cscript|wscript|reg|sc|schtasks|"
@@ -36,8 +38,9 @@ class WebShellHostChain(Analytic):
         "th-analytic-0020", "Web-shell chain: POST to a script, then the web server acts on "
         "the host", "critical", ["T1505.003", "T1190", "T1059.003"],
         ["persistence", "initial-access", "execution"],
-        "A successful POST to a server-side script is followed within five minutes, on the "
-        "same host, by the web server's worker process (w3wp, Tomcat, httpd, php-cgi) "
+        "A successful POST to a server-side script that at most two clients post to is "
+        "followed within five minutes, on the same host, by the web server's worker process "
+        "(w3wp, Tomcat, httpd, php-cgi) "
         "starting a shell or recon tool, or writing a script file into the site. The two "
         "logs together show the request that drove each command.",
         ["https://attack.mitre.org/techniques/T1505/003/",
@@ -51,11 +54,15 @@ class WebShellHostChain(Analytic):
         if not all(c.lower() in cols for c in NEEDED):
             return
         rows = query(con, f"""
-            WITH req AS (
-                SELECT *, lower(split_part(coalesce(host, ''), '.', 1)) AS hs
+            WITH post AS (
+                SELECT *, lower(split_part(coalesce(host, ''), '.', 1)) AS hs,
+                       {DECODED_STEM} AS s
                 FROM web_access
                 WHERE method = 'POST' AND status BETWEEN 200 AND 299
                   AND regexp_matches({DECODED_STEM}, '{SCRIPT_EXT}')),
+            rare AS (SELECT hs, s FROM post GROUP BY hs, s
+                     HAVING count(DISTINCT client_ip) <= {MAX_CLIENTS}),
+            req AS (SELECT post.* FROM post JOIN rare USING (hs, s)),
             act AS (
                 SELECT ts, host, _artefact, _locator, source_file, record_id, event_id,
                        Image, CommandLine, TargetFilename,
@@ -65,7 +72,7 @@ class WebShellHostChain(Analytic):
                        AND regexp_matches(lower(Image), ?))
                    OR (event_id = 11 AND regexp_matches(lower(Image), ?)
                        AND regexp_matches(lower(TargetFilename), ?))),
-            pair AS (
+            cand AS (
                 SELECT r.host AS web_host, r.uri_stem, r.client_ip, a.host AS win_host,
                        r.ts AS rts, a.ts AS ats, a.event_id,
                        coalesce(a.CommandLine, 'wrote ' || a.TargetFilename) AS what,
@@ -74,7 +81,10 @@ class WebShellHostChain(Analytic):
                        a.source_file AS af, a.record_id AS arec
                 FROM req r JOIN act a
                   ON a.ts >= r.ts AND a.ts <= r.ts + INTERVAL {WINDOW_MINUTES} MINUTE
-                 AND (r.hs = '' OR r.hs = a.hs))
+                 AND (r.hs = '' OR r.hs = a.hs)),
+            -- each action belongs to the latest POST before it, not to every POST nearby
+            pair AS (SELECT * FROM cand QUALIFY row_number() OVER (
+                         PARTITION BY aa, al ORDER BY rts DESC, rl) = 1)
             SELECT min(win_host) AS host, client_ip AS src, uri_stem AS dst,
                    count(DISTINCT rl) || ' POST(s) to ' || uri_stem || ' from ' ||
                    coalesce(client_ip, '?') || ' followed on ' || min(win_host) || ' by ' ||
