@@ -246,8 +246,8 @@ def yara_matches(scanner: Any, data: bytes, rel: str, kind: str) -> list[dict[st
         out.append({
             "rule": r.identifier, "namespace": r.namespace,
             "id": str(meta.get("id") or f"{r.namespace}:{r.identifier}"),
-            "severity": str(meta.get("severity") or (meta.get("score") and _score_level(
-                meta.get("score"))) or "high"),
+            "severity": str(meta.get("severity") or (
+                _score_level(meta["score"]) if "score" in meta else "high")),
             "techniques": str(meta.get("mitre_attack") or ""),
             "description": str(meta.get("description") or r.identifier),
             "offset": offset,
