@@ -346,9 +346,11 @@ def scan_file(path: Path, rel: str, st: os.stat_result, scanner: Any, limits: Li
     row["compress_ratio"] = round(len(zlib.compress(sample, 6)) / len(sample), 4) if sample \
         else None
     row["longest_token"] = longest_token(sample)
-    found = [n for n, rx in DANGEROUS.get(kind, ()) if rx.search(data)]
+    hits = {n: len(rx.findall(data)) for n, rx in DANGEROUS.get(kind, ())}
+    found = [n for n, c in hits.items() if c]
     row["dangerous"] = ", ".join(found) or None
     row["dangerous_count"] = len(found)
+    row["dangerous_per_kb"] = round(sum(hits.values()) * 1024 / len(data), 3) if data else 0.0
     matches = yara_matches(scanner, data, rel, kind) if data else []
     row["yara"] = orjson.dumps(matches).decode() if matches else None
     if notes:
@@ -463,8 +465,8 @@ def scan_webroot(root: str | Path, store: CaseStore, ctx: RunContext, *,
 
 _COLUMNS = ("path", "abs_path", "name", "ext", "size", "sha256", "md5", "kind",
             "server_script", "entropy", "compress_ratio", "longest_token", "dangerous",
-            "dangerous_count", "siblings", "sibling_mtime_delta_s", "ctime_gap_s",
-            "baseline", "yara", "scan_note")
+            "dangerous_count", "dangerous_per_kb", "siblings", "sibling_mtime_delta_s",
+            "ctime_gap_s", "baseline", "yara", "scan_note")
 
 
 def _derive(rows: list[dict[str, Any]], baseline: str | None) -> None:

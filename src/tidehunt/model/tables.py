@@ -116,6 +116,8 @@ FILE = TableSchema(
         FieldSpec("longest_token", F.INT, "Longest run of non-space characters"),
         FieldSpec("dangerous", F.STRING, "Dangerous functions found, e.g. eval, Runtime.exec"),
         FieldSpec("dangerous_count", F.INT, "Distinct dangerous functions"),
+        FieldSpec("dangerous_per_kb", F.FLOAT, "Dangerous-function calls per KiB of content "
+                  "(density: a small file full of them is a shell, a big library is not)"),
         FieldSpec("siblings", F.INT, "Other files in the same folder"),
         FieldSpec("sibling_mtime_delta_s", F.INT,
                   "Seconds between the mtime and the median mtime of its siblings"),

@@ -26,8 +26,9 @@ class WebrootScriptHeuristics(Analytic):
         "th-analytic-0014", "Server script with web-shell traits (heuristics)", "medium",
         ["T1505.003", "T1027"], ["persistence", "defense-evasion"],
         "A PHP, ASP, ASPX or JSP file combines three or more functions that run input as "
-        "code or commands, or is packed: entropy of 5.8 bits per byte or more with a single "
-        "token of 1,000+ characters. High when both hold. Catches shells no signature knows.",
+        "code or commands, densely (one call or more per KiB), or is packed: entropy of "
+        "5.8 bits per byte or more with a single token of 1,000+ characters. High when both "
+        "hold. Catches shells no signature knows.",
         ["https://media.defense.gov/2020/Jun/09/2002313081/-1/-1/0/"
          "CSI-DETECT-AND-PREVENT-WEB-SHELL-MALWARE-20200422.PDF",
          "https://attack.mitre.org/techniques/T1505/003/"], __name__)
@@ -35,17 +36,18 @@ class WebrootScriptHeuristics(Analytic):
     def run(self, con: Any, ctx: RunContext) -> Iterator[Finding]:
         """One finding per file."""
         rows = query(con, f"""
-            WITH f AS (SELECT *, dangerous_count >= 3 AS many,
+            WITH f AS (SELECT *, dangerous_count >= 3 AND dangerous_per_kb >= 1.0 AS many,
                               entropy >= 5.8 AND longest_token >= 1000 AS packed
                        FROM file WHERE server_script AND yara IS NULL)
             SELECT host, path AS dst,
                    path || ' (' || kind || '): ' ||
-                   CASE WHEN many THEN 'uses ' || dangerous ELSE '' END ||
+                   CASE WHEN many THEN 'uses ' || dangerous || ' (' || dangerous_per_kb ||
+                        ' calls per KiB)' ELSE '' END ||
                    CASE WHEN many AND packed THEN '; ' ELSE '' END ||
                    CASE WHEN packed THEN 'packed (entropy ' || round(entropy, 2) ||
                         ', longest token ' || longest_token || ')' ELSE '' END AS summary,
                    CASE WHEN many AND packed THEN 'high' END AS level,
-                   {{'path': path, 'kind': kind, 'dangerous': dangerous,
+                   {{'path': path, 'kind': kind, 'dangerous': dangerous, 'per_kb': dangerous_per_kb,
                      'entropy': entropy, 'longest_token': longest_token,
                      'sha256': sha256}} AS matched,
                    {FILE_EVIDENCE_SQL} AS ev
