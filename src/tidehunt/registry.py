@@ -16,6 +16,9 @@ SOURCES: dict[str, str] = {
     "windows_json": "tidehunt.sources.windows_json:WindowsJsonSource",
     "iis_w3c": "tidehunt.sources.iis_w3c:IisW3cSource",
     "access_log": "tidehunt.sources.access_log:AccessLogSource",
+    "email_mime": "tidehunt.sources.email_mime:EmailMimeSource",
+    "mbox": "tidehunt.sources.mbox:MboxSource",
+    "outlook_msg": "tidehunt.sources.outlook_msg:OutlookMsgSource",
 }
 
 DETECTORS: dict[str, str] = {

@@ -151,8 +151,63 @@ SITE_SCRIPT = TableSchema(
     ),
 )
 
+MAIL = TableSchema(
+    name="mail",
+    doc="One row per e-mail message (.eml, mbox, Outlook .msg); ts is its Date header.",
+    fields=(
+        *COMMON,
+        FieldSpec("message_id", F.STRING, "Message-ID"),
+        FieldSpec("subject", F.STRING, "Subject, decoded from any charset"),
+        FieldSpec("from_addr", F.EMAIL, "From address"),
+        FieldSpec("from_name", F.STRING, "From display name, decoded"),
+        FieldSpec("from_domain", F.DOMAIN, "Domain of the From address, lower case"),
+        FieldSpec("sender", F.EMAIL, "Sender address"),
+        FieldSpec("reply_to", F.EMAIL, "Reply-To address"),
+        FieldSpec("return_path", F.EMAIL, "Return-Path address"),
+        FieldSpec("to", F.STRING, "To addresses, comma-separated"),
+        FieldSpec("cc", F.STRING, "Cc addresses, comma-separated"),
+        FieldSpec("received_hops", F.INT, "Number of Received headers"),
+        FieldSpec("received", F.STRING, "Received chain as JSON: from, by, with, time, raw"),
+        FieldSpec("spf", F.STRING, "SPF verdict (Authentication-Results or Received-SPF)"),
+        FieldSpec("dkim", F.STRING, "DKIM verdict"),
+        FieldSpec("dmarc", F.STRING, "DMARC verdict"),
+        FieldSpec("arc", F.STRING, "ARC verdict"),
+        FieldSpec("x_originating_ip", F.IP, "X-Originating-IP"),
+        FieldSpec("body_text", F.STRING, "Plain-text body (first 1M characters)"),
+        FieldSpec("body_html", F.STRING, "HTML body (first 1M characters)"),
+        FieldSpec("urls", F.URL, "Every URL in the bodies, refanged, one per line"),
+        FieldSpec("url_count", F.INT, "Number of distinct URLs"),
+        FieldSpec("attachment_count", F.INT, "Attachments, nested ones included"),
+        FieldSpec("headers", F.STRING, "The full header set as a JSON list of [name, value]"),
+        FieldSpec("defects", F.STRING, "What the parser found malformed"),
+        FieldSpec("source_file", F.PATH, "Evidence path as given on the command line"),
+    ),
+)
+
+MAIL_ATTACHMENT = TableSchema(
+    name="mail_attachment",
+    doc="One row per attachment of a message, nested ones (depth > 0) included.",
+    fields=(
+        *COMMON,
+        FieldSpec("message_id", F.STRING, "Message-ID of the carrying message"),
+        FieldSpec("mail_locator", F.STRING, "_locator of the carrying mail row"),
+        FieldSpec("filename", F.PATH, "Name made safe (no folders, control or RTL characters)"),
+        FieldSpec("filename_raw", F.STRING, "Name as the message gives it"),
+        FieldSpec("content_type", F.STRING, "Declared MIME type"),
+        FieldSpec("disposition", F.STRING, "Content-Disposition (attachment, inline)"),
+        FieldSpec("size", F.INT, "Decoded size in bytes"),
+        FieldSpec("sha256", F.HASH_SHA256, "SHA-256 of the decoded content"),
+        FieldSpec("md5", F.HASH_MD5, "MD5 of the decoded content"),
+        FieldSpec("kind", F.STRING, "Type from content (as the file table)"),
+        FieldSpec("depth", F.INT, "0 for a direct attachment, 1 inside an attached message..."),
+        FieldSpec("parent", F.STRING, "The message or attachment it came out of"),
+        FieldSpec("note", F.STRING, "Why it is not (fully) analysed, if so"),
+        FieldSpec("source_file", F.PATH, "Evidence path as given on the command line"),
+    ),
+)
+
 TABLES: dict[str, TableSchema] = {t.name: t for t in (WINDOWS, WEB_ACCESS, FILE,
-                                                      SITE_SCRIPT)}
+                                                      SITE_SCRIPT, MAIL, MAIL_ATTACHMENT)}
 
 #: Sigma field names that map onto a declared column of the windows table.
 WINDOWS_ALIASES: dict[str, str] = {
