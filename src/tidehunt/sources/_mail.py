@@ -30,6 +30,9 @@ MAX_BODY = 1 << 20  # characters of body text/HTML kept per message
 _URL = re.compile(r"\b(?:h[tx]{2}ps?|ftp)(?:://|\[://\]|\[:\]//)[^\s\"'<>\)]+", re.I)
 _HREF = re.compile(r"""href\s*=\s*["']?([^"'\s>]+)""", re.I)
 _AUTH = re.compile(r"\b(spf|dkim|dmarc|arc)\s*=\s*([a-z]+)", re.I)
+#: Result words of RFC 8601 Authentication-Results and Received-SPF.
+VERDICTS = frozenset({"pass", "fail", "softfail", "neutral", "none", "temperror",
+                      "permerror", "policy", "hardfail", "bestguesspass"})
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|\u202a-\u202e\u2066-\u2069]")
 
 
@@ -220,9 +223,12 @@ def auth_results(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
         low = k.lower()
         if low in ("authentication-results", "arc-authentication-results"):
             for m in _AUTH.finditer(v):
-                out.setdefault(m.group(1).lower(), m.group(2).lower())
-        elif low == "received-spf" and "spf" not in out:
-            out["spf"] = v.split()[0].lower() if v.split() else ""
+                if m.group(2).lower() in VERDICTS:
+                    out.setdefault(m.group(1).lower(), m.group(2).lower())
+        elif low == "received-spf" and "spf" not in out and v.split():
+            word = v.split()[0].lower()
+            if word in VERDICTS:
+                out["spf"] = word
     return out
 
 

@@ -64,7 +64,8 @@ class AnalyticsDetector(Detector):
     """The SQL analytics (web access, and joins across tables)."""
 
     NAME: ClassVar[str] = "analytics"
-    READS: ClassVar[frozenset[str]] = frozenset({"web_access", "windows", "file", "site_script"})
+    READS: ClassVar[frozenset[str]] = frozenset({"web_access", "windows", "file",
+                                                 "site_script", "mail"})
 
     def __init__(self, options: AnalyticsOptions | None = None) -> None:
         self.options = options or AnalyticsOptions()

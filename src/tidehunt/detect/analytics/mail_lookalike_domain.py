@@ -1,0 +1,78 @@
+"""Sender domains that imitate the organisation's own domains (typos, homoglyphs, IDN)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from tidehunt.context import RunContext
+from tidehunt.detect.analytics.base import Analytic, findings_from_rows, meta, query
+from tidehunt.model.finding import Finding
+from tidehunt.model.rule import RuleMeta
+
+#: Own domains: those that receive at least this share of the case's mail (To/Cc).
+OWN_SHARE = 0.2
+#: Characters and pairs phishers swap in for look-alikes, folded before comparing.
+SKELETON_SQL = ("replace(replace(replace(replace(replace(replace(replace(lower({x}), "
+                "'rn', 'm'), 'vv', 'w'), '0', 'o'), '1', 'l'), 'i', 'l'), '5', 's'), '-', '')")
+_EVIDENCE = ("list({'table': 'mail', 'artefact': _artefact, 'locator': _locator, "
+             "'source_file': source_file, 'line': NULL::BIGINT, 'ts': ts} ORDER BY ts)[1:1000]")
+
+
+class MailLookalikeDomain(Analytic):
+    """From or Reply-To domain within two edits of an own domain, or equal to it once
+    look-alike characters are folded (``c0rp``, ``rn`` for ``m``), or punycode (IDN)."""
+
+    NAME: ClassVar[str] = "mail_lookalike_domain"
+    READS: ClassVar[frozenset[str]] = frozenset({"mail"})
+    META: ClassVar[RuleMeta] = meta(
+        "th-analytic-0022", "Mail from a look-alike of the organisation's own domain", "high",
+        ["T1566.001", "T1566.002", "T1583.001", "T1036"],
+        ["initial-access", "resource-development", "defense-evasion"],
+        "The sender's (or Reply-To) domain is not one of the organisation's domains (those "
+        "that receive the case's mail) but is within two edits of one, matches it once "
+        "look-alike characters are folded (0/o, 1/l, rn/m, vv/w), or is an IDN (xn--) name: "
+        "how spear-phishing impersonates a trusted sender.",
+        ["https://attack.mitre.org/techniques/T1566/001/",
+         "https://attack.mitre.org/techniques/T1583/001/"], __name__)
+
+    def run(self, con: Any, ctx: RunContext) -> Iterator[Finding]:
+        """One finding per look-alike domain."""
+        sk = SKELETON_SQL.format
+        rows = query(con, f"""
+            WITH rcpt AS (
+                SELECT lower(regexp_extract(trim(a), '@([^@>\\s]+)$', 1)) AS d, _locator
+                FROM (SELECT unnest(string_split(coalesce("to", '') || ',' ||
+                                                 coalesce(cc, ''), ',')) AS a, _locator
+                      FROM mail)
+                WHERE a LIKE '%@%'),
+            own AS (SELECT d FROM rcpt GROUP BY d
+                    HAVING count(DISTINCT _locator) >= {OWN_SHARE} * (SELECT count(*)
+                                                                     FROM mail)),
+            cand AS (
+                SELECT m.*, c.d AS dom, c.role FROM mail m,
+                  (VALUES ('from'), ('reply_to')) AS r(role0),
+                  LATERAL (SELECT lower(CASE WHEN r.role0 = 'from' THEN m.from_domain
+                                        ELSE regexp_extract(m.reply_to, '@(.+)$', 1) END)
+                                  AS d, r.role0 AS role) c
+                WHERE c.d IS NOT NULL AND c.d <> ''
+                  AND c.d NOT IN (SELECT d FROM own)),
+            hit AS (
+                SELECT cand.*, o.d AS own_domain,
+                       damerau_levenshtein(cand.dom, o.d) AS dist
+                FROM cand JOIN own o
+                  ON (damerau_levenshtein(cand.dom, o.d) <= 2
+                      OR {sk(x="cand.dom")} = {sk(x="o.d")}
+                      OR (cand.dom LIKE 'xn--%' OR cand.dom LIKE '%.xn--%')))
+            SELECT NULL AS host, min(from_addr) AS src, dom AS dst,
+                   count(*) || ' mail(s) with ' || min(role) || ' domain ' || dom ||
+                   ', a look-alike of ' || min(own_domain) || ' (' ||
+                   CASE WHEN min(dist) <= 2 THEN min(dist) || ' edit(s)'
+                        WHEN dom LIKE '%xn--%' THEN 'IDN name'
+                        ELSE 'look-alike characters' END || '); subjects: ' ||
+                   left(string_agg(DISTINCT subject, ' | '), 200) AS summary,
+                   {{'domain': dom, 'own_domain': min(own_domain), 'role': min(role),
+                     'from': min(from_addr), 'subject': min(subject)}} AS matched,
+                   {_EVIDENCE} AS ev
+            FROM hit GROUP BY dom ORDER BY min(ts)""")
+        yield from findings_from_rows(self.META, rows, "mail")
