@@ -25,7 +25,7 @@ from tidehunt.context import RunContext
 from tidehunt.errors import SourceError
 from tidehunt.model.batch import TableBatch
 from tidehunt.sources._lines import LineStats, head_lines, iter_line_blocks, warn_bad
-from tidehunt.sources._weblog import DECLARED, split_request, to_batch
+from tidehunt.sources._weblog import DECLARED, split_request, split_uri, to_batch
 from tidehunt.sources.base import Artefact, Source
 
 _Q = r'(?:[^"\\]|\\.)*'  # body of a double-quoted field with backslash escapes
@@ -161,8 +161,6 @@ class AccessLogSource(Source):
         if "request" in df.columns:
             raw.update(split_request(df["request"]))
         if "uri" in df.columns:
-            from tidehunt.sources._weblog import split_uri
-
             raw.update(split_uri(df["uri"]))
         if "target" in df.columns:
             tgt = df["target"].str.extract_groups(r"^(?P<server_ip>.+):(?P<server_port>\d+)$")
