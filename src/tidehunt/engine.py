@@ -28,6 +28,7 @@ from tidehunt.model.finding import FINDINGS_SCHEMA
 from tidehunt.model.report import Meta, RuleSource, RunReport
 from tidehunt.model.rule import Severity
 from tidehunt.model.tables import TABLES
+from tidehunt.org import OrgProfile
 from tidehunt.posture import navigator_layer
 from tidehunt.rulepacks import DEFAULT_MAX_AGE_DAYS, age_days, default_rule_paths
 
@@ -54,20 +55,32 @@ class HuntOptions:
     sites: Sequence[str] = ()
     site_baseline: str | None = None
     site_origin: str | None = None
+    #: Organisation profile (YAML) for the mail analytics; the case keeps a copy.
+    org: str | None = None
+    #: Options for the readers (see :func:`tidehunt.ingest.ingest`).
+    source_options: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 def run_ingest(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
-               workers: int | None = None, strict: bool = False) -> tuple[CaseStore,
-                                                                        IngestResult]:
+               workers: int | None = None, strict: bool = False,
+               options: dict[str, Any] | None = None) -> tuple[CaseStore, IngestResult]:
     """Create or open the case and add evidence to it."""
     store = CaseStore(case_dir, create=True)
-    res = ingest(evidence, store, ctx, workers=workers, strict=strict)
+    res = ingest(evidence, store, ctx, workers=workers, strict=strict, options=options)
     store.manifest.setdefault("runs", []).append({
         "command": "ingest", "finished": utcnow(), "evidence": list(evidence),
         "ingest": _ingest_dict(res)})
     store.save()
     return store, res
+
+
+def _with_yara(opts: HuntOptions) -> dict[str, Any]:
+    """Reader options, with the hunt's --yara rules for attachments too."""
+    out = dict(opts.source_options)
+    if opts.yara and "yara" not in out:
+        out["yara"] = [str(Path(y).resolve()) for y in opts.yara]
+    return out
 
 
 def _ingest_dict(res: IngestResult) -> dict[str, Any]:
@@ -108,8 +121,9 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
     timings["rules"] = round(time.perf_counter() - t0, 3)
     det = SigmaDetector(plan, SigmaOptions(opts.min_level, opts.exclude, opts.since,
                                            opts.until, opts.workers))
+    org = OrgProfile.for_case(store.root, opts.org)
     ana = AnalyticsDetector(AnalyticsOptions(opts.min_level, opts.exclude, opts.since,
-                                             opts.until))
+                                             opts.until, org))
     t1 = time.perf_counter()
     findings = concat(pa.Table.from_batches([b], schema=FINDINGS_SCHEMA)
                       for d in (det, ana) for b in d.run(store, ctx))
@@ -263,7 +277,8 @@ def hunt(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
         try:
             res: IngestResult | None = None
             if evidence:
-                store, res = run_ingest(evidence, case_dir, ctx, opts.workers, opts.strict)
+                store, res = run_ingest(evidence, case_dir, ctx, opts.workers, opts.strict,
+                                        _with_yara(opts))
             else:
                 store = CaseStore(case_dir, create=True)
             for root in opts.webroots:

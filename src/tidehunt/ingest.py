@@ -244,7 +244,7 @@ def stream_tasks(items: Iterable[Planned], target: int) -> Iterator[list[Planned
 
 
 def run_task(case_root: str, task: list[Planned], evtx_threads: int = 0,
-             strict: bool = False) -> dict[str, Any]:
+             strict: bool = False, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Read every artefact of a task into temporary parts (runs in a worker process)."""
     store = _PartWriter(case_root)
     ctx = RunContext(log=logging.getLogger("tidehunt.worker"))
@@ -255,6 +255,8 @@ def run_task(case_root: str, task: list[Planned], evtx_threads: int = 0,
         t0 = time.perf_counter()
         cls = registry.load("sources", item.source)
         src = cls()
+        src.options = dict(options or {})
+        src.case_root = case_root
         if item.source == "evtx":
             src.threads = evtx_threads
         art = Artefact(item.id, item.path, item.display)
@@ -341,8 +343,13 @@ class _PartWriter:
 
 
 def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
-           workers: int | None = None, strict: bool = False) -> IngestResult:
-    """Add evidence to the case; returns counts. Raises NoUsableInput if nothing is readable."""
+           workers: int | None = None, strict: bool = False,
+           options: dict[str, Any] | None = None) -> IngestResult:
+    """Add evidence to the case; returns counts. Raises NoUsableInput if nothing is readable.
+
+    ``options`` reach every reader (see :class:`tidehunt.sources.base.Source`): for mail,
+    ``attachment_passwords``, ``unpack_limits``, ``extract_attachments`` and ``yara``.
+    """
     t0 = time.perf_counter()
     result = IngestResult()
     files = list(iter_files(evidence, ctx))
@@ -380,7 +387,7 @@ def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
         for task in group(list(planned), workers):
             if ctx.should_stop():
                 break
-            absorb(run_task(str(store.root), task, 0, strict))
+            absorb(run_task(str(store.root), task, 0, strict, options))
     else:
         # workers start on the first tasks while the rest is still hashed and sniffed;
         # small tasks keep the tail balanced without knowing the sizes ahead
@@ -389,7 +396,7 @@ def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp) as pool:
             pending: set[Future[dict[str, Any]]] = set()
             for task in stream_tasks(planned, target):
-                pending.add(pool.submit(run_task, str(store.root), task, 1, strict))
+                pending.add(pool.submit(run_task, str(store.root), task, 1, strict, options))
                 for fut in [f for f in pending if f.done()]:
                     pending.discard(fut)
                     absorb(fut.result())

@@ -51,6 +51,15 @@ ANALYTICS: dict[str, str] = {
     "site_watering_hole": _A + "site_watering_hole:SiteWateringHole",
     "mail_lookalike_domain": _A + "mail_lookalike_domain:MailLookalikeDomain",
     "mail_sender_mismatch": _A + "mail_sender_mismatch:MailSenderMismatch",
+    "mail_attachment_exploit": _A + "mail_attachment_exploit:MailAttachmentExploit",
+    "mail_attachment_macro": _A + "mail_attachment_macro:MailAttachmentMacro",
+    "mail_template_injection": _A + "mail_template_injection:MailTemplateInjection",
+    "mail_attachment_executable": _A + "mail_attachment_executable:MailAttachmentExecutable",
+    "mail_attachment_container": _A + "mail_attachment_container:MailAttachmentContainer",
+    "mail_display_name_spoof": _A + "mail_display_name_spoof:MailDisplayNameSpoof",
+    "mail_first_seen_domain": _A + "mail_first_seen_domain:MailFirstSeenDomain",
+    "mail_internal_spearphish": _A + "mail_internal_spearphish:MailInternalSpearphish",
+    "mail_host_chain": _A + "mail_host_chain:MailHostChain",
 }
 
 RENDERERS: dict[str, str] = {

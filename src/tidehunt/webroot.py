@@ -444,6 +444,7 @@ def scan_webroot(root: str | Path, store: CaseStore, ctx: RunContext, *,
             cols[k] = pa.array([r[k] for r in rows], pa.timestamp("us", tz="UTC"))
         cols["ts"] = cols["mtime"]
         cols["root"] = pa.array([given] * len(rows), pa.string())
+        cols["origin"] = pa.array(["webroot"] * len(rows), pa.string())
         cols["host"] = pa.array([host] * len(rows), pa.string())
         batch = TableBatch.of("file", cols, source=SOURCE, artefact=aid,
                               locator=pa.array([r["path"] for r in rows], pa.string()))

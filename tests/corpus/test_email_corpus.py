@@ -60,3 +60,24 @@ def test_encoded_words_are_decoded(mail_case):
                  and not r["defects"]]
     assert undecoded == []
     assert any(r["subject"] and any(ord(c) > 0x2000 for c in r["subject"]) for r in rows)
+
+
+def test_every_attachment_is_analysed_or_warned(mail_case):
+    """Each attachment row is typed and hashed; one not fully analysed has a warning on
+    its evidence file that names it, and its copy is in the case."""
+    store, _, _ = mail_case
+    rows = store.sql("SELECT _artefact, _locator, filename, kind, sha256, note, extracted, "
+                     "size FROM mail_attachment").to_pylist()
+    assert rows
+    warned = {(aid, loc) for aid, rec in store.artefacts.items()
+              for w in rec["warnings"] for loc in w.get("locators", w.get("examples", []))
+              if "analysed" in w["message"]}
+    for r in rows:
+        assert r["kind"] and len(r["sha256"]) == 64, r
+        if r["note"] and not r["note"].startswith("embedded Outlook message"):
+            assert (r["_artefact"], r["_locator"]) in warned, r
+        if r["size"]:
+            assert r["extracted"] and (store.root / r["extracted"]).is_file(), r
+    # the attachments are in the file table too
+    n_file = store.sql("SELECT count(*) AS n FROM file WHERE origin = 'mail'").to_pylist()
+    assert n_file[0]["n"] == len(rows)

@@ -57,7 +57,7 @@ def test_eml_fields(tmp_path):
     assert m["urls"].split("\n") == ["https://docs.maritime-review.example/paper",
                                      "https://cdn.example/x.rtf"]
     names = [(a["filename"], a["filename_raw"], a["kind"]) for a in t["mail_attachment"]]
-    assert names == [("x.rtf", "../../../etc/cron.d/x.rtf", "text"),
+    assert names == [("x.rtf", "../../../etc/cron.d/x.rtf", "rtf"),
                      ("invoice_fdp.exe", "invoice\u202efdp.exe", "pe")]
 
 

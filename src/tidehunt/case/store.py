@@ -205,8 +205,7 @@ class CaseStore:
         for table in TABLES:
             files = [str(p) for p in self.parts(table)]
             if files:
-                con.execute(f'CREATE VIEW "{table}" AS SELECT * FROM read_parquet('
-                            f"{_sql_list(files)}, union_by_name=true){cond}")
+                _create_view(con, table, files, cond)
         findings = self.root / "findings.parquet"
         if findings.exists():
             con.execute("CREATE VIEW findings AS SELECT * FROM read_parquet("
@@ -235,8 +234,7 @@ class CaseStore:
             for table in TABLES:
                 files = [str(p) for p in self.parts(table)]
                 if files:
-                    con.execute(f'CREATE VIEW "{table}" AS SELECT * FROM read_parquet('
-                                f"{_sql_list(files)}, union_by_name=true)")
+                    _create_view(con, table, files, "")
             findings = self.root / "findings.parquet"
             if findings.exists():
                 con.execute("CREATE VIEW findings AS SELECT * FROM read_parquet("
@@ -245,6 +243,25 @@ class CaseStore:
             con.close()
         Path(tmp).replace(path)
         return path
+
+
+_DUCK_TYPES = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.int32(): "INTEGER",
+               pa.bool_(): "BOOLEAN", pa.float64(): "DOUBLE"}
+
+
+def _create_view(con: Any, table: str, files: list[str], cond: str) -> None:
+    """A view over a table's parts with every declared column, so that SQL written for a
+    newer schema also runs on parts written before a column was added (null there)."""
+    src = f"read_parquet({_sql_list(files)}, union_by_name=true)"
+    have = {r[0].lower() for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+    extra = []
+    for spec in TABLES[table].fields:
+        if spec.name.lower() not in have:
+            t = spec.arrow_type()
+            typ = ("TIMESTAMPTZ" if pa.types.is_timestamp(t) else _DUCK_TYPES.get(t, "VARCHAR"))
+            extra.append(f'NULL::{typ} AS "{spec.name}"')
+    cols = "*" + "".join(", " + e for e in extra)
+    con.execute(f'CREATE VIEW "{table}" AS SELECT {cols} FROM {src}{cond}')
 
 
 def _declared_type(table: str, name: str) -> pa.DataType:

@@ -69,6 +69,21 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
                    help="warn when a rule pack's newest rule is older than this (default 90)")
     p.add_argument("--no-cache", action="store_true",
                    help="recompile rules instead of using the compiled-plan cache")
+    p.add_argument("--org", metavar="FILE",
+                   help="organisation profile (YAML: own_domains, partner_domains, trusted "
+                        "senders) for the mail analytics; kept in the case for later runs")
+
+
+def _mail_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--password", action="append", default=[], metavar="PW",
+                   dest="attachment_passwords",
+                   help="password to try on encrypted attachments and archives, after those "
+                        "the mail itself gives (repeatable)")
+    p.add_argument("--max-unpack-mb", type=int, default=512, metavar="N",
+                   help="unpack at most N MiB per attachment, archives inside included "
+                        "(default 512; members expanding over 200x are not unpacked)")
+    p.add_argument("--no-extract", action="store_true",
+                   help="do not keep copies of attachments in CASE/extracted/")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", "--case", dest="case", required=True, metavar="CASE",
                    help="case directory (created; re-running adds only new evidence)")
     _webroot_args(p, repeat=True)
+    _mail_args(p)
     _detect_args(p)
 
     p = sub.add_parser("scan-site", help="watering-hole check of a saved copy of a site you "
@@ -120,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", help="only build or extend the case store (resumable)")
     p.add_argument("evidence", nargs="+", metavar="EVIDENCE")
     p.add_argument("-o", "--output", "--case", dest="case", required=True, metavar="CASE")
+    _mail_args(p)
 
     p = sub.add_parser("detect", help="re-run detection on an existing case")
     p.add_argument("case", metavar="CASE")
@@ -278,7 +295,22 @@ def _opts(args: argparse.Namespace) -> Any:
         rules=list(args.rules), min_level=Severity.parse(args.min_level),
         exclude=list(args.exclude_rule), since=args.since, until=args.until,
         workers=args.workers, max_rule_age_days=args.max_rule_age, strict=args.strict,
-        use_cache=not args.no_cache)
+        use_cache=not args.no_cache, org=args.org, source_options=_source_options(args))
+
+
+def _source_options(args: argparse.Namespace) -> dict[str, Any]:
+    """What the readers get (mail: attachment passwords, unpack limits, copies, YARA)."""
+    out: dict[str, Any] = {}
+    if getattr(args, "attachment_passwords", None):
+        out["attachment_passwords"] = list(args.attachment_passwords)
+    if getattr(args, "max_unpack_mb", None):
+        out["unpack_limits"] = {"max_total": args.max_unpack_mb << 20,
+                                "max_member": min(args.max_unpack_mb, 128) << 20}
+    if getattr(args, "no_extract", False):
+        out["extract_attachments"] = False
+    if getattr(args, "yara", None):
+        out["yara"] = [str(Path(y).resolve()) for y in args.yara]
+    return out
 
 
 def _run(args: argparse.Namespace, err: Any) -> int:
@@ -292,7 +324,7 @@ def _run(args: argparse.Namespace, err: Any) -> int:
         ctx = RunContext(on_progress=prog.update)
         if args.command == "ingest":
             store, res = engine.run_ingest(args.evidence, args.case, ctx, args.workers,
-                                           args.strict)
+                                           args.strict, _source_options(args))
             if not args.quiet:
                 print(f"{res.ingested} evidence files ingested ({res.records:,} events), "
                       f"{res.skipped} already in case, {res.failed} failed, "

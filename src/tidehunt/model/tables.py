@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tidehunt.model.fields import FieldSpec, FieldType, TableSchema
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 F = FieldType
 
@@ -97,7 +97,9 @@ FILE = TableSchema(
     ),
     fields=(
         *COMMON,
-        FieldSpec("root", F.PATH, "The scanned folder as given"),
+        FieldSpec("origin", F.STRING, "Where the file came from: webroot (a scanned folder) "
+                  "or mail (an attachment, or a file inside one)"),
+        FieldSpec("root", F.PATH, "The scanned folder, or the mail file, as given"),
         FieldSpec("path", F.PATH, "Path relative to the root, '/'-separated"),
         FieldSpec("abs_path", F.PATH, "Real path of the file when it was scanned"),
         FieldSpec("name", F.STRING, "File name"),
@@ -202,6 +204,30 @@ MAIL_ATTACHMENT = TableSchema(
         FieldSpec("depth", F.INT, "0 for a direct attachment, 1 inside an attached message..."),
         FieldSpec("parent", F.STRING, "The message or attachment it came out of"),
         FieldSpec("note", F.STRING, "Why it is not (fully) analysed, if so"),
+        FieldSpec("how", F.STRING, "How it came out of its parent: attachment, zip member, "
+                  "OLE Package, decrypted content..."),
+        FieldSpec("indicators", F.STRING, "Indicator IDs found, comma-separated "
+                  "(vba_autoexec, equation_editor, remote_template, lnk_command...)"),
+        FieldSpec("severity", F.STRING, "Highest indicator level"),
+        FieldSpec("analysis", F.STRING, "Indicators as a JSON list of {id, severity, detail, "
+                  "technique, cve}"),
+        FieldSpec("cves", F.STRING, "CVE IDs the indicators name, comma-separated"),
+        FieldSpec("urls", F.URL, "External targets: remote templates, links, DDE commands"),
+        FieldSpec("lnk_target", F.PATH, "Shortcut target (LnkParse3)"),
+        FieldSpec("lnk_arguments", F.STRING, "Shortcut command-line arguments"),
+        FieldSpec("lnk_json", F.STRING, "Shortcut fields as JSON: working folder, icon, "
+                  "machine ID"),
+        FieldSpec("doc_title", F.STRING, "Document title (metadata)"),
+        FieldSpec("doc_author", F.STRING, "Document author (metadata)"),
+        FieldSpec("macros", F.STRING, "VBA source (first 64 KiB)"),
+        FieldSpec("encrypted", F.BOOL, "Encrypted document or archive"),
+        FieldSpec("password", F.STRING, "Password that opened it, if one did"),
+        FieldSpec("lure_themes", F.STRING, "Lure themes of its name, the subject and its "
+                  "metadata: research, cv, interview, conference, shipping"),
+        FieldSpec("lure_score", F.INT, "Lure theme words found (0-10)"),
+        FieldSpec("yara", F.STRING, "YARA-X matches as JSON (as in the file table)"),
+        FieldSpec("extracted", F.PATH, "Copy in the case, relative to it "
+                  "(extracted/<sha256[:2]>/<sha256>), read-only, never executed"),
         FieldSpec("source_file", F.PATH, "Evidence path as given on the command line"),
     ),
 )

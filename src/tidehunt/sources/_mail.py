@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
@@ -23,7 +23,11 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from tidehunt.attachments import Node, Report
+from tidehunt.attachments.kinds import kind
 from tidehunt.model.batch import TableBatch
+from tidehunt.sources._attach import AttachmentAnalyser
+from tidehunt.webroot import entropy
 
 MAX_DEPTH = 5
 MAX_BODY = 1 << 20  # characters of body text/HTML kept per message
@@ -233,12 +237,19 @@ def auth_results(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 def batches(records: list[MailRecord], artefact: str, display: str, source: str,
-            kind_of: Any) -> Iterator[TableBatch]:
-    """The ``mail`` and ``mail_attachment`` batches of parsed messages."""
+            analyser: AttachmentAnalyser | None = None,
+            warn: Callable[[str, str], None] | None = None) -> Iterator[TableBatch]:
+    """The ``mail``, ``mail_attachment`` and ``file`` batches of parsed messages.
+
+    Every attachment (and every file unpacked from one) is analysed; what could not be
+    analysed is reported through ``warn(message, locator)``.
+    """
     if not records:
         return
+    analyser = analyser or AttachmentAnalyser()
     mail: dict[str, list[Any]] = {k: [] for k in MAIL_COLUMNS}
     att: dict[str, list[Any]] = {k: [] for k in ATT_COLUMNS}
+    files: dict[str, list[Any]] = {k: [] for k in FILE_COLUMNS}
     att_loc: list[str] = []
     for r in records:
         h = r.headers
@@ -268,25 +279,94 @@ def batches(records: list[MailRecord], artefact: str, display: str, source: str,
         }
         for k in MAIL_COLUMNS:
             mail[k].append(vals.get(k))
+        body = r.text + "\n" + r.html
+        n_rows = 0
         for i, a in enumerate(r.attachments):
             name = safe_name(a.name, i)
-            kind = kind_of(a.data[:65536], name.rsplit(".", 1)[-1].lower() if "." in name
-                           else "")
-            av = {"ts": r.date, "message_id": vals["message_id"], "mail_locator": r.locator,
-                  "filename": name, "filename_raw": a.name, "content_type": a.content_type,
-                  "disposition": a.disposition, "size": len(a.data),
-                  "sha256": hashlib.sha256(a.data).hexdigest(),
-                  "md5": hashlib.md5(a.data, usedforsecurity=False).hexdigest(),
-                  "kind": kind, "depth": a.depth, "parent": a.parent or None,
-                  "note": a.note, "source_file": display}
-            for k in ATT_COLUMNS:
-                att[k].append(av.get(k))
-            att_loc.append(f"{r.locator}/attachment {i}")
+            try:  # the raw name: its tricks (RLO, padding) are what is analysed
+                nodes = analyser.analyse(a.data, clean(a.name or "") or name, body, r.subject)
+            except Exception as exc:  # noqa: BLE001 - hostile content; reported, mail kept
+                if warn:
+                    warn(f"attachment {name!r} not analysed: {type(exc).__name__}: {exc}",
+                         f"{r.locator}/attachment {i}")
+                nodes = []
+            if not nodes:
+                nodes = [_bare_node(a.data, name)]
+            for node in nodes:
+                rep = node.report
+                loc = f"{r.locator}/attachment {i}" + (
+                    f"/{n_rows}:{safe_name(node.name, n_rows)}" if node.depth else "")
+                note = "; ".join(x for x in (a.note if not node.depth else None, node.note)
+                                 if x) or None
+                if note and warn and node.note:
+                    warn(f"attachment {safe_name(node.name, n_rows)!r} not fully analysed: "
+                         f"{node.note}", loc)
+                try:
+                    extracted = analyser.keep(node)
+                except OSError as exc:
+                    extracted = None
+                    if warn:
+                        warn(f"copy of attachment {node.name!r} not written to the case: "
+                             f"{exc}", loc)
+                parent = " > ".join(x for x in (a.parent if a.depth else None, node.parent)
+                                    if x) or None
+                cves = sorted({c for ind in rep.indicators if ind.cve
+                               for c in ind.cve.split(",")})
+                lnk = rep.lnk or {}
+                av = {"ts": r.date, "message_id": vals["message_id"],
+                      "mail_locator": r.locator,
+                      "filename": safe_name(node.name, n_rows) if node.depth else name,
+                      "filename_raw": a.name if not node.depth else node.name,
+                      "content_type": a.content_type if not node.depth else None,
+                      "disposition": a.disposition if not node.depth else None,
+                      "size": len(node.data), "sha256": node.sha256, "md5": node.md5,
+                      "kind": rep.kind, "depth": a.depth + node.depth, "parent": parent,
+                      "note": note, "how": node.how if node.depth else "attachment",
+                      "indicators": ",".join(dict.fromkeys(x.id for x in rep.indicators))
+                      or None,
+                      "severity": rep.severity,
+                      "analysis": orjson.dumps([x.to_dict() for x in rep.indicators]).decode()
+                      if rep.indicators else None,
+                      "cves": ",".join(cves) or None,
+                      "urls": "\n".join(dict.fromkeys(rep.urls)) or None,
+                      "lnk_target": lnk.get("target"), "lnk_arguments": lnk.get("arguments"),
+                      "lnk_json": orjson.dumps(lnk, default=str).decode() if lnk else None,
+                      "doc_title": rep.meta.get("title"), "doc_author": rep.meta.get("creator"),
+                      "macros": rep.macros, "encrypted": rep.encrypted or None,
+                      "password": rep.password,
+                      "lure_themes": ",".join(rep.lure_themes) or None,
+                      "lure_score": rep.lure_score,
+                      "yara": orjson.dumps(rep.yara).decode() if rep.yara else None,
+                      "extracted": extracted, "source_file": display}
+                for k in ATT_COLUMNS:
+                    att[k].append(av.get(k))
+                att_loc.append(loc)
+                fname = str(av["filename"])
+                fv = {"ts": r.date, "origin": "mail", "root": display, "path": loc,
+                      "abs_path": str(analyser.case_root / extracted)
+                      if extracted and analyser.case_root else None,
+                      "name": fname, "ext": fname.rsplit(".", 1)[-1].lower()
+                      if "." in fname else None,
+                      "size": len(node.data), "sha256": node.sha256, "md5": node.md5,
+                      "kind": rep.kind, "entropy": round(entropy(node.data), 3)
+                      if node.data else None, "yara": av["yara"], "scan_note": note}
+                for k in FILE_COLUMNS:
+                    files[k].append(fv.get(k))
+                n_rows += 1
     yield TableBatch.of("mail", _arrays(mail), source=source, artefact=artefact,
                         locator=pa.array([r.locator for r in records], pa.string()))
     if att_loc:
         yield TableBatch.of("mail_attachment", _arrays(att), source=source,
                             artefact=artefact, locator=pa.array(att_loc, pa.string()))
+        yield TableBatch.of("file", _arrays(files), source=source, artefact=artefact,
+                            locator=pa.array(att_loc, pa.string()))
+
+
+def _bare_node(data: bytes, name: str) -> Node:
+    """An attachment the analysis failed on: still hashed and typed."""
+    return Node(name, data, 0, None, "attachment", Report(name, kind(data, name)),
+                hashlib.sha256(data).hexdigest(),
+                hashlib.md5(data, usedforsecurity=False).hexdigest())
 
 
 def _arrays(cols: dict[str, list[Any]]) -> dict[str, pa.Array]:
@@ -304,5 +384,10 @@ MAIL_COLUMNS = (
 )
 ATT_COLUMNS = (
     "ts", "message_id", "mail_locator", "filename", "filename_raw", "content_type",
-    "disposition", "size", "sha256", "md5", "kind", "depth", "parent", "note", "source_file",
+    "disposition", "size", "sha256", "md5", "kind", "depth", "parent", "note", "how",
+    "indicators", "severity", "analysis", "cves", "urls", "lnk_target", "lnk_arguments",
+    "lnk_json", "doc_title", "doc_author", "macros", "encrypted", "password", "lure_themes",
+    "lure_score", "yara", "extracted", "source_file",
 )
+FILE_COLUMNS = ("ts", "origin", "root", "path", "abs_path", "name", "ext", "size", "sha256",
+                "md5", "kind", "entropy", "yara", "scan_note")

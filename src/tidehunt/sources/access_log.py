@@ -120,6 +120,7 @@ class AccessLogSource(Source):
     WRITES: ClassVar[tuple[str, ...]] = ("web_access",)
 
     def __init__(self) -> None:
+        super().__init__()
         self.stats = LineStats()
 
     @classmethod

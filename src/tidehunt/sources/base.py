@@ -6,7 +6,7 @@ import abc
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, ClassVar
+from typing import IO, Any, ClassVar
 
 from tidehunt.context import RunContext
 from tidehunt.model.batch import TableBatch
@@ -33,6 +33,12 @@ class Source(abc.ABC):
     WRITES: ClassVar[tuple[str, ...]]
     #: Higher wins when two Sources claim the same head (e.g. a generic JSON reader).
     PRIORITY: ClassVar[int] = 0
+
+    def __init__(self) -> None:
+        #: Ingest options that reach the readers (attachment passwords, unpack limits...).
+        self.options: dict[str, Any] = {}
+        #: The case folder, for sources that keep copies of what they unpack (attachments).
+        self.case_root: str | None = None
 
     @classmethod
     @abc.abstractmethod

@@ -9,9 +9,9 @@ from typing import ClassVar
 from tidehunt.context import RunContext
 from tidehunt.errors import SourceError
 from tidehunt.model.batch import TableBatch
+from tidehunt.sources._attach import MailSource
 from tidehunt.sources._mail import batches, parse_eml
-from tidehunt.sources.base import Artefact, Source
-from tidehunt.webroot import kind_of
+from tidehunt.sources.base import Artefact
 
 MAX_MESSAGE = 256 << 20
 _HEADER = re.compile(rb"^([A-Za-z0-9][A-Za-z0-9-]{0,60}):[ \t]?", re.M)
@@ -28,7 +28,7 @@ def looks_like_headers(head: bytes) -> bool:
     return len(set(names) & KNOWN) >= 2 and block[:1] not in (b" ", b"\t")
 
 
-class EmailMimeSource(Source):
+class EmailMimeSource(MailSource):
     """An .eml file (any name): one ``mail`` row, one ``mail_attachment`` row per part."""
 
     NAME: ClassVar[str] = "email_mime"
@@ -51,4 +51,5 @@ class EmailMimeSource(Source):
         for d in dict.fromkeys(rec.defects):
             ctx.warn(artefact.id, self.NAME, f"malformed message: {d}", ["message"],
                      path=artefact.display)
-        yield from batches([rec], artefact.id, artefact.display, self.NAME, kind_of)
+        yield from batches([rec], artefact.id, artefact.display, self.NAME,
+                           **self._mail_args(artefact, ctx))

@@ -65,6 +65,7 @@ class IisW3cSource(Source):
     WRITES: ClassVar[tuple[str, ...]] = ("web_access",)
 
     def __init__(self) -> None:
+        super().__init__()
         self.stats = LineStats()
 
     @classmethod

@@ -7,16 +7,16 @@ from typing import ClassVar
 
 from tidehunt.context import RunContext
 from tidehunt.model.batch import TableBatch
+from tidehunt.sources._attach import MailSource
 from tidehunt.sources._mail import MailRecord, batches, parse_eml
-from tidehunt.sources.base import Artefact, Source
+from tidehunt.sources.base import Artefact
 from tidehunt.sources.email_mime import looks_like_headers
-from tidehunt.webroot import kind_of
 
 BATCH = 200
 MAX_MESSAGE = 256 << 20
 
 
-class MboxSource(Source):
+class MboxSource(MailSource):
     """An mbox file: one ``mail`` row per message (mboxrd ``>From`` lines unescaped).
 
     Read with a line loop (a message boundary is a ``From `` line after a blank line), not
@@ -44,9 +44,11 @@ class MboxSource(Source):
                          path=artefact.display)
             recs.append(rec)
             if len(recs) >= BATCH:
-                yield from batches(recs, artefact.id, artefact.display, self.NAME, kind_of)
+                yield from batches(recs, artefact.id, artefact.display, self.NAME,
+                           **self._mail_args(artefact, ctx))
                 recs = []
-        yield from batches(recs, artefact.id, artefact.display, self.NAME, kind_of)
+        yield from batches(recs, artefact.id, artefact.display, self.NAME,
+                           **self._mail_args(artefact, ctx))
 
     def _messages(self, artefact: Artefact, ctx: RunContext) -> Iterator[tuple[int, bytes]]:
         buf: list[bytes] = []

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from tidehunt.context import RunContext
 from tidehunt.errors import SourceError
 from tidehunt.model.batch import TableBatch
+from tidehunt.sources._attach import MailSource
 from tidehunt.sources._mail import (
     MAX_BODY,
     MAX_DEPTH,
@@ -18,8 +19,7 @@ from tidehunt.sources._mail import (
     header_list,
     parse_date,
 )
-from tidehunt.sources.base import Artefact, Source
-from tidehunt.webroot import kind_of
+from tidehunt.sources.base import Artefact
 
 CFB_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _MSG_STREAM = "__substg1.0_".encode("utf-16-le")
@@ -33,7 +33,7 @@ def _text(v: Any) -> str:
     return str(v)
 
 
-class OutlookMsgSource(Source):
+class OutlookMsgSource(MailSource):
     """An Outlook .msg message: one ``mail`` row and its attachments."""
 
     NAME: ClassVar[str] = "outlook_msg"
@@ -60,7 +60,8 @@ class OutlookMsgSource(Source):
             rec = self._record(msg, "message", 0, ctx, artefact)
         finally:
             msg.close()
-        yield from batches([rec], artefact.id, artefact.display, self.NAME, kind_of)
+        yield from batches([rec], artefact.id, artefact.display, self.NAME,
+                           **self._mail_args(artefact, ctx))
 
     def _record(self, msg: Any, locator: str, depth: int, ctx: RunContext,
                 artefact: Artefact) -> MailRecord:

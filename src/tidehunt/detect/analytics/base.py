@@ -39,6 +39,16 @@ EVIDENCE_SQL = ("list({'artefact': _artefact, 'locator': _locator, 'source_file'
 FILE_EVIDENCE_SQL = ("list({'table': 'file', 'artefact': _artefact, 'locator': _locator, "
                      "'source_file': root || '/' || path, 'line': NULL::BIGINT, 'ts': ts} "
                      "ORDER BY path)[1:1000]")
+#: Hosts of file-sharing, cloud-storage, paste and transfer services (a link's host, in
+#: lower case). The network issue's catalogue extends this; here it marks lure links.
+CLOUD_STORAGE_RX = (
+    r"^[a-z]+://([^/]*\.)?(dropbox\.com|dropboxusercontent\.com|db\.tt|drive\.google\.com|"
+    r"docs\.google\.com|storage\.googleapis\.com|onedrive\.live\.com|1drv\.ms|"
+    r"sharepoint\.com|box\.com|mega\.nz|mega\.io|pcloud\.com|mediafire\.com|"
+    r"wetransfer\.com|we\.tl|sendspace\.com|transfer\.sh|file\.io|gofile\.io|"
+    r"github\.com|raw\.githubusercontent\.com|gist\.github\.com|pastebin\.com|"
+    r"paste\.ee|hastebin\.com|yadi\.sk|disk\.yandex\.[a-z]+|4shared\.com|zippyshare\.com|"
+    r"anonfiles\.com|bit\.ly|tinyurl\.com|t\.co|rebrand\.ly|cutt\.ly)([:/?#]|$)")
 #: Folders that should hold only images, uploads or static content.
 STATIC_DIR_RX = (r"(^|/)(uploads?|upload_files?|images?|imgs?|pics?|static|css|js|"
                  r"fonts?|media|files|attachments?|avatars?|thumbs?|icons?|downloads?)/")

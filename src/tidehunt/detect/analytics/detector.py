@@ -19,6 +19,7 @@ from tidehunt.detect.analytics.base import Analytic, has_table
 from tidehunt.detect.base import Detector
 from tidehunt.model.finding import FINDINGS_SCHEMA, Finding, findings_batch
 from tidehunt.model.rule import Severity
+from tidehunt.org import OrgProfile
 
 log = logging.getLogger("tidehunt.analytics")
 
@@ -31,6 +32,37 @@ class AnalyticsOptions:
     exclude: Sequence[str] = ()
     since: datetime | None = None
     until: datetime | None = None
+    org: OrgProfile | None = None
+
+
+#: Own domains when the profile names none: those that receive at least this share of the
+#: case's mail (To/Cc).
+OWN_SHARE = 0.2
+_OWN_DOMAIN_SQL = f"""
+CREATE VIEW mail_own_domain AS
+WITH rcpt AS (
+    SELECT lower(regexp_extract(trim(a), '@([^@>\\s]+)$', 1)) AS d, _locator
+    FROM (SELECT unnest(string_split(coalesce("to", '') || ',' || coalesce(cc, ''), ','))
+                 AS a, _locator FROM mail)
+    WHERE a LIKE '%@%'),
+inferred AS (SELECT d FROM rcpt GROUP BY d
+             HAVING count(DISTINCT _locator) >= {OWN_SHARE} * (SELECT count(*) FROM mail))
+SELECT domain AS d FROM org_domain WHERE role = 'own'
+UNION
+SELECT d FROM inferred WHERE NOT EXISTS (SELECT 1 FROM org_domain WHERE role = 'own')
+"""
+
+
+def prepare(con: Any, org: OrgProfile | None) -> None:
+    """Views the analytics share: the organisation profile's tables (empty without one),
+    the mail's own domains, and the file table's web-root rows."""
+    for name, table in (org or OrgProfile()).tables().items():
+        con.register(name, table)
+    if has_table(con, "mail"):
+        con.execute(_OWN_DOMAIN_SQL)
+    if has_table(con, "file"):  # web-root analytics read files of scanned folders only
+        con.execute("CREATE VIEW webroot_file AS SELECT * FROM file "
+                    "WHERE coalesce(origin, 'webroot') = 'webroot'")
 
 
 @dataclass
@@ -65,7 +97,8 @@ class AnalyticsDetector(Detector):
 
     NAME: ClassVar[str] = "analytics"
     READS: ClassVar[frozenset[str]] = frozenset({"web_access", "windows", "file",
-                                                 "site_script", "mail"})
+                                                 "site_script", "mail",
+                                                 "mail_attachment"})
 
     def __init__(self, options: AnalyticsOptions | None = None) -> None:
         self.options = options or AnalyticsOptions()
@@ -76,6 +109,7 @@ class AnalyticsDetector(Detector):
         opt = self.options
         excluded = {x.lower() for x in opt.exclude}
         con = store.connect(window_sql(opt.since, opt.until))
+        prepare(con, opt.org)
         out: list[Finding] = []
         try:
             for name, cls in analytics().items():

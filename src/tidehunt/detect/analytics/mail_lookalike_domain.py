@@ -10,18 +10,19 @@ from tidehunt.detect.analytics.base import Analytic, findings_from_rows, meta, q
 from tidehunt.model.finding import Finding
 from tidehunt.model.rule import RuleMeta
 
-#: Own domains: those that receive at least this share of the case's mail (To/Cc).
-OWN_SHARE = 0.2
 #: Characters and pairs phishers swap in for look-alikes, folded before comparing.
 SKELETON_SQL = ("replace(replace(replace(replace(replace(replace(replace(lower({x}), "
                 "'rn', 'm'), 'vv', 'w'), '0', 'o'), '1', 'l'), 'i', 'l'), '5', 's'), '-', '')")
+_EV = ("{'table': 'mail', 'artefact': _artefact, 'locator': _locator, 'source_file': "
+       "source_file, 'line': NULL::BIGINT, 'ts': ts}")
 _EVIDENCE = ("list({'table': 'mail', 'artefact': _artefact, 'locator': _locator, "
              "'source_file': source_file, 'line': NULL::BIGINT, 'ts': ts} ORDER BY ts)[1:1000]")
 
 
 class MailLookalikeDomain(Analytic):
-    """From or Reply-To domain within two edits of an own domain, or equal to it once
-    look-alike characters are folded (``c0rp``, ``rn`` for ``m``), or punycode (IDN)."""
+    """From, Reply-To or link domain within two edits of an own, partner or trusted domain,
+    or equal to it once look-alike characters are folded (``c0rp``, ``rn`` for ``m``), or
+    punycode (IDN)."""
 
     NAME: ClassVar[str] = "mail_lookalike_domain"
     READS: ClassVar[frozenset[str]] = frozenset({"mail"})
@@ -29,8 +30,9 @@ class MailLookalikeDomain(Analytic):
         "th-analytic-0022", "Mail from a look-alike of the organisation's own domain", "high",
         ["T1566.001", "T1566.002", "T1583.001", "T1036"],
         ["initial-access", "resource-development", "defense-evasion"],
-        "The sender's (or Reply-To) domain is not one of the organisation's domains (those "
-        "that receive the case's mail) but is within two edits of one, matches it once "
+        "The sender's, Reply-To or a link's domain is not one of the organisation's own, "
+        "partner or trusted domains (the organisation profile's, else those that receive "
+        "the case's mail) but is within two edits of one, matches it once "
         "look-alike characters are folded (0/o, 1/l, rn/m, vv/w), or is an IDN (xn--) name: "
         "how spear-phishing impersonates a trusted sender.",
         ["https://attack.mitre.org/techniques/T1566/001/",
@@ -40,23 +42,22 @@ class MailLookalikeDomain(Analytic):
         """One finding per look-alike domain."""
         sk = SKELETON_SQL.format
         rows = query(con, f"""
-            WITH rcpt AS (
-                SELECT lower(regexp_extract(trim(a), '@([^@>\\s]+)$', 1)) AS d, _locator
-                FROM (SELECT unnest(string_split(coalesce("to", '') || ',' ||
-                                                 coalesce(cc, ''), ',')) AS a, _locator
-                      FROM mail)
-                WHERE a LIKE '%@%'),
-            own AS (SELECT d FROM rcpt GROUP BY d
-                    HAVING count(DISTINCT _locator) >= {OWN_SHARE} * (SELECT count(*)
-                                                                     FROM mail)),
+            WITH own AS (SELECT d FROM mail_own_domain
+                         UNION SELECT domain FROM org_domain
+                         UNION SELECT unnest(domains) FROM org_trusted),
+            roles AS (
+                SELECT m._locator AS loc, 'from' AS role, lower(m.from_domain) AS d FROM mail m
+                UNION ALL
+                SELECT _locator, 'reply_to', lower(regexp_extract(reply_to, '@(.+)$', 1))
+                FROM mail
+                UNION ALL
+                SELECT _locator, 'link', lower(regexp_extract(u, '^[a-z]+://([^/:?#@]+)', 1))
+                FROM (SELECT _locator, unnest(string_split(urls, chr(10))) AS u FROM mail
+                      WHERE urls IS NOT NULL)),
             cand AS (
-                SELECT m.*, c.d AS dom, c.role FROM mail m,
-                  (VALUES ('from'), ('reply_to')) AS r(role0),
-                  LATERAL (SELECT lower(CASE WHEN r.role0 = 'from' THEN m.from_domain
-                                        ELSE regexp_extract(m.reply_to, '@(.+)$', 1) END)
-                                  AS d, r.role0 AS role) c
-                WHERE c.d IS NOT NULL AND c.d <> ''
-                  AND c.d NOT IN (SELECT d FROM own)),
+                SELECT m.*, r.d AS dom, r.role FROM mail m JOIN roles r ON r.loc = m._locator
+                WHERE r.d IS NOT NULL AND r.d <> '' AND r.d NOT IN (SELECT d FROM own)
+                  AND NOT EXISTS (SELECT 1 FROM own o WHERE r.d LIKE '%.' || o.d)),
             hit AS (
                 SELECT cand.*, o.d AS own_domain,
                        damerau_levenshtein(cand.dom, o.d) AS dist
@@ -65,7 +66,8 @@ class MailLookalikeDomain(Analytic):
                       OR {sk(x="cand.dom")} = {sk(x="o.d")}
                       OR (cand.dom LIKE 'xn--%' OR cand.dom LIKE '%.xn--%')))
             SELECT NULL AS host, min(from_addr) AS src, dom AS dst,
-                   count(*) || ' mail(s) with ' || min(role) || ' domain ' || dom ||
+                   count(DISTINCT _locator) || ' mail(s) with ' ||
+                   string_agg(DISTINCT role, '/') || ' domain ' || dom ||
                    ', a look-alike of ' || min(own_domain) || ' (' ||
                    CASE WHEN min(dist) <= 2 THEN min(dist) || ' edit(s)'
                         WHEN dom LIKE '%xn--%' THEN 'IDN name'
@@ -73,6 +75,6 @@ class MailLookalikeDomain(Analytic):
                    left(string_agg(DISTINCT subject, ' | '), 200) AS summary,
                    {{'domain': dom, 'own_domain': min(own_domain), 'role': min(role),
                      'from': min(from_addr), 'subject': min(subject)}} AS matched,
-                   {_EVIDENCE} AS ev
+                   list(DISTINCT {_EV} ORDER BY {_EV})[1:1000] AS ev
             FROM hit GROUP BY dom ORDER BY min(ts)""")
         yield from findings_from_rows(self.META, rows, "mail")

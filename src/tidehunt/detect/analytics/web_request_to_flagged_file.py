@@ -46,7 +46,7 @@ class WebRequestToFlaggedFile(Analytic):
     def run(self, con: Any, ctx: RunContext) -> Iterator[Finding]:
         """One finding per (server, flagged file, client)."""
         rows = query(con, f"""
-            WITH f AS (SELECT DISTINCT '/' || lower(path) AS p, path FROM file
+            WITH f AS (SELECT DISTINCT '/' || lower(path) AS p, path FROM webroot_file
                        WHERE {FLAGGED_SQL}),
             r AS (SELECT *, {DECODED_STEM} AS s FROM web_access
                   WHERE regexp_matches({DECODED_STEM}, '/[^/]+\\.[a-z0-9]+$'))

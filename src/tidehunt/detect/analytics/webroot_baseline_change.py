@@ -42,7 +42,7 @@ class WebrootBaselineChange(Analytic):
                    {{'path': path, 'baseline': baseline, 'kind': kind, 'sha256': sha256}}
                      AS matched,
                    {FILE_EVIDENCE_SQL} AS ev
-            FROM file WHERE baseline IN ('new', 'modified')
+            FROM webroot_file WHERE baseline IN ('new', 'modified')
               AND (server_script OR kind IN ('pe', 'class', 'elf', 'archive'))
             GROUP BY ALL ORDER BY path""")
         yield from findings_from_rows(self.META, rows, "file")

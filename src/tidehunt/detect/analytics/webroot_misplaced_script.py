@@ -45,7 +45,7 @@ class WebrootMisplacedScript(Analytic):
                         ELSE 'in an upload/static folder' END AS summary,
                    {{'path': path, 'kind': kind, 'ext': ext, 'sha256': sha256}} AS matched,
                    {FILE_EVIDENCE_SQL} AS ev
-            FROM file WHERE server_script
+            FROM webroot_file WHERE server_script
               AND (ext IN ({exts}) OR regexp_matches(lower(path), ?))
             GROUP BY ALL ORDER BY path""", [STATIC_DIR_RX])
         yield from findings_from_rows(self.META, rows, "file")

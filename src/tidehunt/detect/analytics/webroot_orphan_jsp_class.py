@@ -41,7 +41,7 @@ class WebrootOrphanJspClass(Analytic):
                     regexp_extract(path,
                     '(^|/)work/[^/]+/[^/]+/([^/]+)/org/apache/jsp/(.*)_jsp\\.class$', 3)
                     AS mangled
-                FROM file),
+                FROM webroot_file),
             o AS (SELECT *, replace(replace(replace(replace(mangled, '_002d', '-'),
                                     '_002e', '.'), '_005f', '_'), '_0020', ' ') || '.jsp'
                           AS jsp,
@@ -56,7 +56,7 @@ class WebrootOrphanJspClass(Analytic):
                           'source_file': o.root || '/' || o.path, 'line': NULL::BIGINT,
                           'ts': o.ts}) AS ev
             FROM o WHERE NOT EXISTS (
-                SELECT 1 FROM file j WHERE j._artefact = o._artefact
+                SELECT 1 FROM webroot_file j WHERE j._artefact = o._artefact
                   AND lower(j.path) LIKE '%' || lower(o.webapp || '/' || o.jsp))
             GROUP BY ALL ORDER BY o.path""")
         yield from findings_from_rows(self.META, rows, "file")

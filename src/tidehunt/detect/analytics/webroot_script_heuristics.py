@@ -38,7 +38,7 @@ class WebrootScriptHeuristics(Analytic):
         rows = query(con, f"""
             WITH f AS (SELECT *, dangerous_count >= 3 AND dangerous_per_kb >= 1.0 AS many,
                               entropy >= 5.8 AND longest_token >= 1000 AS packed
-                       FROM file WHERE server_script AND yara IS NULL)
+                       FROM webroot_file WHERE server_script AND yara IS NULL)
             SELECT host, path AS dst,
                    path || ' (' || kind || '): ' ||
                    CASE WHEN many THEN 'uses ' || dangerous || ' (' || dangerous_per_kb ||

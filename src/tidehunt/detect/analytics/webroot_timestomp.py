@@ -36,7 +36,7 @@ class WebrootTimestomp(Analytic):
     def run(self, con: Any, ctx: RunContext) -> Iterator[Finding]:
         """One finding per file."""
         rows = query(con, f"""
-            WITH d AS (SELECT *, regexp_replace(path, '/?[^/]*$', '') AS dir FROM file),
+            WITH d AS (SELECT *, regexp_replace(path, '/?[^/]*$', '') AS dir FROM webroot_file),
             s AS (SELECT _artefact, dir, median(ctime_gap_s) AS med, count(*) AS n
                   FROM d GROUP BY _artefact, dir)
             SELECT host, path AS dst,

@@ -31,7 +31,7 @@ class WebrootYara(Analytic):
     def run(self, con: Any, ctx: RunContext) -> Iterator[Finding]:
         """One finding per (file, rule)."""
         rows = query(con, "SELECT host, root, path, _artefact, _locator, ts, kind, sha256, "
-                          "size, yara FROM file WHERE yara IS NOT NULL ORDER BY path")
+                          "size, yara FROM webroot_file WHERE yara IS NOT NULL ORDER BY path")
         for row in rows:
             for m in orjson.loads(row["yara"]):
                 level = str(m.get("severity", "high")).lower()
