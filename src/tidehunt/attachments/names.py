@@ -18,7 +18,7 @@ LURE_THEMES: dict[str, re.Pattern[str]] = {k: re.compile(v, re.I) for k, v in {
     "cv": r"\b(cv|resume|résumé|curriculum vitae|candidate|applicant|application|vacanc\w*|"
           r"recruit\w*|job|position|hiring|internship)\b",
     "interview": r"\b(interview|questions?|questionnaire|survey|media request|journalist|"
-                 r"press|comment|feedback)\b",
+                 r"press)\b",
     "conference": r"\b(conference|invitation|invite|forum|symposium|seminar|summit|"
                   r"workshop|agenda|registration|speaker|panel|delegation|visit)\b",
     "shipping": r"\b(shipping|vessel|ship\w*|maritime|naval|navy|port|cargo|tanker|"

@@ -446,18 +446,21 @@ def _demo(args: argparse.Namespace, ctx: Any, err: Any) -> int:
     out = Path(args.out)
     evidence = out / "evidence"
     files = write_demo_evidence(evidence, include_web_logs=True)
+    from tidehunt.demo.mail import write_demo_mail, write_org_profile
     from tidehunt.demo.site import write_demo_site
 
     webroot = out / "webroot"
     site = write_demo_webroot(webroot)
     before, during = write_demo_site(out / "partner-site")
+    mails = write_demo_mail(evidence / "mail")
+    org = write_org_profile(out / "org.yaml")
     if not args.quiet:
-        err.print(f"demo evidence: {len(files)} files in {evidence}, web root of "
-                  f"{len(site)} files in {webroot}, partner site copy in {during}",
-                  markup=False)
+        err.print(f"demo evidence: {len(files)} log files and {len(mails)} mails in "
+                  f"{evidence}, web root of {len(site)} files in {webroot}, partner site "
+                  f"copy in {during}, organisation profile {org}", markup=False)
     opts = engine.HuntOptions(workers=args.workers, webroots=[str(webroot)],
                               web_host=WEB_HOST, sites=[str(during)],
-                              site_baseline=str(before))
+                              site_baseline=str(before), org=str(org))
     report = engine.hunt([str(evidence)], out / "case", ctx, opts)
     code = _finish(args, report, opts.min_level, None)
     if not args.quiet:

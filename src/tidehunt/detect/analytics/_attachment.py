@@ -49,11 +49,11 @@ class AttachmentIndicators(Analytic):
                    arg_max(ind_detail, ind_rank * 1000 - length(ind_id)) ||
                    CASE WHEN count(DISTINCT ind_id) > 1
                         THEN ' (+' || (count(DISTINCT ind_id) - 1) || ': ' ||
-                             string_agg(DISTINCT ind_id, ', ') || ')' ELSE '' END ||
+                             string_agg(DISTINCT ind_id, ', ' ORDER BY ind_id) || ')' ELSE '' END ||
                    CASE WHEN min(lure_themes) IS NOT NULL
                         THEN '; lure themes: ' || min(lure_themes) ELSE '' END AS summary,
                    {{'filename': min(filename), 'sha256': min(sha256), 'kind': min(kind),
-                     'indicators': string_agg(DISTINCT ind_id, ','),
+                     'indicators': string_agg(DISTINCT ind_id, ',' ORDER BY ind_id),
                      'cves': min(cves), 'urls': left(min(urls), 500),
                      'lnk_target': min(lnk_target), 'lnk_arguments': left(min(lnk_arguments), 500),
                      'password': min(password), 'lure_themes': min(lure_themes),

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from tidehunt.detect.analytics.base import meta
 from tidehunt.detect.analytics._attachment import AttachmentIndicators
+from tidehunt.detect.analytics.base import meta
 from tidehunt.model.rule import RuleMeta
 
 

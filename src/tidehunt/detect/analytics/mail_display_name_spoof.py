@@ -62,9 +62,10 @@ class MailDisplayNameSpoof(Analytic):
                 FROM m WHERE m.shown <> '' AND m.shown <> m.addr
                   AND split_part(m.shown, '@', 2) <> coalesce(m.from_domain, '')),
             hit AS (SELECT * FROM trusted UNION ALL
-                    SELECT * FROM shown WHERE _locator NOT IN (SELECT _locator FROM trusted))
+                    SELECT * FROM shown WHERE (_artefact, _locator) NOT IN
+                        (SELECT (_artefact, _locator) FROM trusted))
             SELECT NULL AS host, from_addr AS src, min(trusted_name) AS dst,
-                   string_agg(why, '; ' ORDER BY why) || '. Subject: ' ||
+                   string_agg(DISTINCT why, '; ' ORDER BY why) || '. Subject: ' ||
                    coalesce(min(subject), '(none)') AS summary,
                    {{'from': min(from_addr), 'display_name': min(from_name),
                      'trusted': min(trusted_name), 'subject': min(subject)}} AS matched,

@@ -47,9 +47,11 @@ class MailHostChain(Analytic):
             "SELECT column_name FROM information_schema.columns WHERE table_name = "
             "'windows'").fetchall()}
 
-        def col(name: str) -> str:
+        def col(name: str, raw: bool = False) -> str:
             real = have.get(name.lower())
-            return f'lower(w."{real}")' if real else "''"
+            if not real:
+                return "''"
+            return f'w."{real}"' if raw else f'lower(w."{real}")'
 
         image, target, cmd = col("Image"), col("TargetFilename"), col("CommandLine")
         hashes, query_name, dest = col("Hashes"), col("QueryName"), col("DestinationHostname")
@@ -86,7 +88,7 @@ class MailHostChain(Analytic):
             touch AS (
                 SELECT n.*, w.host AS whost, w.ts AS wts, w._artefact AS wart,
                        w._locator AS wloc, w.source_file AS wsrc, w.event_id AS eid,
-                       {image} AS img, {target} AS tgt
+                       {col("Image", True)} AS img, {col("TargetFilename", True)} AS tgt
                 FROM n JOIN w ON w.ts BETWEEN n.mts - INTERVAL 1 HOUR
                                           AND n.mts + INTERVAL {REACH_DAYS} DAY
                 WHERE w.host IS NOT NULL AND (
@@ -101,7 +103,8 @@ class MailHostChain(Analytic):
                           strpos({cmd}, n.needle) > 0)))),
             first AS (
                 SELECT art, mloc, whost, min(wts) AS t1,
-                       string_agg(DISTINCT kind || ' ' || needle, ', ') AS what,
+                       string_agg(DISTINCT kind || ' ' || needle, ', '
+                                  ORDER BY kind || ' ' || needle) AS what,
                        arg_min(coalesce(nullif(tgt, ''), img), wts) AS first_path,
                        arg_min(regexp_extract(img, '[^\\\\]+$'), wts) AS first_proc,
                        min(mts) AS mts, min(subject) AS subject, min(from_addr) AS from_addr,
@@ -110,18 +113,24 @@ class MailHostChain(Analytic):
                              'source_file': wsrc, 'line': NULL::BIGINT, 'ts': wts}}
                             ORDER BY wts, wloc)[1:20] AS tev
                 FROM touch GROUP BY art, mloc, whost),
-            follow AS (
-                SELECT f.art, f.mloc, f.whost,
-                       string_agg(DISTINCT regexp_extract({image}, '[^\\\\]+$'), ', ')
-                           AS procs,
-                       list({{'table': 'windows', 'artefact': w._artefact,
-                             'locator': w._locator, 'source_file': w.source_file,
-                             'line': NULL::BIGINT, 'ts': w.ts}}
-                            ORDER BY w.ts, w._locator)[1:30] AS fev
+            fw AS (
+                SELECT f.art, f.mloc, f.whost, w.ts, w._artefact AS wart, w._locator AS wloc,
+                       w.source_file AS wsrc,
+                       regexp_extract({col("Image", True)}, '[^\\\\]+$') AS proc
                 FROM first f JOIN w ON w.host = f.whost
                     AND w.ts BETWEEN f.t1 AND f.t1 + INTERVAL {FOLLOW_MINUTES} MINUTE
-                WHERE w.event_id IN (1, 4688) AND regexp_matches({image}, '{FOLLOW_RX}')
-                GROUP BY f.art, f.mloc, f.whost)
+                WHERE w.event_id IN (1, 4688) AND regexp_matches({image}, '{FOLLOW_RX}')),
+            follow AS (
+                SELECT art, mloc, whost,
+                       list({{'table': 'windows', 'artefact': wart, 'locator': wloc,
+                             'source_file': wsrc, 'line': NULL::BIGINT, 'ts': ts}}
+                            ORDER BY ts, wloc)[1:30] AS fev
+                FROM fw GROUP BY art, mloc, whost),
+            procs AS (
+                SELECT art, mloc, whost, string_agg(proc, ', ' ORDER BY t0, proc) AS procs
+                FROM (SELECT art, mloc, whost, proc, min(ts) AS t0 FROM fw
+                      GROUP BY art, mloc, whost, proc)
+                GROUP BY art, mloc, whost)
             SELECT f.whost AS host, f.from_addr AS src, f.what AS dst,
                    CASE WHEN fo.procs IS NOT NULL THEN 'critical' END AS level,
                    'mail "' || coalesce(f.subject, '(no subject)') || '" from ' ||
@@ -136,7 +145,9 @@ class MailHostChain(Analytic):
                    list_concat([{{'table': 'mail', 'artefact': f.art, 'locator': f.mloc,
                                  'source_file': f.msrc, 'line': NULL::BIGINT,
                                  'ts': f.mts}}], f.tev, coalesce(fo.fev, [])) AS ev
-            FROM first f LEFT JOIN follow fo
+            FROM first f
+            LEFT JOIN (SELECT follow.art, follow.mloc, follow.whost, follow.fev, procs.procs
+                       FROM follow JOIN procs USING (art, mloc, whost)) fo
               ON fo.art = f.art AND fo.mloc = f.mloc AND fo.whost = f.whost
             ORDER BY f.t1, f.whost, f.mloc""")
         yield from findings_from_rows(self.META, rows, "mail")

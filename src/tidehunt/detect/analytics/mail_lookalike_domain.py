@@ -46,16 +46,19 @@ class MailLookalikeDomain(Analytic):
                          UNION SELECT domain FROM org_domain
                          UNION SELECT unnest(domains) FROM org_trusted),
             roles AS (
-                SELECT m._locator AS loc, 'from' AS role, lower(m.from_domain) AS d FROM mail m
+                SELECT m._artefact AS art, m._locator AS loc, 'from' AS role,
+                       lower(m.from_domain) AS d FROM mail m
                 UNION ALL
-                SELECT _locator, 'reply_to', lower(regexp_extract(reply_to, '@(.+)$', 1))
-                FROM mail
+                SELECT _artefact, _locator, 'reply_to',
+                       lower(regexp_extract(reply_to, '@(.+)$', 1)) FROM mail
                 UNION ALL
-                SELECT _locator, 'link', lower(regexp_extract(u, '^[a-z]+://([^/:?#@]+)', 1))
-                FROM (SELECT _locator, unnest(string_split(urls, chr(10))) AS u FROM mail
-                      WHERE urls IS NOT NULL)),
+                SELECT _artefact, _locator, 'link',
+                       lower(regexp_extract(u, '^[a-z]+://([^/:?#@]+)', 1))
+                FROM (SELECT _artefact, _locator, unnest(string_split(urls, chr(10))) AS u
+                      FROM mail WHERE urls IS NOT NULL)),
             cand AS (
-                SELECT m.*, r.d AS dom, r.role FROM mail m JOIN roles r ON r.loc = m._locator
+                SELECT m.*, r.d AS dom, r.role FROM mail m
+                JOIN roles r ON r.art = m._artefact AND r.loc = m._locator
                 WHERE r.d IS NOT NULL AND r.d <> '' AND r.d NOT IN (SELECT d FROM own)
                   AND NOT EXISTS (SELECT 1 FROM own o WHERE r.d LIKE '%.' || o.d)),
             hit AS (
@@ -66,13 +69,13 @@ class MailLookalikeDomain(Analytic):
                       OR {sk(x="cand.dom")} = {sk(x="o.d")}
                       OR (cand.dom LIKE 'xn--%' OR cand.dom LIKE '%.xn--%')))
             SELECT NULL AS host, min(from_addr) AS src, dom AS dst,
-                   count(DISTINCT _locator) || ' mail(s) with ' ||
-                   string_agg(DISTINCT role, '/') || ' domain ' || dom ||
+                   count(DISTINCT (_artefact, _locator)) || ' mail(s) with ' ||
+                   string_agg(DISTINCT role, '/' ORDER BY role) || ' domain ' || dom ||
                    ', a look-alike of ' || min(own_domain) || ' (' ||
                    CASE WHEN min(dist) <= 2 THEN min(dist) || ' edit(s)'
                         WHEN dom LIKE '%xn--%' THEN 'IDN name'
                         ELSE 'look-alike characters' END || '); subjects: ' ||
-                   left(string_agg(DISTINCT subject, ' | '), 200) AS summary,
+                   left(string_agg(DISTINCT subject, ' | ' ORDER BY subject), 200) AS summary,
                    {{'domain': dom, 'own_domain': min(own_domain), 'role': min(role),
                      'from': min(from_addr), 'subject': min(subject)}} AS matched,
                    list(DISTINCT {_EV} ORDER BY {_EV})[1:1000] AS ev
