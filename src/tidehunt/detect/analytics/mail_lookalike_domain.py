@@ -32,8 +32,9 @@ class MailLookalikeDomain(Analytic):
         ["initial-access", "resource-development", "defense-evasion"],
         "The sender's, Reply-To or a link's domain is not one of the organisation's own, "
         "partner or trusted domains (the organisation profile's, else those that receive "
-        "the case's mail) but is within two edits of one, matches it once "
-        "look-alike characters are folded (0/o, 1/l, rn/m, vv/w), or is an IDN (xn--) name: "
+        "the case's mail) but is within two edits of one (one for a name of six letters "
+        "or fewer), matches it once look-alike characters are folded (0/o, 1/l, rn/m, "
+        "vv/w), or is an IDN (xn--) name: "
         "how spear-phishing impersonates a trusted sender.",
         ["https://attack.mitre.org/techniques/T1566/001/",
          "https://attack.mitre.org/techniques/T1583/001/"], __name__)
@@ -65,14 +66,15 @@ class MailLookalikeDomain(Analytic):
                 SELECT cand.*, o.d AS own_domain,
                        damerau_levenshtein(cand.dom, o.d) AS dist
                 FROM cand JOIN own o
-                  ON (damerau_levenshtein(cand.dom, o.d) <= 2
+                  ON (damerau_levenshtein(cand.dom, o.d) <=
+                          CASE WHEN length(split_part(o.d, '.', 1)) <= 6 THEN 1 ELSE 2 END
                       OR {sk(x="cand.dom")} = {sk(x="o.d")}
                       OR (cand.dom LIKE 'xn--%' OR cand.dom LIKE '%.xn--%')))
             SELECT NULL AS host, min(from_addr) AS src, dom AS dst,
                    count(DISTINCT (_artefact, _locator)) || ' mail(s) with ' ||
                    string_agg(DISTINCT role, '/' ORDER BY role) || ' domain ' || dom ||
                    ', a look-alike of ' || min(own_domain) || ' (' ||
-                   CASE WHEN min(dist) <= 2 THEN min(dist) || ' edit(s)'
+                   CASE WHEN min(dist) <= 2 AND dom NOT LIKE '%xn--%' THEN min(dist) || ' edit(s)'
                         WHEN dom LIKE '%xn--%' THEN 'IDN name'
                         ELSE 'look-alike characters' END || '); subjects: ' ||
                    left(string_agg(DISTINCT subject, ' | ' ORDER BY subject), 200) AS summary,
