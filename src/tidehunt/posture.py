@@ -26,12 +26,14 @@ import yaml
 
 #: Non-Sigma detectors named in the coverage model, with the issue that builds each one.
 DETECTORS: dict[str, dict[str, str]] = {
-    "mail": {"what": "spear-phishing mail and attachment analysis", "state": "planned (#5)"},
+    "mail": {"what": "spear-phishing mail and attachment analysis",
+             "state": "built (th-analytic-0022..0032; needs .eml, .msg or mbox evidence)"},
     "web": {"what": "web-root scan and web-shell access analytics",
             "state": "built (th-analytic-0001..0021; needs access logs, --webroot or "
                      "scan-site)"},
     "yara": {"what": "YARA-X content rules over files and attachments",
-             "state": "built for web roots (bundled web-shell pack); attachments #5"},
+             "state": "built (web roots and every mail attachment; bundled web-shell "
+                      "pack and --yara rules)"},
     "network": {"what": "cloud exfiltration, beaconing, tunnels and segmentation",
                 "state": "planned (#6)"},
     "intel": {"what": "retro-hunt of dated APT40 indicators with ageing",

@@ -345,3 +345,20 @@ def test_demo_hunt_detects_every_stage(tmp_path):
     assert [f["dst"] for f in yara] == ["aspnet_client/system_web/logo.aspx"]
     assert {f["level"] for f in found if f["rule_id"] == "th-analytic-0021"} == {
         "critical", "high"}
+    # the mail story: the lure mail is caught four ways and chained to the workstation
+    from tidehunt.demo.generate import LURE_NAME
+    from tidehunt.demo.mail import LOOKALIKE, TEMPLATE_URL
+
+    mail = {f["rule_id"]: f for f in found if f["rule_id"] in (
+        "th-analytic-0022", "th-analytic-0026", "th-analytic-0029", "th-analytic-0032")}
+    assert set(mail) == {"th-analytic-0022", "th-analytic-0026", "th-analytic-0029",
+                         "th-analytic-0032"}
+    assert mail["th-analytic-0022"]["dst"] == LOOKALIKE
+    assert TEMPLATE_URL in mail["th-analytic-0026"]["summary"]
+    chain = mail["th-analytic-0032"]
+    assert chain["host"].startswith("WS-ANALYST01") and chain["level"] == "critical"
+    assert LURE_NAME in chain["summary"] and "cmd.exe, powershell.exe" in chain["summary"]
+    assert [e["table"] for e in chain["evidence"]][0] == "mail"
+    # nothing else in the mailbox is called phishing
+    assert not [f for f in found if f["rule_id"] in ("th-analytic-0024", "th-analytic-0025",
+                                                     "th-analytic-0027", "th-analytic-0031")]
