@@ -26,6 +26,7 @@ import pyarrow as pa
 from tidehunt.attachments import Node, Report
 from tidehunt.attachments.kinds import kind
 from tidehunt.model.batch import TableBatch
+from tidehunt.model.tables import TABLES
 from tidehunt.sources._attach import AttachmentAnalyser
 from tidehunt.webroot import entropy
 
@@ -353,12 +354,12 @@ def batches(records: list[MailRecord], artefact: str, display: str, source: str,
                 for k in FILE_COLUMNS:
                     files[k].append(fv.get(k))
                 n_rows += 1
-    yield TableBatch.of("mail", _arrays(mail), source=source, artefact=artefact,
+    yield TableBatch.of("mail", _arrays("mail", mail), source=source, artefact=artefact,
                         locator=pa.array([r.locator for r in records], pa.string()))
     if att_loc:
-        yield TableBatch.of("mail_attachment", _arrays(att), source=source,
+        yield TableBatch.of("mail_attachment", _arrays("mail_attachment", att), source=source,
                             artefact=artefact, locator=pa.array(att_loc, pa.string()))
-        yield TableBatch.of("file", _arrays(files), source=source, artefact=artefact,
+        yield TableBatch.of("file", _arrays("file", files), source=source, artefact=artefact,
                             locator=pa.array(att_loc, pa.string()))
 
 
@@ -369,10 +370,14 @@ def _bare_node(data: bytes, name: str) -> Node:
                 hashlib.md5(data, usedforsecurity=False).hexdigest())
 
 
-def _arrays(cols: dict[str, list[Any]]) -> dict[str, pa.Array]:
+def _arrays(table: str, cols: dict[str, list[Any]]) -> dict[str, pa.Array]:
+    """Columns typed as the table declares them (inferring a type from Python values makes
+    pyarrow look for optional modules on every call: 6 ms a batch)."""
+    schema = TABLES[table]
     out = {}
     for k, v in cols.items():
-        out[k] = pa.array(v, pa.timestamp("us", tz="UTC")) if k == "ts" else pa.array(v)
+        spec = schema.field(k)
+        out[k] = pa.array(v, spec.arrow_type() if spec else None)
     return out
 
 
