@@ -327,6 +327,8 @@ def _libarchive(data: bytes, report: Report, budget: Budget, passwords: list[str
                     continue
                 yield Child(name, bytes(out), f"{kind} member")
             _check_names(names, report)
+            if not names:
+                report.notes.append(f"{kind}: no member could be read (empty or truncated)")
     except libarchive.ArchiveError as exc:
         msg = str(exc)
         if "encrypt" in msg.lower() or "passphrase" in msg.lower():
