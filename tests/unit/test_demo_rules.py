@@ -358,7 +358,7 @@ def test_demo_hunt_detects_every_stage(tmp_path):
     chain = mail["th-analytic-0032"]
     assert chain["host"].startswith("WS-ANALYST01") and chain["level"] == "critical"
     assert LURE_NAME in chain["summary"] and "cmd.exe, powershell.exe" in chain["summary"]
-    assert [e["table"] for e in chain["evidence"]][0] == "mail"
+    assert chain["evidence"][0]["table"] == "mail"
     # nothing else in the mailbox is called phishing
     assert not [f for f in found if f["rule_id"] in ("th-analytic-0024", "th-analytic-0025",
                                                      "th-analytic-0027", "th-analytic-0031")]
