@@ -32,8 +32,9 @@ __all__ = ["LEVELS", "Budget", "Child", "Indicator", "Limits", "Node", "Report",
 #: shared with between analysts (so a zipped sample handed to the case still opens).
 ARCHIVE_PASSWORDS = ("infected", "malware", "virus")
 _PASSWORD = re.compile(
-    r"(?i)(?:password|passwort|passcode|pass ?word|pwd|pw|kennwort|contraseña|mot de passe|"
-    r"пароль|密码|密碼|パスワード|비밀번호)\s*(?:is|:|\uff1a|=|-)?\s*[\"'“«]?([^\s\"'”»<>]{3,64})")
+    r"(?i)(?:\b(?:password|passwort|passcode|pass ?word|pwd|pw|kennwort|contraseña|"
+    r"mot de passe|пароль)\b|密码|密碼|パスワード|비밀번호)"
+    r"\s*(?:(?:(?:is|lautet|est|es|ist)\b|:|\uff1a|=|-)\s*)+[\"'“«]?([^\s\"'”»<>]{3,64})")
 
 
 def passwords_in(*texts: str) -> list[str]:

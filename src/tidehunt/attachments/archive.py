@@ -183,6 +183,7 @@ def _7z(data: bytes, report: Report, budget: Budget, passwords: list[str],
     def opened(pw: str | None) -> Any:
         return py7zr.SevenZipFile(io.BytesIO(data), password=pw)
 
+    infos: list[Any] = []
     try:
         with opened(None) as z:
             needs = bool(z.needs_password())
@@ -191,41 +192,39 @@ def _7z(data: bytes, report: Report, budget: Budget, passwords: list[str],
         if "password" not in (type(exc).__name__ + str(exc)).lower():
             report.notes.append(f"7z not readable: {type(exc).__name__}: {exc}")
             return
-        needs, infos = True, []
-    pw = None
-    if needs:
-        report.encrypted = True
-        for cand in passwords:
-            try:
-                with opened(cand) as z:
-                    infos = z.list()
-                    z.test()
-                pw = cand
-                break
-            except Exception:  # noqa: BLE001 - wrong password
-                continue
-        report.password = pw
-        report.add(Indicator(
-            "archive_encrypted", "high" if pw is not None else "medium",
-            "password-protected 7z archive; " + (
-                f"opened with the password {pw!r} found in the mail" if pw is not None
-                else "no password from the mail opens it, members not analysed"),
-            "T1027.013" if pw is not None else "T1027"))
-        if pw is None:
-            return
-    _check_names([i.filename for i in infos], report)
-    files = [i for i in infos if not i.is_directory]
-    declared = sum(int(i.uncompressed or 0) for i in files)
-    packed = sum(int(i.compressed or 0) for i in files) or len(data)
-    if declared > budget.room() or (declared > CHUNK and declared / packed >
-                                    budget.limits.max_ratio):
-        _bomb(report, "(7z archive)", f"declares {declared} bytes from {packed} packed")
+        needs = True  # the headers themselves are encrypted
+    if infos and not _7z_fits(infos, len(data), budget, report):
         return
-    factory = BytesIOFactory(budget.room() + 1)
-    with opened(pw) as z:
-        z.extract(targets=[i.filename for i in files[:budget.limits.max_count]],
-                  factory=factory)
-    for i in files[:budget.limits.max_count]:
+    # a wrong password is only found out by decompressing (py7zr's test() passes with
+    # plain headers), so each candidate is tried by extracting, within the limits
+    for pw in ([None] if not needs else passwords):
+        factory = BytesIOFactory(budget.room() + 1)
+        try:
+            with opened(pw) as z:
+                infos = infos or z.list()
+                if not _7z_fits(infos, len(data), budget, report):
+                    return
+                files = [i for i in infos if not i.is_directory][:budget.limits.max_count]
+                z.extract(targets=[i.filename for i in files], factory=factory)
+        except Exception as exc:  # noqa: BLE001 - wrong password, corrupt data
+            if not needs:
+                report.notes.append(f"7z not readable: {type(exc).__name__}: {exc}")
+                return
+            continue
+        break
+    else:
+        report.encrypted = True
+        report.add(Indicator("archive_encrypted", "medium",
+                             "password-protected 7z archive; no password from the mail opens "
+                             "it, members not analysed", "T1027"))
+        return
+    if needs:
+        report.encrypted, report.password = True, pw
+        report.add(Indicator("archive_encrypted", "high",
+                             f"password-protected 7z archive; opened with the password {pw!r} "
+                             "found in the mail", "T1027.013"))
+    _check_names([i.filename for i in infos], report)
+    for i in files:
         if not _admit(budget, report, i.filename):
             return
         try:
@@ -235,6 +234,17 @@ def _7z(data: bytes, report: Report, budget: Budget, passwords: list[str],
             continue
         prod.seek(0)
         yield Child(i.filename, prod.read(), "7z member")
+
+
+def _7z_fits(infos: list[Any], packed_total: int, budget: Budget, report: Report) -> bool:
+    files = [i for i in infos if not i.is_directory]
+    declared = sum(int(i.uncompressed or 0) for i in files)
+    packed = sum(int(i.compressed or 0) for i in files) or packed_total
+    if declared > budget.room() or (declared > CHUNK and declared / packed >
+                                    budget.limits.max_ratio):
+        _bomb(report, "(7z archive)", f"declares {declared} bytes from {packed} packed")
+        return False
+    return True
 
 
 def _gzip(data: bytes, report: Report, budget: Budget, passwords: list[str],
