@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from tidehunt import __version__
 from tidehunt.case.store import CaseStore, utcnow
 from tidehunt.context import RunContext
+from tidehunt.correlate import correlate
 from tidehunt.detect.analytics.detector import AnalyticsDetector, AnalyticsOptions
 from tidehunt.detect.sigma.detector import SigmaDetector, SigmaOptions
 from tidehunt.detect.sigma.findings import concat
@@ -55,6 +56,8 @@ class HuntOptions:
     sites: Sequence[str] = ()
     site_baseline: str | None = None
     site_origin: str | None = None
+    #: Findings of one entity further apart than this are not chained into one incident.
+    incident_gap_hours: float = 72.0
     #: Organisation profile (YAML) for the mail analytics; the case keeps a copy.
     org: str | None = None
     #: Options for the readers (see :func:`tidehunt.ingest.ingest`).
@@ -162,7 +165,13 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
                                "navigator_layer": POSTURE_LAYER}
     write_findings(store, findings)
     del findings  # the renderers read the sorted copy back: one copy in memory at a time
-    write_outputs(store, report, report.load_findings(store.root), opts.outputs)
+    sorted_findings = report.load_findings(store.root)
+    t3 = time.perf_counter()
+    report.incidents = [i.to_dict() for i in correlate(
+        sorted_findings, timedelta(hours=opts.incident_gap_hours))]
+    timings["correlate"] = round(time.perf_counter() - t3, 3)
+    report.stats["incidents"] = len(report.incidents)
+    write_outputs(store, report, sorted_findings, opts.outputs)
     timings["write"] = round(time.perf_counter() - t2, 3)
     report.stats["seconds"] = timings
     (store.root / "report.json").write_text(report.to_json(), encoding="utf-8")

@@ -49,6 +49,7 @@ ANALYTICS: dict[str, str] = {
     "web_request_to_flagged_file": _A + "web_request_to_flagged_file:WebRequestToFlaggedFile",
     "web_shell_host_chain": _A + "web_shell_host_chain:WebShellHostChain",
     "site_watering_hole": _A + "site_watering_hole:SiteWateringHole",
+    "site_watering_hole_visit": _A + "site_watering_hole_visit:SiteWateringHoleVisit",
     "mail_lookalike_domain": _A + "mail_lookalike_domain:MailLookalikeDomain",
     "mail_sender_mismatch": _A + "mail_sender_mismatch:MailSenderMismatch",
     "mail_attachment_exploit": _A + "mail_attachment_exploit:MailAttachmentExploit",

@@ -69,6 +69,9 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
                    help="warn when a rule pack's newest rule is older than this (default 90)")
     p.add_argument("--no-cache", action="store_true",
                    help="recompile rules instead of using the compiled-plan cache")
+    p.add_argument("--incident-gap", type=float, default=72.0, metavar="HOURS",
+                   help="findings naming the same host, user, address, file or mail are "
+                        "chained into one incident when at most this far apart (default 72)")
     p.add_argument("--org", metavar="FILE",
                    help="organisation profile (YAML: own_domains, partner_domains, trusted "
                         "senders) for the mail analytics; kept in the case for later runs")
@@ -295,7 +298,8 @@ def _opts(args: argparse.Namespace) -> Any:
         rules=list(args.rules), min_level=Severity.parse(args.min_level),
         exclude=list(args.exclude_rule), since=args.since, until=args.until,
         workers=args.workers, max_rule_age_days=args.max_rule_age, strict=args.strict,
-        use_cache=not args.no_cache, org=args.org, source_options=_source_options(args))
+        use_cache=not args.no_cache, org=args.org, source_options=_source_options(args),
+        incident_gap_hours=args.incident_gap)
 
 
 def _source_options(args: argparse.Namespace) -> dict[str, Any]:

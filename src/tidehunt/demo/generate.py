@@ -241,6 +241,9 @@ _PUBLIC_IP: Final = {
     "api.dropboxapi.com": "198.51.100.42",
     "content.dropboxapi.com": "198.51.100.43",
     C2_HOST: C2_IP,
+    # the partner site the actor turned into a watering hole, and its injected script's host
+    "www.port-news.example": "198.51.100.60",
+    "stat.ports-analytics.example": "203.0.113.61",
 }
 _INTERNAL_IP: Final = {
     "wiki.corp.example": "10.10.20.40",
@@ -2565,7 +2568,24 @@ def _build(seed: int) -> _Case:
     _stage_exfiltration(case, beacon)
     _stage_cleanup(case, beacon)
     _web_traffic(case)
+    _watering_hole_visit(case, ws)
     return case
+
+
+#: j.smith reads the partner site the morning of the phish; its injected script profiles
+#: the browser (ScanBox) for the actor, who mails the lure 45 minutes later.
+WATERING_HOLE_VISIT: Final = datetime(2026, 10, 5, 23, 58, 12, tzinfo=UTC)
+
+
+def _watering_hole_visit(case: _Case, ws: _WorkstationState) -> None:
+    t = WATERING_HOLE_VISIT
+    tab = case.spawn(t, ws.explorer, _CHROME,
+                     f'"{_CHROME}" --type=renderer --lang=en-AU --renderer-client-id=41')
+    case.browse(t + timedelta(seconds=1), tab, "www.port-news.example")
+    case.browse(t + timedelta(seconds=2), tab, "stat.ports-analytics.example")
+    for n in range(3):  # the beacons of the recon script
+        case.connect(t + timedelta(seconds=9 + 20 * n), tab, "203.0.113.61", 443,
+                     "stat.ports-analytics.example")
 
 
 def write_demo_evidence(out_dir: Path, *, seed: int = DEFAULT_SEED,

@@ -51,6 +51,8 @@ class RunReport(BaseModel):
     rules_not_applicable: list[dict[str, str]] = Field(default_factory=list)
     findings_file: str = "findings.parquet"
     findings_count: int = 0
+    #: Incidents from the correlator (``tidehunt.correlate``), first step first.
+    incidents: list[dict[str, Any]] = Field(default_factory=list)
 
     def to_json(self) -> str:
         """Serialise (indented)."""

@@ -74,6 +74,18 @@ def render(report: RunReport, findings: pa.Table, out: IO[str], *, color: bool =
             for name, n in tac.most_common():
                 tt.add_row(name, f"{n:,}")
             con.print(tt)
+    if report.incidents:
+        it = Table(title=f"Incidents ({len(report.incidents)})", show_lines=True)
+        it.add_column("Incident")
+        it.add_column("Level")
+        it.add_column("Score", justify="right")
+        it.add_column("What")
+        for inc in report.incidents[:top]:
+            lv = inc.get("level", "")
+            it.add_row(inc["id"], f"[{_STYLE.get(lv, '')}]{lv}[/]", str(inc.get("score", "")),
+                       escape(f"{inc.get('title', '')}: {len(inc.get('steps', []))} steps, "
+                              f"{len(inc.get('findings', []))} findings"))
+        con.print(it)
     if report.rule_errors:
         et = Table(title=f"Rules not used ({len(report.rule_errors)}; all in report.json and "
                          "'tidehunt rules lint')")

@@ -1,0 +1,122 @@
+"""The correlator: incidents from shared entities within a gap, steps in order, scores with
+their reasons, the same output for the same findings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pyarrow as pa
+
+from tidehunt.correlate import correlate, entities
+from tidehunt.model.finding import FINDINGS_SCHEMA
+
+T0 = datetime(2026, 10, 6, 1, 0, tzinfo=UTC)
+
+
+def _f(n: int, minutes: float, host: str | None, level: str = "high",
+       tactics: tuple[str, ...] = ("execution",), user: str | None = None,
+       src: str | None = None, dst: str | None = None, fields: dict | None = None,
+       rule: str | None = None, evidence: list[dict] | None = None) -> dict:
+    ts = T0 + timedelta(minutes=minutes)
+    return {"finding_id": f"f{n:04d}", "ts": ts, "ts_last": ts, "rule_id": rule or f"r{n}",
+            "rule_title": f"Rule {rule or n}", "engine": "sigma", "level": level,
+            "severity": 3, "techniques": ["T1059"], "tactics": list(tactics), "host": host,
+            "user": user, "src": src, "dst": dst, "channel": None, "event_id": None,
+            "summary": f"finding {n}", "details": None,
+            "evidence": evidence or [{"table": "windows", "source_file": "x.evtx",
+                                      "artefact": "a", "record_id": n, "locator": str(n)}],
+            "fields": orjson.dumps(fields).decode() if fields else None}
+
+
+def _table(rows: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(rows, schema=FINDINGS_SCHEMA)
+
+
+def test_two_intrusions_sharing_no_entity_stay_apart():
+    a = [_f(1, 0, "WS01.corp.example", user="CORP\\alice", tactics=("initial-access",)),
+         _f(2, 5, "WS01.corp.example", user="CORP\\alice", tactics=("persistence",)),
+         _f(3, 30, "WS01", src="203.0.113.5", tactics=("command-and-control",))]
+    b = [_f(4, 2, "SRV9.corp.example", user="CORP\\bob", tactics=("initial-access",)),
+         _f(5, 7, "srv9", src="198.51.100.7", tactics=("exfiltration",)),
+         # the same generic accounts on both hosts link nothing
+         _f(6, 8, "SRV9", user="NT AUTHORITY\\SYSTEM"), _f(7, 9, "WS01", user="SYSTEM")]
+    incs = correlate(_table(a + b))
+    assert len(incs) == 2
+    assert [set(i.findings) for i in incs] == [{"f0001", "f0002", "f0003", "f0007"},
+                                               {"f0004", "f0005", "f0006"}]
+    assert incs[0].hosts == ["ws01"] and incs[1].hosts == ["srv9"]
+
+
+def test_a_shared_address_links_two_hosts():
+    rows = [_f(1, 0, "WEB01", src="203.0.113.77", tactics=("initial-access",)),
+            _f(2, 40, "DC01", fields={"IpAddress": "10.0.0.15", "WorkstationName": "WEB01"},
+               tactics=("lateral-movement",)),
+            _f(3, 90, "DC01", level="medium", tactics=("defense-evasion",))]
+    (inc,) = correlate(_table(rows))
+    assert inc.hosts == ["dc01", "web01"]
+    assert [s.phase for s in inc.steps] == ["initial-access", "lateral-movement",
+                                            "defense-evasion"]
+    assert any("host:web01" in r for r in inc.reasons)
+    assert inc.score > sum((5, 5, 2))  # more tactics and hosts raise it
+
+
+def test_gap_splits_and_joins():
+    rows = [_f(1, 0, "WS01"), _f(2, 60 * 24 * 5, "WS01")]  # five days apart
+    assert len(correlate(_table(rows))) == 2
+    assert len(correlate(_table(rows), timedelta(days=6))) == 1
+
+
+def test_low_lone_findings_are_not_incidents():
+    rows = [_f(1, 0, "WS01", level="low"), _f(2, 1, "WS02", level="medium")]
+    assert correlate(_table(rows)) == []
+
+
+def test_mail_findings_join_the_host_through_the_message():
+    ev_mail = [{"table": "mail", "source_file": "lure.eml", "artefact": "m1",
+                "record_id": None, "locator": "message"}]
+    ev_att = [{"table": "mail_attachment", "source_file": "lure.eml", "artefact": "m1",
+               "record_id": None, "locator": "message/attachment 0"}]
+    rows = [_f(1, 0, None, tactics=("initial-access",), src="x@evil.example",
+               evidence=ev_att),
+            _f(2, 1, "WS01", level="critical", tactics=("initial-access", "execution"),
+               evidence=ev_mail + [{"table": "windows", "source_file": "s.json",
+                                    "artefact": "w", "record_id": 9, "locator": "9"}]),
+            _f(3, 2, "WS01", tactics=("execution",))]
+    (inc,) = correlate(_table(rows))
+    assert set(inc.findings) == {"f0001", "f0002", "f0003"}
+    assert "mail:m1/message" in entities(rows[0])
+    assert inc.steps[0].narrative().startswith("2026-10-06 01:00:00 UTC in the mail")
+
+
+def test_steps_merge_one_rule_on_one_host_and_ids_are_stable():
+    rows = [_f(i, i, "WS01", rule="same") for i in range(1, 6)] + [_f(9, 3, "WS01")]
+    a = [i.to_dict() for i in correlate(_table(rows))]
+    b = [i.to_dict() for i in correlate(_table(list(reversed(rows))))]
+    assert a == b
+    (inc,) = a
+    assert [len(s["findings"]) for s in inc["steps"]] == [5, 1]
+    assert inc["id"].startswith("INC-") and len(inc["id"]) == 14
+    assert "(+4 more)" in inc["steps"][0]["narrative"]
+
+
+def test_demo_case_is_one_incident_from_the_watering_hole_to_the_upload(tmp_path):
+    from tidehunt.cli.main import main
+    from tidehunt.model.report import RunReport
+
+    assert main(["-q", "demo", "-o", str(tmp_path / "demo")]) == 0
+    case = tmp_path / "demo" / "case"
+    report = RunReport.from_json((case / "report.json").read_bytes())
+    (inc,) = report.incidents
+    assert inc["hosts"] == ["dc01", "web01", "ws-analyst01"] and inc["level"] == "critical"
+    assert set(inc["findings"]) == set(report.load_findings(case).column("finding_id")
+                                       .to_pylist())
+    rules = [s["rule_id"] for s in inc["steps"]]
+    order = [rules.index(r) for r in ("th-analytic-0033", "th-analytic-0026",
+                                      "th-analytic-0032", "th-analytic-0020")]
+    assert order == sorted(order)  # visit, lure, chain to the host, then the web shell
+    times = [datetime.fromisoformat(s["ts"]) for s in inc["steps"] if s["ts"]]
+    assert times == sorted(times)
+    assert "exfiltration" in {s["phase"] for s in inc["steps"]}
+    assert all(s["evidence"] and s["narrative"] for s in inc["steps"])
+    assert inc["tactics"][0] == "reconnaissance" and "exfiltration" in inc["tactics"]
