@@ -80,7 +80,7 @@ def test_mail_findings_join_the_host_through_the_message():
     rows = [_f(1, 0, None, tactics=("initial-access",), src="x@evil.example",
                evidence=ev_att),
             _f(2, 1, "WS01", level="critical", tactics=("initial-access", "execution"),
-               evidence=ev_mail + [{"table": "windows", "source_file": "s.json",
+               evidence=[*ev_mail, {"table": "windows", "source_file": "s.json",
                                     "artefact": "w", "record_id": 9, "locator": "9"}]),
             _f(3, 2, "WS01", tactics=("execution",))]
     (inc,) = correlate(_table(rows))
