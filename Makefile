@@ -23,9 +23,10 @@ $(TSTAMP): pyproject.toml | $(BIN)/python
 
 demo: $(STAMP)
 	$(BIN)/tidehunt demo -o demo-case
-	@echo "Report: demo-case/case/report.json, timeline: demo-case/case/timeline.csv"
+	@echo "Report: demo-case/case/report.html (and report.json), timeline: demo-case/case/timeline.csv"
 
 test: $(TSTAMP)
+	@scripts/install-chromium.sh
 	$(BIN)/python -m pytest -q
 
 lint: $(TSTAMP)

@@ -47,7 +47,7 @@ class HuntOptions:
     max_rule_age_days: int = DEFAULT_MAX_AGE_DAYS
     strict: bool = False
     use_cache: bool = True
-    outputs: Sequence[str] = ("jsonl", "csv_timeline")
+    outputs: Sequence[str] = ("jsonl", "csv_timeline", "html")
     webroots: Sequence[str] = ()
     yara: Sequence[str] = ()
     baseline: str | None = None
@@ -217,7 +217,8 @@ def _report(store: CaseStore, opts: HuntOptions, command: str, started: str,
     )
 
 
-OUTPUT_FILES = {"jsonl": "findings.jsonl", "csv_timeline": "timeline.csv"}
+OUTPUT_FILES = {"jsonl": "findings.jsonl", "csv_timeline": "timeline.csv",
+                "html": "report.html"}
 #: ATT&CK Navigator layer of the case's APT40 posture, written by every detection run.
 POSTURE_LAYER = "posture-layer.json"
 

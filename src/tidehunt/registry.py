@@ -67,6 +67,7 @@ RENDERERS: dict[str, str] = {
     "jsonl": "tidehunt.render.jsonl",
     "csv_timeline": "tidehunt.render.csv_timeline",
     "terminal": "tidehunt.render.terminal",
+    "html": "tidehunt.render.html",
 }
 
 _KINDS: dict[str, dict[str, str]] = {

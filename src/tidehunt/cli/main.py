@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="render the last run of a case again")
     p.add_argument("case", metavar="CASE")
     p.add_argument("--format", "-f", default="terminal",
-                   choices=("terminal", "jsonl", "csv"), help="output format")
+                   choices=("terminal", "jsonl", "csv", "html"), help="output format")
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
 
     p = sub.add_parser("search", help="ad-hoc SQL over the case tables (DuckDB)")
@@ -368,7 +368,8 @@ def _finish(args: argparse.Namespace, report: Any, min_level: Any, fail_on: str 
     if not args.quiet:
         terminal.render(report, findings, sys.stdout, color=not args.no_color)
         print(f"\nCase: {case}\n  findings: {case / 'findings.jsonl'}\n"
-              f"  timeline: {case / 'timeline.csv'}\n  report:   {case / 'report.json'}")
+              f"  timeline: {case / 'timeline.csv'}\n  report:   {case / 'report.html'} "
+              f"(and report.json)")
         if report.rule_errors:
             print(f"  {len(report.rule_errors)} rules could not be used; see "
                   "'tidehunt rules lint' or report.json (rule_errors)")
@@ -523,7 +524,8 @@ def _report(args: argparse.Namespace) -> int:
 
         terminal.render(report, findings, sys.stdout, color=not args.no_color)
         return E_OK
-    mod = registry.load("renderers", {"jsonl": "jsonl", "csv": "csv_timeline"}[args.format])
+    mod = registry.load("renderers", {"jsonl": "jsonl", "csv": "csv_timeline",
+                                      "html": "html"}[args.format])
     if args.out:
         with open(args.out, "wb") as fh:
             mod.render(report, findings, fh)
