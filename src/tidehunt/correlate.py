@@ -45,7 +45,10 @@ _GENERIC_USERS = {"", "-", "system", "nt authority\\system", "localsystem", "loc
 _IP = re.compile(r"^(\d{1,3}(\.\d{1,3}){3}|[0-9a-f:]*:[0-9a-f:]+)$", re.I)
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[a-z]{2,}$", re.I)
 _DOMAIN = re.compile(r"^(?=.{4,253}$)([a-z0-9-]+\.)+[a-z]{2,}$", re.I)
-_SHA256 = re.compile(r"SHA256=([0-9A-Fa-f]{64})")
+#: Extensions that make a dotted value a file name, not a domain ("chrome.exe").
+_FILE_EXT = {"exe", "dll", "sys", "ps1", "bat", "cmd", "vbs", "js", "hta", "lnk", "aspx",
+             "asp", "ashx", "php", "jsp", "docx", "doc", "xlsx", "rtf", "pdf", "zip", "rar",
+             "7z", "iso", "msi", "scr", "tmp", "log", "txt", "dat", "bin", "jar", "war"}
 _FIELD_KINDS = {
     "ipaddress": "ip", "sourceip": "ip", "destinationip": "ip", "clientip": "ip",
     "c-ip": "ip", "workstationname": "host", "workstation": "host",
@@ -204,9 +207,8 @@ def entities(row: dict[str, Any]) -> set[str]:
                         out.add(f"user:{lu.rsplit(chr(92), 1)[-1]}")
                 elif kind == "file":
                     out.add(f"file:{v.lower().replace(chr(92), '/')}")
-            m = _SHA256.search(str(doc.get("Hashes") or ""))
-            if m:
-                out.add(f"hash:{m.group(1).lower()}")
+            # Sysmon's Hashes are the process image's: cmd.exe on every host links nothing,
+            # so only the hash of a file a finding is about (attachment, web-root file) counts
             for k in ("sha256", "SHA256"):
                 if isinstance(doc.get(k), str) and len(doc[k]) == 64:
                     out.add(f"hash:{doc[k].lower()}")
@@ -228,7 +230,7 @@ def _value_entities(v: Any) -> set[str]:
         return {ip}
     if _EMAIL.match(v):
         return {f"email:{v.lower()}", f"domain:{v.rsplit('@', 1)[1].lower()}"}
-    if _DOMAIN.match(v):
+    if _DOMAIN.match(v) and v.rsplit(".", 1)[-1].lower() not in _FILE_EXT:
         return {f"domain:{v.lower()}"}
     if v.startswith("/") and " " not in v:
         return {f"uri:{v.lower()}"}

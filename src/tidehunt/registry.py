@@ -68,6 +68,11 @@ RENDERERS: dict[str, str] = {
     "csv_timeline": "tidehunt.render.csv_timeline",
     "terminal": "tidehunt.render.terminal",
     "html": "tidehunt.render.html",
+    "timesketch": "tidehunt.render.timesketch",
+    "ecs": "tidehunt.render.ecs",
+    "navigator": "tidehunt.render.navigator",
+    "stix": "tidehunt.render.stix",
+    "misp": "tidehunt.render.misp",
 }
 
 _KINDS: dict[str, dict[str, str]] = {

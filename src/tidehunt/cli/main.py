@@ -89,6 +89,13 @@ def _mail_args(p: argparse.ArgumentParser) -> None:
                    help="do not keep copies of attachments in CASE/extracted/")
 
 
+#: Standard exports (``tidehunt export``, ``report --format``) and their file names.
+EXPORT_FILES = {"timesketch": "timesketch.csv", "ecs": "findings.ecs.jsonl",
+                "navigator": "navigator-layer.json", "stix": "stix-bundle.json",
+                "misp": "misp-event.json"}
+EXPORTS = tuple(EXPORT_FILES)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used for the docs)."""
     ap = argparse.ArgumentParser(
@@ -148,8 +155,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="render the last run of a case again")
     p.add_argument("case", metavar="CASE")
     p.add_argument("--format", "-f", default="terminal",
-                   choices=("terminal", "jsonl", "csv", "html"), help="output format")
+                   choices=("terminal", "jsonl", "csv", "html", *EXPORTS),
+                   help="output format (exports: " + ", ".join(EXPORTS) + ")")
     p.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
+
+    p = sub.add_parser("export", help="write every standard export of a case (Timesketch "
+                       "CSV, ECS JSON lines, Navigator layer, STIX 2.1, MISP) without "
+                       "re-running detection")
+    p.add_argument("case", metavar="CASE")
+    p.add_argument("--to", metavar="DIR", help="folder for the files (default CASE/exports)")
+    p.add_argument("--format", "-f", action="append", choices=EXPORTS, default=[],
+                   help="only these exports (repeatable; default all)")
 
     p = sub.add_parser("search", help="ad-hoc SQL over the case tables (DuckDB)")
     p.add_argument("case", metavar="CASE")
@@ -281,6 +297,8 @@ def _dispatch(args: argparse.Namespace, err: Any) -> int:
         return _run(args, err)
     if cmd == "report":
         return _report(args)
+    if cmd == "export":
+        return _case_export(args)
     if cmd == "search":
         return _search(args)
     if cmd == "rules":
@@ -524,13 +542,36 @@ def _report(args: argparse.Namespace) -> int:
 
         terminal.render(report, findings, sys.stdout, color=not args.no_color)
         return E_OK
-    mod = registry.load("renderers", {"jsonl": "jsonl", "csv": "csv_timeline",
-                                      "html": "html"}[args.format])
+    mod = registry.load("renderers", {"jsonl": "jsonl", "csv": "csv_timeline"}.get(
+        args.format, args.format))
     if args.out:
         with open(args.out, "wb") as fh:
             mod.render(report, findings, fh)
     else:
         mod.render(report, findings, sys.stdout.buffer)
+    return E_OK
+
+
+def _case_export(args: argparse.Namespace) -> int:
+    from tidehunt import registry
+    from tidehunt.model.report import RunReport
+
+    case = Path(args.case)
+    path = case / "report.json"
+    if not path.exists():
+        raise CaseError(f"{case}: no report.json; run 'tidehunt detect {case}' first")
+    report = RunReport.from_json(path.read_bytes())
+    findings = report.load_findings(case)
+    dest = Path(args.to) if args.to else case / "exports"
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in args.format or EXPORTS:
+        target = dest / EXPORT_FILES[name]
+        tmp = target.with_name(".tmp-" + target.name)
+        with open(tmp, "wb") as fh:
+            registry.load("renderers", name).render(report, findings, fh)
+        tmp.replace(target)
+        if not args.quiet:
+            print(f"{name:10} {target}")
     return E_OK
 
 
