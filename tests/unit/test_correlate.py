@@ -120,3 +120,12 @@ def test_demo_case_is_one_incident_from_the_watering_hole_to_the_upload(tmp_path
     assert "exfiltration" in {s["phase"] for s in inc["steps"]}
     assert all(s["evidence"] and s["narrative"] for s in inc["steps"])
     assert inc["tactics"][0] == "reconnaissance" and "exfiltration" in inc["tactics"]
+
+
+def test_the_same_system_binary_on_two_hosts_links_nothing():
+    cmd = {"Image": r"C:\Windows\System32\cmd.exe",
+           "Hashes": "MD5=0A1B,SHA256=" + "ab" * 32 + ",IMPHASH=0C"}
+    rows = [_f(1, 0, "WS01", fields=cmd, src="chrome.exe"),
+            _f(2, 3, "SRV9", fields=cmd, src="chrome.exe")]
+    assert len(correlate(_table(rows))) == 2
+    assert not any(e.startswith(("hash:", "domain:")) for e in entities(rows[0]))

@@ -167,12 +167,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", "-f", action="append", choices=EXPORTS, default=[],
                    help="only these exports (repeatable; default all)")
 
-    p = sub.add_parser("search", help="ad-hoc SQL over the case tables (DuckDB)")
+    p = sub.add_parser("search", help="hunt over the case tables (DuckDB): SQL, or keywords "
+                       "across every text column of every table")
     p.add_argument("case", metavar="CASE")
-    p.add_argument("query", metavar="SQL", help="e.g. \"SELECT Image, count(*) FROM windows "
-                   "GROUP BY ALL ORDER BY 2 DESC\"")
+    p.add_argument("query", metavar="SQL", nargs="?",
+                   help="e.g. \"SELECT Image, count(*) FROM windows GROUP BY ALL ORDER BY 2 "
+                        "DESC\"")
+    p.add_argument("-k", "--keyword", action="append", default=[], metavar="WORD",
+                   help="find rows holding WORD in any text column (repeatable; any word, "
+                        "or all with --all); e.g. -k rclone -k dropboxapi")
+    p.add_argument("--all", dest="match_all", action="store_true",
+                   help="with -k: every word in the same row")
+    p.add_argument("--table", action="append", default=[], metavar="NAME",
+                   help="with -k: only this table (repeatable)")
     p.add_argument("--limit", type=int, default=50, help="rows shown (default 50)")
-    p.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    p.add_argument("--format", "-f", default="table", choices=("table", "csv", "jsonl"),
+                   dest="out_format", help="output (default a table on the terminal)")
+    p.add_argument("--csv", action="store_true", help="same as --format csv")
+    p.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
 
     rp = sub.add_parser("rules", help="manage and check rule packs")
     rsub = rp.add_subparsers(dest="rules_command", required=True, metavar="ACTION")
@@ -578,36 +590,43 @@ def _case_export(args: argparse.Namespace) -> int:
 def _search(args: argparse.Namespace) -> int:
     import csv
 
+    from tidehunt import search
     from tidehunt.case.store import CaseStore
 
     store = CaseStore(args.case)
-    con = store.connect()
-    # the query may read the case and nothing else on this machine
-    con.execute("SET allowed_directories = $dirs", {"dirs": [str(store.root) + "/"]})
-    con.execute("SET enable_external_access = false")
-    try:
-        rel = con.sql(args.query)
-    except Exception as exc:
-        raise ConfigError(f"query failed: {exc}") from exc
-    if rel is None:
-        return E_OK
-    table = rel.limit(args.limit).to_arrow_table()
-    if args.csv:
-        w = csv.writer(sys.stdout)
-        w.writerow(table.column_names)
-        for row in table.to_pylist():
-            w.writerow(list(row.values()))
-        return E_OK
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
+    if bool(args.query) == bool(args.keyword):
+        raise ConfigError("give either an SQL query or -k WORD")
+    if args.keyword:
+        table = search.keywords(store, args.keyword, tables=args.table,
+                                match_all=args.match_all, limit=args.limit)
+    else:
+        table = search.sql(store, args.query, args.limit)
+    fmt = "csv" if args.csv else args.out_format
+    import contextlib
 
-    t = Table()
-    for c in table.column_names:
-        t.add_column(escape(c))
-    for row in table.to_pylist():
-        t.add_row(*(escape("" if v is None else str(v)) for v in row.values()))
-    Console(no_color=args.no_color).print(t)
+    with (open(args.out, "w", encoding="utf-8", newline="") if args.out
+          else contextlib.nullcontext(sys.stdout)) as out:
+        if fmt == "csv":
+            w = csv.writer(out)
+            w.writerow(table.column_names)
+            for row in table.to_pylist():
+                w.writerow(["" if v is None else v for v in row.values()])
+        elif fmt == "jsonl":
+            import orjson
+
+            for row in table.to_pylist():
+                out.write(orjson.dumps(row, default=str).decode() + "\n")
+        else:
+            from rich.console import Console
+            from rich.markup import escape
+            from rich.table import Table
+
+            t = Table(caption=f"{table.num_rows} row(s)")
+            for c in table.column_names:
+                t.add_column(escape(c))
+            for row in table.to_pylist():
+                t.add_row(*(escape("" if v is None else str(v))[:300] for v in row.values()))
+            Console(file=out, no_color=args.no_color).print(t)
     return E_OK
 
 
