@@ -50,11 +50,11 @@ _FILE_EXT = {"exe", "dll", "sys", "ps1", "bat", "cmd", "vbs", "js", "hta", "lnk"
              "asp", "ashx", "php", "jsp", "docx", "doc", "xlsx", "rtf", "pdf", "zip", "rar",
              "7z", "iso", "msi", "scr", "tmp", "log", "txt", "dat", "bin", "jar", "war"}
 _FIELD_KINDS = {
-    "ipaddress": "ip", "sourceip": "ip", "destinationip": "ip", "clientip": "ip",
-    "c-ip": "ip", "workstationname": "host", "workstation": "host",
-    "destinationhostname": "domain", "queryname": "domain", "user": "user",
-    "targetusername": "user", "subjectusername": "user", "accountname": "user",
-    "targetfilename": "file", "imageloaded": "file",
+    "IpAddress": "ip", "SourceIp": "ip", "DestinationIp": "ip", "ClientIP": "ip",
+    "c-ip": "ip", "client": "ip", "WorkstationName": "host", "Workstation": "host",
+    "DestinationHostname": "domain", "QueryName": "domain", "User": "user",
+    "TargetUserName": "user", "SubjectUserName": "user", "AccountName": "user",
+    "TargetFilename": "file", "ImageLoaded": "file",
 }
 
 
@@ -187,8 +187,8 @@ def entities(row: dict[str, Any]) -> set[str]:
         except orjson.JSONDecodeError:
             doc = {}
         if isinstance(doc, dict):
-            for k, v in doc.items():
-                kind = _FIELD_KINDS.get(str(k).lower())
+            for k, kind in _FIELD_KINDS.items():  # the few names that are entities
+                v = doc.get(k)
                 if not isinstance(v, str) or not v or v == "-":
                     continue
                 if kind == "ip":
