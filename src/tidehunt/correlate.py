@@ -58,6 +58,29 @@ _FIELD_KINDS = {
 }
 
 
+#: What to do next, per phase the incident reached (the defender's first moves).
+NEXT_STEPS = {
+    "reconnaissance": "tell the owner of the compromised site; block the injected script's "
+                      "host at the proxy",
+    "initial-access": "pull the lure from every mailbox and block its sender domain; patch or "
+                      "take offline the exploited web application; remove the web shell",
+    "execution": "collect memory and triage from the hosts before rebooting them",
+    "persistence": "remove the scheduled tasks, services and run keys the steps name",
+    "privilege-escalation": "review local administrators and recent group changes",
+    "credential-access": "reset the passwords of every account used on the hosts, the "
+                         "service accounts and krbtgt (twice); revoke sessions and tokens",
+    "lateral-movement": "isolate the hosts the incident reached; block SMB/RDP between "
+                        "workstations and servers",
+    "collection": "find out what the staged archives held (the paths are in the steps)",
+    "command-and-control": "block the contacted hosts and addresses at the edge and hunt for "
+                           "them across the estate",
+    "exfiltration": "ask the cloud provider about the account used, revoke its tokens, and "
+                    "assess the data that left",
+    "defense-evasion": "take the hosts' remaining logs (and the forwarded copies) before they "
+                       "are cleared too",
+}
+
+
 @dataclass
 class Step:
     """Findings of one rule on one host, in an incident."""
@@ -133,10 +156,16 @@ class Incident:
         where = ", ".join(self.hosts) if self.hosts else "no host of the case"
         return f"{what} on {where}{span}"
 
+    def next_steps(self) -> list[str]:
+        """What to do next, in the order of the tactic chain."""
+        return [f"{t.replace('-', ' ')}: {NEXT_STEPS[t]}" for t in self.tactics
+                if t in NEXT_STEPS]
+
     def to_dict(self) -> dict[str, Any]:
         """Plain data (report.json)."""
         return {"id": self.id, "title": self.title(), "level": self.level,
                 "score": self.score, "reasons": self.reasons, "hosts": self.hosts,
+                "next_steps": self.next_steps(),
                 "tactics": self.tactics, "links": self.links,
                 "first": _iso(self.span()[0]), "last": _iso(self.span()[1]),
                 "findings": self.findings, "steps": [s.to_dict() for s in self.steps]}

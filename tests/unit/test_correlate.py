@@ -129,3 +129,12 @@ def test_the_same_system_binary_on_two_hosts_links_nothing():
             _f(2, 3, "SRV9", fields=cmd, src="chrome.exe")]
     assert len(correlate(_table(rows))) == 2
     assert not any(e.startswith(("hash:", "domain:")) for e in entities(rows[0]))
+
+
+def test_next_steps_follow_the_phases():
+    rows = [_f(1, 0, "WS01", tactics=("initial-access",)),
+            _f(2, 5, "WS01", tactics=("credential-access",))]
+    (inc,) = correlate(_table(rows))
+    nxt = inc.to_dict()["next_steps"]
+    assert [x.split(":")[0] for x in nxt] == ["initial access", "credential access"]
+    assert "krbtgt" in nxt[1]

@@ -222,6 +222,10 @@ def _incidents(report: RunReport) -> list[str]:
                    f'{_e(inc["id"])}: {_e(inc.get("title"))}</h3>')
         out.append(f'<p>Score <b>{_e(inc.get("score"))}</b>: '
                    + "; ".join(_e(r) for r in inc.get("reasons", [])) + "</p>")
+        nxt = inc.get("next_steps") or []
+        if nxt:
+            out.append("<details open><summary>What to do next</summary><ul>" + "".join(
+                f"<li>{_e(x)}</li>" for x in nxt) + "</ul></details>")
         out.append('<ol class="steps">')
         for s in inc.get("steps", []):
             ev = "; ".join(
