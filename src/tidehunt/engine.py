@@ -25,6 +25,9 @@ from tidehunt.detect.sigma.findings import concat
 from tidehunt.detect.sigma.loader import load_plan
 from tidehunt.detect.sigma.plan import Plan
 from tidehunt.ingest import IngestResult, ingest
+from tidehunt.intel.ageing import AgeingPolicy
+from tidehunt.intel.live import IntelOptions
+from tidehunt.intel.store import load_intel
 from tidehunt.model.finding import FINDINGS_SCHEMA
 from tidehunt.model.report import Meta, RuleSource, RunReport
 from tidehunt.model.rule import Severity
@@ -56,6 +59,16 @@ class HuntOptions:
     sites: Sequence[str] = ()
     site_baseline: str | None = None
     site_origin: str | None = None
+    #: Intel files or folders loaded into the case's indicator table before matching.
+    intel: Sequence[str] = ()
+    #: Load the bundled, dated APT40 IOC pack too (retro-hunt).
+    bundled_intel: bool = True
+    #: Expired indicators still match, labelled expired (retro-hunt mode).
+    retro: bool = True
+    #: ``TYPE=DAYS`` overrides of the indicator lifetimes.
+    intel_lifetimes: Sequence[str] = ()
+    #: Extra warninglist files (YAML: networks, domains, hashes).
+    warninglists: Sequence[str] = ()
     #: Findings of one entity further apart than this are not chained into one incident.
     incident_gap_hours: float = 72.0
     #: Organisation profile (YAML) for the mail analytics; the case keeps a copy.
@@ -125,8 +138,11 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
     det = SigmaDetector(plan, SigmaOptions(opts.min_level, opts.exclude, opts.since,
                                            opts.until, opts.workers))
     org = OrgProfile.for_case(store.root, opts.org)
-    ana = AnalyticsDetector(AnalyticsOptions(opts.min_level, opts.exclude, opts.since,
-                                             opts.until, org))
+    intel_load = load_intel(list(opts.intel), store, ctx, bundled=opts.bundled_intel)
+    ana = AnalyticsDetector(AnalyticsOptions(
+        opts.min_level, opts.exclude, opts.since, opts.until, org,
+        IntelOptions(retro=opts.retro, policy=AgeingPolicy.parse(list(opts.intel_lifetimes)),
+                     warninglists=list(opts.warninglists))))
     t1 = time.perf_counter()
     findings = concat(pa.Table.from_batches([b], schema=FINDINGS_SCHEMA)
                       for d in (det, ana) for b in d.run(store, ctx))
@@ -155,6 +171,9 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
     report = _report(store, opts, command, started, det, findings, warnings, sources,
                      ingest_result, timings)
     report.stats["analytics"] = ana.summary()
+    report.stats["intel"] = {"files": intel_load.files, "added": intel_load.indicators,
+                             "in_case": store.rows("indicator"),
+                             "retro": opts.retro, **ana.stats.intel}
     pos = posture(store, plan, findings.select(["techniques"]))
     layer = store.root / POSTURE_LAYER
     layer.write_bytes(orjson.dumps(navigator_layer(pos, f"tidehunt APT40 posture: "

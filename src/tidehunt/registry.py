@@ -61,6 +61,7 @@ ANALYTICS: dict[str, str] = {
     "mail_first_seen_domain": _A + "mail_first_seen_domain:MailFirstSeenDomain",
     "mail_internal_spearphish": _A + "mail_internal_spearphish:MailInternalSpearphish",
     "mail_host_chain": _A + "mail_host_chain:MailHostChain",
+    "intel_match": _A + "intel_match:IntelMatch",
 }
 
 RENDERERS: dict[str, str] = {

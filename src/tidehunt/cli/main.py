@@ -69,6 +69,18 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
                    help="warn when a rule pack's newest rule is older than this (default 90)")
     p.add_argument("--no-cache", action="store_true",
                    help="recompile rules instead of using the compiled-plan cache")
+    p.add_argument("--intel", action="append", default=[], metavar="PATH",
+                   help="threat-intel file or folder (STIX 2.1, MISP JSON, CSV, plain or "
+                        "signature-base lists) loaded into the case and matched (repeatable)")
+    p.add_argument("--no-bundled-intel", action="store_true",
+                   help="do not load the bundled, dated APT40 IOC pack")
+    p.add_argument("--no-retro", action="store_true",
+                   help="expired indicators do not match (default: they match, labelled "
+                        "expired: retro-hunt)")
+    p.add_argument("--intel-lifetime", action="append", default=[], metavar="TYPE=DAYS",
+                   help="indicator lifetime per type (defaults ip=60, url=180, other=365)")
+    p.add_argument("--warninglist", action="append", default=[], metavar="FILE",
+                   help="extra warninglist (YAML networks/domains/hashes) that never match")
     p.add_argument("--incident-gap", type=float, default=72.0, metavar="HOURS",
                    help="findings naming the same host, user, address, file or mail are "
                         "chained into one incident when at most this far apart (default 72)")
@@ -166,6 +178,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", metavar="DIR", help="folder for the files (default CASE/exports)")
     p.add_argument("--format", "-f", action="append", choices=EXPORTS, default=[],
                    help="only these exports (repeatable; default all)")
+
+    ip = sub.add_parser("intel", help="the case's threat intel: sources, ages, what is stale")
+    isub = ip.add_subparsers(dest="intel_command", required=True, metavar="ACTION")
+    for name, what in (("list", "indicators per source: counts, types, age, expired"),
+                       ("stale", "expired or decayed indicators (score below --below)")):
+        p = isub.add_parser(name, help=what)
+        p.add_argument("case", metavar="CASE", nargs="?",
+                       help="a case (default: the bundled APT40 pack alone)")
+        p.add_argument("--intel-lifetime", action="append", default=[], metavar="TYPE=DAYS")
+        p.add_argument("--below", type=float, default=20.0, metavar="SCORE",
+                       help="stale: score under this counts as decayed (default 20)")
+        p.add_argument("--limit", type=int, default=50)
 
     p = sub.add_parser("search", help="hunt over the case tables (DuckDB): SQL, or keywords "
                        "across every text column of every table")
@@ -311,6 +335,8 @@ def _dispatch(args: argparse.Namespace, err: Any) -> int:
         return _report(args)
     if cmd == "export":
         return _case_export(args)
+    if cmd == "intel":
+        return _intel(args)
     if cmd == "search":
         return _search(args)
     if cmd == "rules":
@@ -329,7 +355,9 @@ def _opts(args: argparse.Namespace) -> Any:
         exclude=list(args.exclude_rule), since=args.since, until=args.until,
         workers=args.workers, max_rule_age_days=args.max_rule_age, strict=args.strict,
         use_cache=not args.no_cache, org=args.org, source_options=_source_options(args),
-        incident_gap_hours=args.incident_gap)
+        incident_gap_hours=args.incident_gap, intel=list(args.intel),
+        bundled_intel=not args.no_bundled_intel, retro=not args.no_retro,
+        intel_lifetimes=list(args.intel_lifetime), warninglists=list(args.warninglist))
 
 
 def _source_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -489,13 +517,18 @@ def _demo(args: argparse.Namespace, ctx: Any, err: Any) -> int:
     before, during = write_demo_site(out / "partner-site")
     mails = write_demo_mail(evidence / "mail")
     org = write_org_profile(out / "org.yaml")
+    from tidehunt.demo.intel import write_demo_intel
+
+    intel = write_demo_intel(out / "intel")
     if not args.quiet:
         err.print(f"demo evidence: {len(files)} log files and {len(mails)} mails in "
                   f"{evidence}, web root of {len(site)} files in {webroot}, partner site "
-                  f"copy in {during}, organisation profile {org}", markup=False)
+                  f"copy in {during}, organisation profile {org}, {len(intel)} intel files "
+                  f"in {out / 'intel'}", markup=False)
     opts = engine.HuntOptions(workers=args.workers, webroots=[str(webroot)],
                               web_host=WEB_HOST, sites=[str(during)],
-                              site_baseline=str(before), org=str(org))
+                              site_baseline=str(before), org=str(org),
+                              intel=[str(out / "intel")])
     report = engine.hunt([str(evidence)], out / "case", ctx, opts)
     code = _finish(args, report, opts.min_level, None)
     if not args.quiet:
@@ -584,6 +617,57 @@ def _case_export(args: argparse.Namespace) -> int:
         tmp.replace(target)
         if not args.quiet:
             print(f"{name:10} {target}")
+    return E_OK
+
+
+def _intel(args: argparse.Namespace) -> int:
+    from collections import Counter, defaultdict
+
+    from tidehunt.intel.ageing import AgeingPolicy
+    from tidehunt.intel.live import IntelOptions, live_table
+    from tidehunt.intel.readers import read
+    from tidehunt.intel.store import _describe, bundled_pack
+
+    if args.case:
+        from tidehunt.case.store import CaseStore
+
+        store = CaseStore(args.case)
+        if not store.rows("indicator"):
+            raise CaseError(f"{args.case}: no indicators; hunt or detect with --intel first")
+        rows = store.sql("SELECT type, value, source, first_seen, last_seen, valid_until, "
+                         "confidence, context, source_file, _artefact, _locator "
+                         "FROM indicator").to_pylist()
+    else:
+        res = read(bundled_pack(), "apt40-pack")
+        _describe(res)
+        rows = [dict(i.to_row(), _artefact="", _locator="") for i in res.indicators]
+    opts = IntelOptions(policy=AgeingPolicy.parse(args.intel_lifetime), warninglists=[])
+    live, st = live_table(rows, opts)
+    items = live.to_pylist()
+    if args.intel_command == "list":
+        per: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in items:
+            per[r["source"]].append(r)
+        print(f"{st.indicators} indicators, {st.warninglisted} on a warninglist, "
+              f"{st.expired} expired (they still match in retro-hunt mode)")
+        for src in sorted(per):
+            rs = per[src]
+            ages = [r["age_days"] for r in rs if r["age_days"] is not None]
+            types = Counter(r["type"] for r in rs)
+            print(f"  {src}: {len(rs)} ({', '.join(f'{n} {t}' for t, n in types.most_common())})"
+                  + (f"; age {min(ages):.0f}-{max(ages):.0f} days" if ages else "")
+                  + f"; {sum(r['expired'] for r in rs)} expired")
+        return E_OK
+    stale = sorted((r for r in items if r["expired"] or r["score"] < args.below),
+                   key=lambda r: (-(r["age_days"] or 0), r["type"], r["value"]))
+    print(f"{len(stale)} of {len(items)} indicators are stale (expired, or score under "
+          f"{args.below}):")
+    for r in stale[:args.limit]:
+        why = (f"expired ({r['age_days']:.0f} days, lifetime {r['lifetime_days']})"
+               if r["expired"] else f"score {r['score']}")
+        print(f"  {r['type']:9} {r['value'][:70]:70} {r['source']}: {why}")
+    if len(stale) > args.limit:
+        print(f"  ... {len(stale) - args.limit} more (--limit)")
     return E_OK
 
 

@@ -232,8 +232,31 @@ MAIL_ATTACHMENT = TableSchema(
     ),
 )
 
+INDICATOR = TableSchema(
+    name="indicator",
+    doc="One row per threat-intel indicator loaded into the case (hunt --intel, the bundled "
+        "APT40 pack, fetched feeds); ts is when it was last (else first) seen.",
+    fields=(
+        *COMMON,
+        FieldSpec("type", F.STRING, "ip, domain, url, md5, sha1, sha256, email, filename, "
+                  "user-agent"),
+        FieldSpec("value", F.STRING, "The value, refanged and normalised as matched"),
+        FieldSpec("source", F.STRING, "Feed or report it comes from"),
+        FieldSpec("first_seen", F.DATETIME, "First seen / valid from"),
+        FieldSpec("last_seen", F.DATETIME, "Last seen / modified"),
+        FieldSpec("valid_until", F.DATETIME, "Expiry the feed gives (STIX valid_until)"),
+        FieldSpec("confidence", F.INT, "Confidence 0-100 as the feed gives it"),
+        FieldSpec("to_ids", F.BOOL, "Marked for detection (MISP to_ids; STIX: true)"),
+        FieldSpec("tags", F.STRING, "Tags, labels and kill-chain phases, comma-separated"),
+        FieldSpec("context", F.STRING, "Description, comment, event info"),
+        FieldSpec("ref", F.STRING, "STIX id or MISP attribute UUID"),
+        FieldSpec("source_file", F.PATH, "Intel file as given"),
+    ),
+)
+
 TABLES: dict[str, TableSchema] = {t.name: t for t in (WINDOWS, WEB_ACCESS, FILE,
-                                                      SITE_SCRIPT, MAIL, MAIL_ATTACHMENT)}
+                                                      SITE_SCRIPT, MAIL, MAIL_ATTACHMENT,
+                                                      INDICATOR)}
 
 #: Sigma field names that map onto a declared column of the windows table.
 WINDOWS_ALIASES: dict[str, str] = {

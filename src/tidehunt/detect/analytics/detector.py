@@ -6,7 +6,7 @@ import logging
 import time
 import traceback
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -17,6 +17,7 @@ from tidehunt.case.store import CaseStore
 from tidehunt.context import RunContext
 from tidehunt.detect.analytics.base import Analytic, has_table
 from tidehunt.detect.base import Detector
+from tidehunt.intel.live import IntelOptions, live_table
 from tidehunt.model.finding import FINDINGS_SCHEMA, Finding, findings_batch
 from tidehunt.model.rule import Severity
 from tidehunt.org import OrgProfile
@@ -33,6 +34,7 @@ class AnalyticsOptions:
     since: datetime | None = None
     until: datetime | None = None
     org: OrgProfile | None = None
+    intel: IntelOptions = field(default_factory=IntelOptions)
 
 
 #: Own domains when the profile names none: those that receive at least this share of the
@@ -53,16 +55,27 @@ SELECT d FROM inferred WHERE NOT EXISTS (SELECT 1 FROM org_domain WHERE role = '
 """
 
 
-def prepare(con: Any, org: OrgProfile | None) -> None:
+def prepare(con: Any, org: OrgProfile | None,
+            intel: IntelOptions | None = None) -> dict[str, Any]:
     """Views the analytics share: the organisation profile's tables (empty without one),
-    the mail's own domains, and the file table's web-root rows."""
+    the mail's own domains, the file table's web-root rows, and the indicators as they
+    stand now (``intel_live``: aged, scored, warninglist applied). Returns intel stats."""
     for name, table in (org or OrgProfile()).tables().items():
         con.register(name, table)
+    stats: dict[str, Any] = {}
+    if has_table(con, "indicator"):
+        rows = con.sql(
+            "SELECT type, value, source, first_seen, last_seen, valid_until, confidence, "
+            "context, source_file, _artefact, _locator FROM indicator").to_arrow_table()
+        live, st = live_table(rows.to_pylist(), intel or IntelOptions())
+        con.register("intel_live", live)
+        stats = asdict(st)
     if has_table(con, "mail"):
         con.execute(_OWN_DOMAIN_SQL)
     if has_table(con, "file"):  # web-root analytics read files of scanned folders only
         con.execute("CREATE VIEW webroot_file AS SELECT * FROM file "
                     "WHERE coalesce(origin, 'webroot') = 'webroot'")
+    return stats
 
 
 @dataclass
@@ -75,6 +88,7 @@ class AnalyticsStats:
     excluded: int = 0
     findings: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    intel: dict[str, Any] = field(default_factory=dict)
 
 
 def window_sql(since: datetime | None, until: datetime | None) -> str | None:
@@ -98,7 +112,7 @@ class AnalyticsDetector(Detector):
     NAME: ClassVar[str] = "analytics"
     READS: ClassVar[frozenset[str]] = frozenset({"web_access", "windows", "file",
                                                  "site_script", "mail",
-                                                 "mail_attachment"})
+                                                 "mail_attachment", "indicator"})
 
     def __init__(self, options: AnalyticsOptions | None = None) -> None:
         self.options = options or AnalyticsOptions()
@@ -109,7 +123,7 @@ class AnalyticsDetector(Detector):
         opt = self.options
         excluded = {x.lower() for x in opt.exclude}
         con = store.connect(window_sql(opt.since, opt.until))
-        prepare(con, opt.org)
+        self.stats.intel = prepare(con, opt.org, opt.intel)
         out: list[Finding] = []
         try:
             for name, cls in analytics().items():
@@ -148,4 +162,4 @@ class AnalyticsDetector(Detector):
         s = self.stats
         return {"ran": len(s.ran), "not_applicable": len(s.not_applicable),
                 "failed": s.failed, "excluded": s.excluded, "findings": s.findings,
-                "seconds": s.seconds}
+                "seconds": s.seconds, "intel": s.intel}

@@ -1,0 +1,75 @@
+"""The demo case's threat intel: what a partner CERT shared after the intrusion began.
+
+A STIX 2.1 bundle (built with the stix2 library) names the actor's staging domain, its C2
+address and the address that attacked the web server; a MISP event names the lure's
+sender. Dated so the demo shows ageing: the C2 address was shared 78 days before the
+report, past the 60-day lifetime of an address, so it matches as an expired, retro-hunt
+indicator, while the domain (365 days) is live. All values are documentation ones.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+import orjson
+
+from tidehunt.demo.generate import ACTOR_WEB_IP, C2_HOST, C2_IP
+from tidehunt.demo.mail import LOOKALIKE
+
+NS: Final = uuid.UUID("a7f3c1e2-5b6d-4e8f-9a0b-1c2d3e4f5a6b")
+SHARED: Final = datetime(2026, 9, 15, 2, 0, tzinfo=UTC)
+WEB_SHARED: Final = datetime(2026, 11, 20, 5, 30, tzinfo=UTC)
+STAGING_DOMAIN: Final = C2_HOST.split(".", 1)[1]
+
+
+def _id(kind: str, key: str) -> str:
+    return f"{kind}--{uuid.uuid5(NS, key)}"
+
+
+def write_demo_intel(out_dir: Path) -> list[Path]:
+    """The STIX bundle and the MISP event, in ``out_dir``."""
+    import stix2
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cert = stix2.Identity(id=_id("identity", "cert"), name="Partner CERT (demo)",
+                          identity_class="organization", created=SHARED, modified=SHARED)
+
+    def ind(key: str, name: str, pattern: str, when: datetime, conf: int) -> stix2.Indicator:
+        return stix2.Indicator(
+            id=_id("indicator", key), name=name, pattern=pattern, pattern_type="stix",
+            valid_from=when, created=when, modified=when, created_by_ref=cert.id,
+            confidence=conf, indicator_types=["malicious-activity"],
+            kill_chain_phases=[{"kill_chain_name": "mitre-attack",
+                                "phase_name": "command-and-control"}])
+
+    bundle = stix2.Bundle(id=_id("bundle", "demo"), objects=[
+        cert,
+        ind("staging", f"APT40 staging domain {STAGING_DOMAIN}",
+            f"[domain-name:value = '{STAGING_DOMAIN}']", SHARED, 85),
+        ind("c2", f"APT40 C2 address {C2_IP}", f"[ipv4-addr:value = '{C2_IP}']", SHARED, 80),
+        ind("web", f"Address exploiting web portals {ACTOR_WEB_IP}",
+            f"[ipv4-addr:value = '{ACTOR_WEB_IP}']", WEB_SHARED, 75),
+        ind("dns", "Public resolver (a feed listing it should not alert)",
+            "[ipv4-addr:value = '8.8.8.8']", SHARED, 20),
+    ])
+    stix_path = out_dir / "partner-cert-2026-09.stix.json"
+    stix_path.write_text(bundle.serialize(pretty=True), encoding="utf-8")
+    misp = {"Event": {
+        "uuid": str(uuid.uuid5(NS, "misp")), "info": "Maritime-themed spear-phishing (demo)",
+        "date": "2026-10-20", "threat_level_id": "1", "analysis": "2", "distribution": "1",
+        "Tag": [{"name": "tlp:amber"}, {"name": 'misp-galaxy:threat-actor="APT40"'}],
+        "Attribute": [
+            {"type": "email-src", "category": "Payload delivery", "to_ids": True,
+             "value": f"editor@{LOOKALIKE}", "first_seen": "2026-10-06T00:40:00+00:00",
+             "comment": "sender of research-paper lures", "uuid": str(uuid.uuid5(NS, "m1"))},
+            {"type": "domain", "category": "Network activity", "to_ids": True,
+             "value": LOOKALIKE.replace(".", "[.]"), "first_seen": "2026-10-06T00:40:00+00:00",
+             "comment": "look-alike of a maritime publication (defanged in the feed)",
+             "uuid": str(uuid.uuid5(NS, "m2"))},
+        ]}}
+    misp_path = out_dir / "misp-event-maritime-phish.json"
+    misp_path.write_bytes(orjson.dumps(misp, option=orjson.OPT_INDENT_2))
+    return [stix_path, misp_path]

@@ -1,0 +1,127 @@
+"""Indicators of the case's intel seen in its evidence: a typed join of each indicator's
+value against the columns that hold that kind of value, in every table."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from tidehunt.context import RunContext
+from tidehunt.detect.analytics.base import Analytic, findings_from_rows, has_table, meta, query
+from tidehunt.model.finding import Finding
+from tidehunt.model.rule import RuleMeta
+
+#: (table, indicator type, SQL giving the observed value, host column or NULL).
+#: Values are lower-cased here as the indicators are; ``{c}`` names a column that may be
+#: missing from the windows table (its EventData names vary) and is checked first.
+TARGETS: tuple[tuple[str, str, str, str], ...] = (
+    ("windows", "ip", '{SourceIp}', "host"), ("windows", "ip", '{DestinationIp}', "host"),
+    ("windows", "ip", '{IpAddress}', "host"),
+    ("windows", "domain", 'lower({QueryName})', "host"),
+    ("windows", "domain", 'lower({DestinationHostname})', "host"),
+    ("windows", "sha256", "lower(regexp_extract({Hashes}, 'SHA256=([0-9A-Fa-f]{{64}})', 1))",
+     "host"),
+    ("windows", "md5", "lower(regexp_extract({Hashes}, 'MD5=([0-9A-Fa-f]{{32}})', 1))", "host"),
+    ("windows", "filename", "lower(regexp_extract({TargetFilename}, '[^\\\\\\\\/]+$'))", "host"),
+    ("windows", "filename", "lower(regexp_extract({Image}, '[^\\\\\\\\/]+$'))", "host"),
+    ("web_access", "ip", "client_ip", "host"), ("web_access", "ip", "xff", "host"),
+    ("web_access", "user-agent", "user_agent", "host"),
+    ("mail", "email", "lower(from_addr)", "NULL"), ("mail", "email", "lower(reply_to)", "NULL"),
+    ("mail", "email", "lower(return_path)", "NULL"), ("mail", "email", "lower(sender)", "NULL"),
+    ("mail", "domain", "lower(from_domain)", "NULL"),
+    ("mail", "ip", "x_originating_ip", "NULL"),
+    ("mail", "url", "unnest(string_split(urls, chr(10)))", "NULL"),
+    ("mail", "domain", "lower(regexp_extract(unnest(string_split(urls, chr(10))), "
+     "'^[a-z]+://([^/:?#@]+)', 1))", "NULL"),
+    ("mail_attachment", "sha256", "sha256", "NULL"), ("mail_attachment", "md5", "md5", "NULL"),
+    ("mail_attachment", "filename", "lower(filename)", "NULL"),
+    ("mail_attachment", "url", "unnest(string_split(urls, chr(10)))", "NULL"),
+    ("file", "sha256", "sha256", "host"), ("file", "md5", "md5", "host"),
+    ("file", "filename", "lower(name)", "host"),
+    ("site_script", "domain", "lower(regexp_extract(coalesce(origin, src), "
+     "'^[a-z]+://([^/:?#@]+)', 1))", "NULL"),
+)
+_LOCATOR = {"web_access": "line"}
+
+
+class IntelMatch(Analytic):
+    """Every live (or, in retro-hunt mode, expired) indicator value found in the case."""
+
+    NAME: ClassVar[str] = "intel_match"
+    READS: ClassVar[frozenset[str]] = frozenset({"indicator"})
+    META: ClassVar[RuleMeta] = meta(
+        "th-analytic-0034", "Threat-intel indicator seen in the evidence", "high", [],
+        ["command-and-control", "initial-access"],
+        "An indicator of the case's intel (the bundled APT40 pack, --intel files, fetched "
+        "feeds) equals a value the evidence holds in a column of its kind: an address in a "
+        "connection, logon or request, a domain in a DNS query, connection, mail or link "
+        "(its subdomains too), a hash of an attachment, scanned file or process image, a "
+        "file name, an e-mail address, a user agent. Each match says the indicator's "
+        "source, age and current score; expired indicators match only in retro-hunt mode "
+        "and say so; warninglisted values never match.",
+        ["https://www.misp-project.org/2019/09/12/Decaying-of-indicators.html/"], __name__)
+
+    def run(self, con: Any, ctx: RunContext) -> Iterator[Finding]:
+        """One finding per (indicator, host or table)."""
+        if not has_table(con, "intel_live"):
+            return
+        obs = []
+        cols: dict[str, dict[str, str]] = {}
+        for table, kind, expr, host in TARGETS:
+            if not has_table(con, table):
+                continue
+            if table not in cols:
+                cols[table] = {r[0].lower(): r[0] for r in con.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
+                    [table]).fetchall()}
+            have = cols[table]
+            names = re.findall(r"(?<!\{)\{([A-Za-z]+)\}(?!\})", expr)
+            if not all(n.lower() in have for n in names):
+                continue
+            sql_expr = expr.format(**{n: f'"{have[n.lower()]}"' for n in names})
+            loc = "line" if table == "web_access" else "NULL::BIGINT"
+            src = "root || '/' || path" if table == "file" else "source_file"
+            obs.append(f"""SELECT '{table}' AS tbl, '{kind}' AS kind, {sql_expr} AS v,
+                           {host} AS host, ts, _artefact, _locator, {src} AS src_file,
+                           {loc} AS line
+                           FROM {table}""")
+        if not obs:
+            return
+        union = "\nUNION ALL\n".join(obs)
+        rows = query(con, f"""
+            WITH o AS (SELECT * FROM ({union}) WHERE v IS NOT NULL AND v <> ''),
+            hit AS (
+                SELECT o.*, i.type, i.value, i.source, i.age_days, i.lifetime_days, i.score,
+                       i.expired, i.context, i.artefact AS iart, i.locator AS iloc,
+                       i.source_file AS ifile
+                FROM o JOIN intel_live i ON i.type = o.kind
+                 AND (o.v = i.value OR (i.type = 'domain' AND o.v LIKE '%.' || i.value)))
+            SELECT host, value AS dst, NULL AS src,
+                   CASE WHEN bool_and(expired) THEN 'low'
+                        WHEN max(score) >= 50 THEN 'high'
+                        WHEN max(score) >= 20 THEN 'medium' ELSE 'low' END AS level,
+                   type || ' ' || value || ' from ' || string_agg(DISTINCT source, ', '
+                       ORDER BY source) || ' seen ' || count(*) || ' time(s) in ' ||
+                   string_agg(DISTINCT tbl, ', ' ORDER BY tbl) ||
+                   coalesce(' on ' || host, '') || ': indicator ' ||
+                   CASE WHEN min(age_days) IS NULL THEN 'of unknown age'
+                        ELSE CAST(round(min(age_days)) AS BIGINT) || ' days old' END ||
+                   ', score ' || max(score) || CASE WHEN bool_and(expired)
+                        THEN ' (expired after ' || min(lifetime_days) ||
+                             ' days: retro-hunt match)' ELSE '' END ||
+                   coalesce('; ' || left(min(context), 200), '') AS summary,
+                   {{'type': type, 'value': value, 'sources': string_agg(DISTINCT source,
+                     ', ' ORDER BY source), 'age_days': min(age_days),
+                     'score': max(score), 'expired': bool_and(expired),
+                     'first_match': strftime(min(ts), '%Y-%m-%dT%H:%M:%SZ')}} AS matched,
+                   list_concat(
+                     [{{'table': 'indicator', 'artefact': min(iart), 'locator': min(iloc),
+                        'source_file': min(ifile), 'line': NULL::BIGINT,
+                        'ts': NULL::TIMESTAMPTZ}}],
+                     list({{'table': tbl, 'artefact': _artefact, 'locator': _locator,
+                           'source_file': src_file, 'line': line, 'ts': ts}}
+                          ORDER BY ts, _artefact, _locator)[1:100]) AS ev
+            FROM hit GROUP BY type, value, host
+            ORDER BY min(ts), type, value, host""")
+        yield from findings_from_rows(self.META, rows, "indicator")
