@@ -37,7 +37,8 @@ DETECTORS: dict[str, dict[str, str]] = {
     "network": {"what": "cloud exfiltration, beaconing, tunnels and segmentation",
                 "state": "planned (#6)"},
     "intel": {"what": "retro-hunt of dated APT40 indicators with ageing",
-              "state": "planned (#7)"},
+              "state": "built (th-analytic-0034; bundled APT40 pack, --intel STIX/MISP/CSV/"
+                       "lists; TAXII feeds planned #7)"},
     "vulnerability": {"what": "exposure to the CVEs APT40 exploits", "state": "planned (#7)"},
     "identity": {"what": "sign-in, remote-access and MFA analytics", "state": "planned (#7)"},
 }
