@@ -338,8 +338,21 @@ def _versions(report: RunReport) -> list[str]:
                    f"<td>{_e(s.content_date)}</td><td>{_e(s.age_days)}</td>"
                    f"<td><code>{_e(s.sha256[:16])}</code></td></tr>")
     out.append("</table>")
-    intel = report.stats.get("intel")
-    out.append(f"<p>Intel: {_e(intel) if intel else 'no indicator feed in this case'}.</p>")
+    intel = report.stats.get("intel") or {}
+    if intel.get("in_case"):
+        out.append(f"<p>Intel: {_e(intel.get('in_case'))} indicators in the case, "
+                   f"{_e(intel.get('expired', 0))} expired (they "
+                   f"{'still match: retro-hunt' if intel.get('retro', True) else 'do not match'}"
+                   f"), {_e(intel.get('warninglisted', 0))} on a warninglist.</p>")
+        files = [f for f in intel.get("files", []) if isinstance(f, dict)]
+        if files:
+            out.append("<table><tr><th>Intel file</th><th>Format</th><th>Indicators</th>"
+                       "<th>Status</th></tr>" + "".join(
+                           f"<tr><td>{_e(f.get('path'))}</td><td>{_e(f.get('format', ''))}"
+                           f"</td><td>{_e(f.get('indicators'))}</td><td>{_e(f.get('status'))}"
+                           "</td></tr>" for f in files) + "</table>")
+    else:
+        out.append("<p>Intel: no indicator in this case.</p>")
     an = report.stats.get("analytics") or {}
     if an:
         out.append(f"<p>Analytics: {_e(an.get('ran'))} ran, {_e(an.get('not_applicable'))} "

@@ -49,6 +49,9 @@ class IntelMatch(Analytic):
     """Every live (or, in retro-hunt mode, expired) indicator value found in the case."""
 
     NAME: ClassVar[str] = "intel_match"
+    #: Why META names no ATT&CK technique: a value from a feed is evidence of the actor,
+    #: not of a technique; the findings it confirms carry theirs.
+    NO_TECHNIQUE: ClassVar[str] = "indicator matches are not techniques"
     READS: ClassVar[frozenset[str]] = frozenset({"indicator"})
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0034", "Threat-intel indicator seen in the evidence", "high", [],
