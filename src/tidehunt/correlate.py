@@ -317,9 +317,15 @@ def correlate(findings: pa.Table, gap: timedelta = DEFAULT_GAP) -> list[Incident
     return incidents
 
 
+#: Findings about the state of an asset, not about activity: they join the incident of
+#: their host (the door it came in by) but never make one on their own.
+STATE_RULES = frozenset({"th-analytic-0035"})
+
+
 def _incident(rows: list[dict[str, Any]], ents: list[set[str]]) -> Incident | None:
-    tactics = {t for r in rows for t in (r["tactics"] or [])}
-    if not (any(r["level"] in ("high", "critical") for r in rows) or len(tactics) >= 2):
+    act = [r for r in rows if r["rule_id"] not in STATE_RULES]
+    tactics = {t for r in act for t in (r["tactics"] or [])}
+    if not (any(r["level"] in ("high", "critical") for r in act) or len(tactics) >= 2):
         return None
     steps: dict[tuple[str, str | None], Step] = {}
     for r in rows:

@@ -35,6 +35,7 @@ from tidehunt.model.tables import TABLES
 from tidehunt.org import OrgProfile
 from tidehunt.posture import navigator_layer
 from tidehunt.rulepacks import DEFAULT_MAX_AGE_DAYS, age_days, default_rule_paths
+from tidehunt.vuln.store import keep_kev, load_inventory
 
 
 @dataclass
@@ -69,6 +70,10 @@ class HuntOptions:
     intel_lifetimes: Sequence[str] = ()
     #: Extra warninglist files (YAML: networks, domains, hashes).
     warninglists: Sequence[str] = ()
+    #: Inventory files (CSV, CycloneDX SBOM) loaded into the case's inventory table.
+    inventory: Sequence[str] = ()
+    #: A CISA KEV catalogue (JSON); the case keeps a copy for later runs.
+    kev: str | None = None
     #: Findings of one entity further apart than this are not chained into one incident.
     incident_gap_hours: float = 72.0
     #: Organisation profile (YAML) for the mail analytics; the case keeps a copy.
@@ -139,10 +144,12 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
                                            opts.until, opts.workers))
     org = OrgProfile.for_case(store.root, opts.org)
     intel_load = load_intel(list(opts.intel), store, ctx, bundled=opts.bundled_intel)
+    inventory = load_inventory(list(opts.inventory), store, ctx)
+    kev = keep_kev(store, opts.kev)
     ana = AnalyticsDetector(AnalyticsOptions(
         opts.min_level, opts.exclude, opts.since, opts.until, org,
         IntelOptions(retro=opts.retro, policy=AgeingPolicy.parse(list(opts.intel_lifetimes)),
-                     warninglists=list(opts.warninglists))))
+                     warninglists=list(opts.warninglists)), str(kev) if kev else None))
     t1 = time.perf_counter()
     findings = concat(pa.Table.from_batches([b], schema=FINDINGS_SCHEMA)
                       for d in (det, ana) for b in d.run(store, ctx))
@@ -171,6 +178,8 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
     report = _report(store, opts, command, started, det, findings, warnings, sources,
                      ingest_result, timings)
     report.stats["analytics"] = ana.summary()
+    report.stats["inventory"] = {"files": inventory, "assets": store.rows("inventory"),
+                                 "kev": str(kev) if kev else None}
     report.stats["intel"] = {"files": intel_load.files, "added": intel_load.indicators,
                              "in_case": store.rows("indicator"),
                              "retro": opts.retro, **ana.stats.intel}

@@ -62,6 +62,7 @@ ANALYTICS: dict[str, str] = {
     "mail_internal_spearphish": _A + "mail_internal_spearphish:MailInternalSpearphish",
     "mail_host_chain": _A + "mail_host_chain:MailHostChain",
     "intel_match": _A + "intel_match:IntelMatch",
+    "vuln_exposure": _A + "vuln_exposure:VulnExposure",
 }
 
 RENDERERS: dict[str, str] = {

@@ -362,3 +362,13 @@ def test_demo_hunt_detects_every_stage(tmp_path):
     # nothing else in the mailbox is called phishing
     assert not [f for f in found if f["rule_id"] in ("th-analytic-0024", "th-analytic-0025",
                                                      "th-analytic-0027", "th-analytic-0031")]
+    # the intel the partner CERT shared confirms the story; the inventory shows exposures
+    intel = {f["dst"]: f for f in found if f["rule_id"] == "th-analytic-0034"}
+    assert {"seaport-news.example.com", "203.0.113.45", "203.0.113.77",
+            "maritime-reveiw.example", "editor@maritime-reveiw.example"} <= set(intel)
+    assert intel["seaport-news.example.com"]["level"] == "high"
+    assert "retro-hunt" in intel["203.0.113.45"]["summary"]  # 78 days: past an IP's 60
+    assert "8.8.8.8" not in intel  # in the feed, but warninglisted
+    exposed = {(f["host"], f["dst"]) for f in found if f["rule_id"] == "th-analytic-0035"}
+    assert exposed == {("WIKI01.corp.example", "CVE-2021-26084"),
+                       ("WS-ANALYST01.corp.example", "CVE-2023-38831")}

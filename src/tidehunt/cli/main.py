@@ -81,6 +81,11 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
                    help="indicator lifetime per type (defaults ip=60, url=180, other=365)")
     p.add_argument("--warninglist", action="append", default=[], metavar="FILE",
                    help="extra warninglist (YAML networks/domains/hashes) that never match")
+    p.add_argument("--inventory", action="append", default=[], metavar="FILE",
+                   help="asset inventory (CSV: host,product,vendor,version,internet_facing; "
+                        "or a CycloneDX SBOM) checked against the CVEs APT40 exploits")
+    p.add_argument("--kev", metavar="FILE",
+                   help="CISA KEV catalogue JSON, also checked (kept in the case)")
     p.add_argument("--incident-gap", type=float, default=72.0, metavar="HOURS",
                    help="findings naming the same host, user, address, file or mail are "
                         "chained into one incident when at most this far apart (default 72)")
@@ -357,7 +362,8 @@ def _opts(args: argparse.Namespace) -> Any:
         use_cache=not args.no_cache, org=args.org, source_options=_source_options(args),
         incident_gap_hours=args.incident_gap, intel=list(args.intel),
         bundled_intel=not args.no_bundled_intel, retro=not args.no_retro,
-        intel_lifetimes=list(args.intel_lifetime), warninglists=list(args.warninglist))
+        intel_lifetimes=list(args.intel_lifetime), warninglists=list(args.warninglist),
+        inventory=list(args.inventory), kev=args.kev)
 
 
 def _source_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -517,9 +523,10 @@ def _demo(args: argparse.Namespace, ctx: Any, err: Any) -> int:
     before, during = write_demo_site(out / "partner-site")
     mails = write_demo_mail(evidence / "mail")
     org = write_org_profile(out / "org.yaml")
-    from tidehunt.demo.intel import write_demo_intel
+    from tidehunt.demo.intel import write_demo_intel, write_demo_inventory
 
     intel = write_demo_intel(out / "intel")
+    inventory = write_demo_inventory(out / "assets")
     if not args.quiet:
         err.print(f"demo evidence: {len(files)} log files and {len(mails)} mails in "
                   f"{evidence}, web root of {len(site)} files in {webroot}, partner site "
@@ -528,7 +535,7 @@ def _demo(args: argparse.Namespace, ctx: Any, err: Any) -> int:
     opts = engine.HuntOptions(workers=args.workers, webroots=[str(webroot)],
                               web_host=WEB_HOST, sites=[str(during)],
                               site_baseline=str(before), org=str(org),
-                              intel=[str(out / "intel")])
+                              intel=[str(out / "intel")], inventory=[str(inventory)])
     report = engine.hunt([str(evidence)], out / "case", ctx, opts)
     code = _finish(args, report, opts.min_level, None)
     if not args.quiet:

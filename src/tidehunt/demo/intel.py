@@ -73,3 +73,23 @@ def write_demo_intel(out_dir: Path) -> list[Path]:
     misp_path = out_dir / "misp-event-maritime-phish.json"
     misp_path.write_bytes(orjson.dumps(misp, option=orjson.OPT_INDENT_2))
     return [stix_path, misp_path]
+
+
+INVENTORY: Final = """host,product,vendor,version,internet_facing
+WEB01.corp.example,Internet Information Services,Microsoft,10.0.17763,yes
+WEB01.corp.example,CorpPortal,CORP,2.14,yes
+WIKI01.corp.example,Confluence Server,Atlassian,7.12.4,yes
+MAIL01.corp.example,Exchange Server,Microsoft,15.1.2308.8,yes
+APP01.corp.example,log4j-core,Apache,2.17.1,no
+WS-ANALYST01.corp.example,WinRAR,RARLAB,6.22,no
+WS-ANALYST01.corp.example,Microsoft Office,Microsoft,16.0.5422.1000,no
+"""
+
+
+def write_demo_inventory(out_dir: Path) -> Path:
+    """The victim's asset list: an exposed Confluence, an old WinRAR, patched Exchange
+    and Log4j (which must not be flagged)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "inventory.csv"
+    path.write_text(INVENTORY, encoding="utf-8")
+    return path

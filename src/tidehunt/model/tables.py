@@ -254,9 +254,25 @@ INDICATOR = TableSchema(
     ),
 )
 
+INVENTORY = TableSchema(
+    name="inventory",
+    doc="One row per product on a host, from an inventory CSV or a CycloneDX SBOM "
+        "(hunt --inventory); ts is when it was loaded.",
+    fields=(
+        *COMMON,
+        FieldSpec("product", F.STRING, "Product or component name"),
+        FieldSpec("vendor", F.STRING, "Vendor, publisher or group"),
+        FieldSpec("version", F.STRING, "Version as given"),
+        FieldSpec("purl", F.STRING, "Package URL (SBOM)"),
+        FieldSpec("cpe", F.STRING, "CPE name, if given"),
+        FieldSpec("internet_facing", F.BOOL, "Reachable from the internet, if known"),
+        FieldSpec("source_file", F.PATH, "Inventory file as given"),
+    ),
+)
+
 TABLES: dict[str, TableSchema] = {t.name: t for t in (WINDOWS, WEB_ACCESS, FILE,
                                                       SITE_SCRIPT, MAIL, MAIL_ATTACHMENT,
-                                                      INDICATOR)}
+                                                      INDICATOR, INVENTORY)}
 
 #: Sigma field names that map onto a declared column of the windows table.
 WINDOWS_ALIASES: dict[str, str] = {

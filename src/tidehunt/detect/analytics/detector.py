@@ -35,6 +35,7 @@ class AnalyticsOptions:
     until: datetime | None = None
     org: OrgProfile | None = None
     intel: IntelOptions = field(default_factory=IntelOptions)
+    kev: str | None = None
 
 
 #: Own domains when the profile names none: those that receive at least this share of the
@@ -56,7 +57,7 @@ SELECT d FROM inferred WHERE NOT EXISTS (SELECT 1 FROM org_domain WHERE role = '
 
 
 def prepare(con: Any, org: OrgProfile | None,
-            intel: IntelOptions | None = None) -> dict[str, Any]:
+            intel: IntelOptions | None = None, kev: str | None = None) -> dict[str, Any]:
     """Views the analytics share: the organisation profile's tables (empty without one),
     the mail's own domains, the file table's web-root rows, and the indicators as they
     stand now (``intel_live``: aged, scored, warninglist applied). Returns intel stats."""
@@ -70,12 +71,50 @@ def prepare(con: Any, org: OrgProfile | None,
         live, st = live_table(rows.to_pylist(), intel or IntelOptions())
         con.register("intel_live", live)
         stats = asdict(st)
+    if has_table(con, "inventory"):
+        con.register("vuln_exposure", exposure_table(con, kev))
     if has_table(con, "mail"):
         con.execute(_OWN_DOMAIN_SQL)
     if has_table(con, "file"):  # web-root analytics read files of scanned folders only
         con.execute("CREATE VIEW webroot_file AS SELECT * FROM file "
                     "WHERE coalesce(origin, 'webroot') = 'webroot'")
     return stats
+
+
+def exposure_table(con: Any, kev: str | None) -> pa.Table:
+    """The inventory's exposures (version ranges compared with packaging, per asset)."""
+    from tidehunt.vuln import Asset, exposures, kev_overdue, read_kev
+
+    rows = con.sql("SELECT host, product, vendor, version, purl, cpe, internet_facing, "
+                   "source_file, _artefact, _locator FROM inventory").to_arrow_table().to_pylist()
+    assets, where = [], {}
+    for r in rows:
+        a = Asset(r["host"], r["product"], r["vendor"], r["version"], r["purl"], r["cpe"],
+                  r["internet_facing"], r["source_file"] or "")
+        assets.append(a)
+        where[id(a)] = (r["_artefact"], r["_locator"])
+    found = exposures(assets, read_kev(kev) if kev else None)
+    cols: dict[str, list[Any]] = {k: [] for k in (
+        "rid", "host", "product", "vendor", "version", "cve", "name", "apt40", "kev_added",
+        "kev_due", "overdue", "version_known", "internet_facing", "exploit_uri", "note",
+        "source_file", "artefact", "locator")}
+    for i, e in enumerate(found):
+        a = e.asset
+        art, loc = where[id(a)]
+        for k, v in (("rid", i), ("host", a.host), ("product", a.product),
+                     ("vendor", a.vendor), ("version", a.version), ("cve", e.cve),
+                     ("name", e.name), ("apt40", e.apt40), ("kev_added", e.kev_added),
+                     ("kev_due", e.kev_due), ("overdue", kev_overdue(e)),
+                     ("version_known", e.version_known),
+                     ("internet_facing", bool(a.internet_facing)),
+                     ("exploit_uri", f"(?i){e.exploit_uri}" if e.exploit_uri else None),
+                     ("note", "; ".join(e.notes) or None), ("source_file", a.source_file),
+                     ("artefact", art), ("locator", loc)):
+            cols[k].append(v)
+    return pa.table({k: pa.array(v, pa.int64() if k == "rid" else
+                                 pa.bool_() if k in ("overdue", "version_known",
+                                                     "internet_facing") else pa.string())
+                     for k, v in cols.items()})
 
 
 @dataclass
@@ -112,7 +151,8 @@ class AnalyticsDetector(Detector):
     NAME: ClassVar[str] = "analytics"
     READS: ClassVar[frozenset[str]] = frozenset({"web_access", "windows", "file",
                                                  "site_script", "mail",
-                                                 "mail_attachment", "indicator"})
+                                                 "mail_attachment", "indicator",
+                                                 "inventory"})
 
     def __init__(self, options: AnalyticsOptions | None = None) -> None:
         self.options = options or AnalyticsOptions()
@@ -123,7 +163,7 @@ class AnalyticsDetector(Detector):
         opt = self.options
         excluded = {x.lower() for x in opt.exclude}
         con = store.connect(window_sql(opt.since, opt.until))
-        self.stats.intel = prepare(con, opt.org, opt.intel)
+        self.stats.intel = prepare(con, opt.org, opt.intel, opt.kev)
         out: list[Finding] = []
         try:
             for name, cls in analytics().items():

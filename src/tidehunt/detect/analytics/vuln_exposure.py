@@ -1,0 +1,96 @@
+"""Assets exposed to the CVEs APT40 exploits (and KEV's), ranked, with exploit attempts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from tidehunt.context import RunContext
+from tidehunt.detect.analytics.base import (
+    DECODED_QUERY,
+    DECODED_STEM,
+    Analytic,
+    findings_from_rows,
+    has_table,
+    meta,
+    query,
+)
+from tidehunt.model.finding import Finding
+from tidehunt.model.rule import RuleMeta
+
+
+class VulnExposure(Analytic):
+    """Each (asset, CVE) of ``vuln_exposure`` (computed from the inventory with the
+    version ranges), raised by exploit attempts seen in the web logs."""
+
+    NAME: ClassVar[str] = "vuln_exposure"
+    READS: ClassVar[frozenset[str]] = frozenset({"inventory"})
+    META: ClassVar[RuleMeta] = meta(
+        "th-analytic-0035", "Asset exposed to a vulnerability APT40 exploits", "high",
+        ["T1190", "T1203", "T1588.006"], ["initial-access", "execution",
+                                          "resource-development"],
+        "An inventory entry's product and version fall in the affected ranges of a CVE that "
+        "public reports say APT40 exploited (Log4Shell, the Confluence OGNL injection, "
+        "ProxyShell, WinRAR CVE-2023-38831, the Office exploits), or a product the CISA KEV "
+        "catalogue lists. Critical when the asset faces the internet or the web logs show "
+        "exploit attempts against it (JNDI lookups, Confluence OGNL paths, ProxyShell "
+        "autodiscover requests) on that host (or in a log whose path names it); KEV-only "
+        "matches, whose versions are not checked, are low.",
+        ["https://www.cisa.gov/known-exploited-vulnerabilities-catalog",
+         "https://www.cisa.gov/news-events/cybersecurity-advisories/aa24-190a"], __name__)
+
+    def run(self, con: Any, ctx: RunContext) -> Iterator[Finding]:
+        """One finding per (asset, CVE), APT40 first."""
+        if not has_table(con, "vuln_exposure"):
+            return
+        web = has_table(con, "web_access")
+        attempts = f"""
+            SELECT v.rid, count(*) AS n, min(w.ts) AS first, string_agg(DISTINCT
+                   w.client_ip, ', ' ORDER BY w.client_ip) AS clients,
+                   list({{'table': 'web_access', 'artefact': w._artefact,
+                         'locator': w._locator, 'source_file': w.source_file,
+                         'line': w.line, 'ts': w.ts}} ORDER BY w.ts, w._locator)[1:50] AS ev
+            FROM vuln_exposure v JOIN web_access w
+              ON v.exploit_uri IS NOT NULL
+             AND regexp_matches({DECODED_STEM.replace('uri_stem', 'w.uri_stem')} || '?' ||
+                                {DECODED_QUERY.replace('uri_query', 'w.uri_query')},
+                                v.exploit_uri)
+             AND (v.host IS NULL
+                  OR lower(split_part(coalesce(w.host, w.vhost, ''), '.', 1))
+                     = lower(split_part(v.host, '.', 1))
+                  -- a log with no host name: its path names the server (logs/app01/...)
+                  OR (w.host IS NULL AND contains(lower(w.source_file),
+                                                  lower(split_part(v.host, '.', 1)))))
+            GROUP BY v.rid""" if web else (
+            "SELECT NULL::BIGINT AS rid, 0 AS n, NULL::TIMESTAMPTZ AS first, "
+            "NULL AS clients, [] AS ev WHERE false")
+        rows = query(con, f"""
+            WITH a AS ({attempts})
+            SELECT v.host, v.cve AS dst, a.clients AS src,
+                   CASE WHEN v.apt40 IS NOT NULL AND (coalesce(a.n, 0) > 0 OR
+                                                      v.internet_facing) THEN 'critical'
+                        WHEN v.apt40 IS NOT NULL THEN 'high'
+                        WHEN coalesce(a.n, 0) > 0 THEN 'high'
+                        ELSE 'low' END AS level,
+                   coalesce(v.host, 'an asset') || ': ' || v.product ||
+                   coalesce(' ' || v.version, '') || ' is exposed to ' || v.cve || ' (' ||
+                   v.name || ')' ||
+                   coalesce(', exploited by APT40: ' || v.apt40, '') ||
+                   coalesce('; in KEV since ' || nullif(v.kev_added, '') || ', due ' ||
+                            nullif(v.kev_due, '') ||
+                            CASE WHEN v.overdue THEN ' (overdue)' ELSE '' END, '') ||
+                   CASE WHEN v.internet_facing THEN '; internet-facing' ELSE '' END ||
+                   CASE WHEN coalesce(a.n, 0) > 0 THEN '; ' || a.n ||
+                        ' exploit attempt(s) in the web logs from ' || a.clients ||
+                        ' since ' || strftime(a.first, '%Y-%m-%d %H:%M') ELSE '' END ||
+                   coalesce('; ' || v.note, '') AS summary,
+                   {{'cve': v.cve, 'product': v.product, 'version': v.version,
+                     'apt40': v.apt40, 'kev_due': v.kev_due, 'attempts': coalesce(a.n, 0),
+                     'internet_facing': v.internet_facing}} AS matched,
+                   list_concat([{{'table': 'inventory', 'artefact': v.artefact,
+                                 'locator': v.locator, 'source_file': v.source_file,
+                                 'line': NULL::BIGINT, 'ts': NULL::TIMESTAMPTZ}}],
+                               coalesce(a.ev, [])) AS ev
+            FROM vuln_exposure v LEFT JOIN a ON a.rid = v.rid
+            ORDER BY v.rid""")
+        yield from findings_from_rows(self.META, rows, "inventory")
