@@ -39,7 +39,8 @@ DETECTORS: dict[str, dict[str, str]] = {
     "intel": {"what": "retro-hunt of dated APT40 indicators with ageing",
               "state": "built (th-analytic-0034; bundled APT40 pack, --intel STIX/MISP/CSV/"
                        "lists; TAXII feeds planned #7)"},
-    "vulnerability": {"what": "exposure to the CVEs APT40 exploits", "state": "planned (#7)"},
+    "vulnerability": {"what": "exposure to the CVEs APT40 exploits",
+                      "state": "built (th-analytic-0035; needs --inventory, --kev optional)"},
     "identity": {"what": "sign-in, remote-access and MFA analytics", "state": "planned (#7)"},
 }
 
