@@ -62,6 +62,8 @@ class HuntOptions:
     site_origin: str | None = None
     #: Intel files or folders loaded into the case's indicator table before matching.
     intel: Sequence[str] = ()
+    #: Load what ``tidehunt intel update`` fetched (the intel store).
+    feeds: bool = True
     #: Load the bundled, dated APT40 IOC pack too (retro-hunt).
     bundled_intel: bool = True
     #: Expired indicators still match, labelled expired (retro-hunt mode).
@@ -143,7 +145,10 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
     det = SigmaDetector(plan, SigmaOptions(opts.min_level, opts.exclude, opts.since,
                                            opts.until, opts.workers))
     org = OrgProfile.for_case(store.root, opts.org)
-    intel_load = load_intel(list(opts.intel), store, ctx, bundled=opts.bundled_intel)
+    from tidehunt.intel.feeds import fetched_files
+
+    intel_load = load_intel([*opts.intel, *(fetched_files() if opts.feeds else [])], store,
+                            ctx, bundled=opts.bundled_intel)
     inventory = load_inventory(list(opts.inventory), store, ctx)
     kev = keep_kev(store, opts.kev)
     ana = AnalyticsDetector(AnalyticsOptions(

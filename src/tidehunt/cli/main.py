@@ -72,6 +72,8 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--intel", action="append", default=[], metavar="PATH",
                    help="threat-intel file or folder (STIX 2.1, MISP JSON, CSV, plain or "
                         "signature-base lists) loaded into the case and matched (repeatable)")
+    p.add_argument("--no-feeds", action="store_true",
+                   help="do not load what 'tidehunt intel update' fetched")
     p.add_argument("--no-bundled-intel", action="store_true",
                    help="do not load the bundled, dated APT40 IOC pack")
     p.add_argument("--no-retro", action="store_true",
@@ -195,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--below", type=float, default=20.0, metavar="SCORE",
                        help="stale: score under this counts as decayed (default 20)")
         p.add_argument("--limit", type=int, default=50)
+    p = isub.add_parser("update", help="pull the configured feeds (TAXII 2.1 collections, "
+                        "URLs) into the intel store; every hunt loads them")
+    p.add_argument("--config", metavar="FILE",
+                   help="feed configuration (YAML; default $TIDEHUNT_FEEDS or the user's "
+                        "config folder's tidehunt/feeds.yml)")
 
     p = sub.add_parser("search", help="hunt over the case tables (DuckDB): SQL, or keywords "
                        "across every text column of every table")
@@ -363,7 +370,7 @@ def _opts(args: argparse.Namespace) -> Any:
         incident_gap_hours=args.incident_gap, intel=list(args.intel),
         bundled_intel=not args.no_bundled_intel, retro=not args.no_retro,
         intel_lifetimes=list(args.intel_lifetime), warninglists=list(args.warninglist),
-        inventory=list(args.inventory), kev=args.kev)
+        inventory=list(args.inventory), kev=args.kev, feeds=not args.no_feeds)
 
 
 def _source_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -629,6 +636,20 @@ def _case_export(args: argparse.Namespace) -> int:
 
 def _intel(args: argparse.Namespace) -> int:
     from collections import Counter, defaultdict
+
+    if args.intel_command == "update":
+        from tidehunt.intel import feeds
+
+        results = feeds.update(feeds.load_config(args.config))
+        for r in results:
+            if r.error:
+                print(f"{r.name}: FAILED: {r.error}")
+            else:
+                print(f"{r.name}: {r.objects} new object(s)"
+                      + (f" since {r.since}" if r.since else "")
+                      + (f" -> {r.file}" if r.file else "")
+                      + (f" ({'; '.join(r.notes)})" if r.notes else ""))
+        return E_OK if all(not r.error for r in results) else E_INPUT
 
     from tidehunt.intel.ageing import AgeingPolicy
     from tidehunt.intel.live import IntelOptions, live_table
