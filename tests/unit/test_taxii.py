@@ -26,10 +26,9 @@ def _indicator(value: str, when: datetime) -> dict:
 
 @pytest.fixture
 def server(tmp_path):
-    from werkzeug.serving import make_server
-
     import medallion
     from medallion import application_instance
+    from werkzeug.serving import make_server
 
     data = {"/discovery": {"title": "test", "api_roots": []},
             "api1": {"information": {"title": "api1", "versions": [
