@@ -76,6 +76,10 @@ class HuntOptions:
     inventory: Sequence[str] = ()
     #: A CISA KEV catalogue (JSON); the case keeps a copy for later runs.
     kev: str | None = None
+    #: GeoIP database (MaxMind DB format) placing sign-in addresses.
+    geoip: str | None = None
+    #: YAML lists of risky networks (tor, vps, soho...) for sign-in addresses.
+    risky_networks: str | None = None
     #: Findings of one entity further apart than this are not chained into one incident.
     incident_gap_hours: float = 72.0
     #: Organisation profile (YAML) for the mail analytics; the case keeps a copy.
@@ -154,7 +158,8 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
     ana = AnalyticsDetector(AnalyticsOptions(
         opts.min_level, opts.exclude, opts.since, opts.until, org,
         IntelOptions(retro=opts.retro, policy=AgeingPolicy.parse(list(opts.intel_lifetimes)),
-                     warninglists=list(opts.warninglists)), str(kev) if kev else None))
+                     warninglists=list(opts.warninglists)), str(kev) if kev else None,
+        opts.geoip, opts.risky_networks))
     t1 = time.perf_counter()
     findings = concat(pa.Table.from_batches([b], schema=FINDINGS_SCHEMA)
                       for d in (det, ana) for b in d.run(store, ctx))

@@ -76,6 +76,14 @@ class OrgProfile:
     partner_domains: tuple[str, ...] = ()
     trusted: tuple[Trusted, ...] = field(default_factory=tuple)
     source: str | None = None
+    #: Sign-ins that must use a second factor: every one, or these accounts and apps.
+    mfa_all: bool = False
+    mfa_users: tuple[str, ...] = ()
+    mfa_apps: tuple[str, ...] = ()
+    #: Regular expressions naming service accounts (default: svc_, sa-, *$ ...).
+    service_accounts: tuple[str, ...] = ()
+    #: The profile says anything about MFA (else every interactive sign-in is expected to).
+    mfa_configured: bool = False
 
     @classmethod
     def load(cls, path: str | Path) -> OrgProfile:
@@ -98,7 +106,8 @@ class OrgProfile:
         if not isinstance(doc, dict):
             raise ConfigError(f"{p}: expected a mapping with own_domains, partner_domains, "
                               "trusted")
-        unknown = set(doc) - {"own_domains", "partner_domains", "trusted"}
+        unknown = set(doc) - {"own_domains", "partner_domains", "trusted", "mfa_required",
+                              "service_accounts"}
         if unknown:
             raise ConfigError(f"{p}: unknown keys {', '.join(sorted(map(str, unknown)))}")
         trusted = []
@@ -108,8 +117,16 @@ class OrgProfile:
             trusted.append(Trusted(t["name"], _strs(t.get("aliases"), p),
                                    _domains(t.get("domains"), p),
                                    tuple(a.lower() for a in _strs(t.get("addresses"), p))))
+        mfa = doc.get("mfa_required")
+        if mfa is not None and not isinstance(mfa, dict | bool):
+            raise ConfigError(f"{p}: mfa_required wants true, false or {{users, apps}}")
+        mfa_d = {"all": mfa} if isinstance(mfa, bool) else dict(mfa or {})
         return cls(_domains(doc.get("own_domains"), p), _domains(doc.get("partner_domains"), p),
-                   tuple(trusted), str(p))
+                   tuple(trusted), str(p),
+                   bool(mfa_d.get("all", False)),
+                   tuple(x.lower() for x in _strs(mfa_d.get("users"), p)),
+                   tuple(x.lower() for x in _strs(mfa_d.get("apps"), p)),
+                   _strs(doc.get("service_accounts"), p), mfa is not None)
 
     @classmethod
     def for_case(cls, case: str | Path, given: str | Path | None = None) -> OrgProfile | None:
@@ -137,6 +154,16 @@ class OrgProfile:
                     tdoms.append(list(t.domains))
                     addrs.append(list(t.addresses))
         return {
+            "org_mfa": pa.table({"all_required": [self.mfa_all or not self.mfa_configured],
+                                 "configured": [self.mfa_configured],
+                                 "users": [list(self.mfa_users)], "apps": [list(self.mfa_apps)]},
+                                schema=pa.schema([("all_required", pa.bool_()),
+                                                  ("configured", pa.bool_()),
+                                                  ("users", pa.list_(pa.string())),
+                                                  ("apps", pa.list_(pa.string()))])),
+            "org_service": pa.table({"pattern": list(self.service_accounts) or [
+                r"^(svc|sa|srv|service|svc_acct)[-_.]", r"[-_.](svc|service)(@|$)", r"\$$"]},
+                schema=pa.schema([("pattern", pa.string())])),
             "org_domain": pa.table({"domain": [d for d, _ in doms],
                                     "role": [r for _, r in doms]},
                                    schema=pa.schema([("domain", pa.string()),

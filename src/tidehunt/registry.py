@@ -19,6 +19,9 @@ SOURCES: dict[str, str] = {
     "email_mime": "tidehunt.sources.email_mime:EmailMimeSource",
     "mbox": "tidehunt.sources.mbox:MboxSource",
     "outlook_msg": "tidehunt.sources.outlook_msg:OutlookMsgSource",
+    "entra_signin": "tidehunt.sources.entra_signin:EntraSigninSource",
+    "okta_log": "tidehunt.sources.okta_log:OktaLogSource",
+    "auth_csv": "tidehunt.sources.auth_csv:AuthCsvSource",
 }
 
 DETECTORS: dict[str, str] = {
@@ -63,6 +66,12 @@ ANALYTICS: dict[str, str] = {
     "mail_host_chain": _A + "mail_host_chain:MailHostChain",
     "intel_match": _A + "intel_match:IntelMatch",
     "vuln_exposure": _A + "vuln_exposure:VulnExposure",
+    "auth_single_factor": _A + "auth_single_factor:AuthSingleFactor",
+    "auth_mfa_fatigue": _A + "auth_mfa_fatigue:AuthMfaFatigue",
+    "auth_impossible_travel": _A + "auth_impossible_travel:AuthImpossibleTravel",
+    "auth_risky_network": _A + "auth_risky_network:AuthRiskyNetwork",
+    "auth_session_reuse": _A + "auth_session_reuse:AuthSessionReuse",
+    "auth_service_interactive": _A + "auth_service_interactive:AuthServiceInteractive",
 }
 
 RENDERERS: dict[str, str] = {

@@ -88,6 +88,10 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
                         "or a CycloneDX SBOM) checked against the CVEs APT40 exploits")
     p.add_argument("--kev", metavar="FILE",
                    help="CISA KEV catalogue JSON, also checked (kept in the case)")
+    p.add_argument("--geoip", metavar="FILE.mmdb",
+                   help="offline GeoIP database (MaxMind DB format) for impossible travel")
+    p.add_argument("--risky-networks", metavar="FILE",
+                   help="YAML of address lists by category (tor, vps, soho) for sign-ins")
     p.add_argument("--incident-gap", type=float, default=72.0, metavar="HOURS",
                    help="findings naming the same host, user, address, file or mail are "
                         "chained into one incident when at most this far apart (default 72)")
@@ -370,7 +374,8 @@ def _opts(args: argparse.Namespace) -> Any:
         incident_gap_hours=args.incident_gap, intel=list(args.intel),
         bundled_intel=not args.no_bundled_intel, retro=not args.no_retro,
         intel_lifetimes=list(args.intel_lifetime), warninglists=list(args.warninglist),
-        inventory=list(args.inventory), kev=args.kev, feeds=not args.no_feeds)
+        inventory=list(args.inventory), kev=args.kev, feeds=not args.no_feeds,
+        geoip=args.geoip, risky_networks=args.risky_networks)
 
 
 def _source_options(args: argparse.Namespace) -> dict[str, Any]:

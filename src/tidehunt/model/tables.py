@@ -270,9 +270,37 @@ INVENTORY = TableSchema(
     ),
 )
 
+AUTH = TableSchema(
+    name="auth",
+    doc="One row per sign-in or MFA event of an identity provider or remote-access "
+        "appliance (Entra ID, Okta, VPN CSV).",
+    fields=(
+        *COMMON,
+        FieldSpec("user", F.USER, "Account (UPN, e-mail or login), lower case"),
+        FieldSpec("app", F.STRING, "Application or resource signed in to"),
+        FieldSpec("src_ip", F.IP, "Client address"),
+        FieldSpec("result", F.STRING, "success or failure"),
+        FieldSpec("failure_reason", F.STRING, "Why it failed"),
+        FieldSpec("mfa", F.STRING, "Second factor: push, otp, sms, call, fido, none"),
+        FieldSpec("mfa_result", F.STRING, "sent, approved, denied (or as logged)"),
+        FieldSpec("interactive", F.BOOL, "A person signed in (not a service or token)"),
+        FieldSpec("session_id", F.STRING, "Session or correlation ID"),
+        FieldSpec("token_id", F.STRING, "Token identifier"),
+        FieldSpec("device", F.STRING, "Device name or OS"),
+        FieldSpec("user_agent", F.STRING, "Client user agent"),
+        FieldSpec("country", F.STRING, "Country as the provider logged it"),
+        FieldSpec("city", F.STRING, "City as the provider logged it"),
+        FieldSpec("lat", F.FLOAT, "Latitude as the provider logged it"),
+        FieldSpec("lon", F.FLOAT, "Longitude as the provider logged it"),
+        FieldSpec("provider", F.STRING, "entra, okta or csv"),
+        FieldSpec("event", F.STRING, "Event type (Okta eventType; sign-in)"),
+        FieldSpec("source_file", F.PATH, "Evidence path as given on the command line"),
+    ),
+)
+
 TABLES: dict[str, TableSchema] = {t.name: t for t in (WINDOWS, WEB_ACCESS, FILE,
                                                       SITE_SCRIPT, MAIL, MAIL_ATTACHMENT,
-                                                      INDICATOR, INVENTORY)}
+                                                      INDICATOR, INVENTORY, AUTH)}
 
 #: Sigma field names that map onto a declared column of the windows table.
 WINDOWS_ALIASES: dict[str, str] = {

@@ -36,6 +36,8 @@ class AnalyticsOptions:
     org: OrgProfile | None = None
     intel: IntelOptions = field(default_factory=IntelOptions)
     kev: str | None = None
+    geoip: str | None = None
+    risky_networks: str | None = None
 
 
 #: Own domains when the profile names none: those that receive at least this share of the
@@ -57,7 +59,8 @@ SELECT d FROM inferred WHERE NOT EXISTS (SELECT 1 FROM org_domain WHERE role = '
 
 
 def prepare(con: Any, org: OrgProfile | None,
-            intel: IntelOptions | None = None, kev: str | None = None) -> dict[str, Any]:
+            intel: IntelOptions | None = None, kev: str | None = None,
+            geoip: str | None = None, risky: str | None = None) -> dict[str, Any]:
     """Views the analytics share: the organisation profile's tables (empty without one),
     the mail's own domains, the file table's web-root rows, and the indicators as they
     stand now (``intel_live``: aged, scored, warninglist applied). Returns intel stats."""
@@ -73,6 +76,13 @@ def prepare(con: Any, org: OrgProfile | None,
         stats = asdict(st)
     if has_table(con, "inventory"):
         con.register("vuln_exposure", exposure_table(con, kev))
+    if has_table(con, "auth"):
+        from tidehunt.identity import class_table, geo_table, load_risky
+
+        ips = [r[0] for r in con.execute("SELECT DISTINCT src_ip FROM auth "
+                                         "WHERE src_ip IS NOT NULL").fetchall()]
+        con.register("auth_geo", geo_table(ips, geoip))
+        con.register("auth_ip_class", class_table(ips, load_risky(risky)))
     if has_table(con, "mail"):
         con.execute(_OWN_DOMAIN_SQL)
     if has_table(con, "file"):  # web-root analytics read files of scanned folders only
@@ -152,7 +162,7 @@ class AnalyticsDetector(Detector):
     READS: ClassVar[frozenset[str]] = frozenset({"web_access", "windows", "file",
                                                  "site_script", "mail",
                                                  "mail_attachment", "indicator",
-                                                 "inventory"})
+                                                 "inventory", "auth"})
 
     def __init__(self, options: AnalyticsOptions | None = None) -> None:
         self.options = options or AnalyticsOptions()
@@ -163,7 +173,8 @@ class AnalyticsDetector(Detector):
         opt = self.options
         excluded = {x.lower() for x in opt.exclude}
         con = store.connect(window_sql(opt.since, opt.until))
-        self.stats.intel = prepare(con, opt.org, opt.intel, opt.kev)
+        self.stats.intel = prepare(con, opt.org, opt.intel, opt.kev, opt.geoip,
+                                   opt.risky_networks)
         out: list[Finding] = []
         try:
             for name, cls in analytics().items():

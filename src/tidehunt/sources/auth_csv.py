@@ -1,0 +1,121 @@
+"""Sign-ins of a VPN or appliance exported as CSV, found by its header (time, user, address
+and a result or factor column) and read into ``auth``; ``--auth-mapping FILE`` (YAML:
+our column: their header) names columns the built-in names do not cover."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from tidehunt.context import RunContext
+from tidehunt.errors import SourceError
+from tidehunt.model.batch import TableBatch
+from tidehunt.sources._auth import auth_batch, mfa_kind
+from tidehunt.sources.base import Artefact, Source
+
+MAX_BYTES = 1 << 30
+NAMES: dict[str, tuple[str, ...]] = {
+    "ts": ("time", "timestamp", "date", "datetime", "@timestamp", "event_time", "logtime"),
+    "user": ("user", "username", "user_name", "account", "login", "userid", "user_id"),
+    "src_ip": ("src_ip", "source_ip", "client_ip", "ip", "remote_ip", "src", "ip_address",
+               "public_ip", "remote_address"),
+    "result": ("result", "status", "outcome", "action", "auth_result"),
+    "mfa": ("mfa", "factor", "auth_method", "second_factor", "2fa", "mfa_method"),
+    "mfa_result": ("mfa_result", "factor_result", "mfa_status"),
+    "app": ("app", "application", "service", "resource", "portal", "realm"),
+    "session_id": ("session", "session_id", "sessionid"),
+    "country": ("country", "geo_country"), "user_agent": ("user_agent", "useragent"),
+}
+_OK = {"success", "succeeded", "ok", "allow", "allowed", "accept", "accepted", "pass",
+       "passed", "granted", "true", "1"}
+_BAD = {"failure", "failed", "fail", "deny", "denied", "reject", "rejected", "error",
+        "false", "0", "blocked"}
+
+
+def columns(header: list[str], mapping: dict[str, str] | None = None) -> dict[str, int]:
+    """Our column -> index in their header."""
+    low = [h.strip().lower() for h in header]
+    out = {}
+    for ours, theirs in NAMES.items():
+        for t in theirs:
+            if t in low:
+                out[ours] = low.index(t)
+                break
+    for ours, name in (mapping or {}).items():
+        if str(name).strip().lower() in low:
+            out[ours] = low.index(str(name).strip().lower())
+    return out
+
+
+def _time(v: str) -> datetime | None:
+    s = v.strip()
+    if s.isdigit() and len(s) in (10, 13):
+        return datetime.fromtimestamp(int(s) / (1000 if len(s) == 13 else 1), tz=UTC)
+    try:
+        t = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+class AuthCsvSource(Source):
+    """A CSV of sign-ins (VPN, firewall portal, appliance)."""
+
+    NAME: ClassVar[str] = "auth_csv"
+    FORMAT: ClassVar[str] = "VPN / appliance sign-in CSV"
+    WRITES: ClassVar[tuple[str, ...]] = ("auth",)
+
+    @classmethod
+    def sniff(cls, artefact: Artefact, head: bytes) -> bool:
+        """A header with a time, a user, an address and a result or factor column."""
+        first = head.split(b"\n", 1)[0].decode("utf-8", "replace")
+        if "," not in first:
+            return False
+        cols = columns(next(csv.reader([first])))
+        return {"ts", "user", "src_ip"} <= set(cols) and bool({"result", "mfa"} & set(cols))
+
+    def read(self, artefact: Artefact, ctx: RunContext) -> Iterator[TableBatch]:
+        """Every row with a readable time; others are warnings."""
+        with artefact.open() as fh:
+            data = fh.read(MAX_BYTES + 1)
+        if len(data) > MAX_BYTES:
+            raise SourceError(f"{artefact.display}: larger than 1 GiB")
+        reader = csv.reader(io.StringIO(data.decode("utf-8-sig", "replace")))
+        header = next(reader, None)
+        if not header:
+            raise SourceError(f"{artefact.display}: empty")
+        cols = columns(header, self.options.get("auth_mapping"))
+        rows: list[dict[str, Any]] = []
+        locs, bad = [], []
+        for n, rec in enumerate(reader, 2):
+            if not rec:
+                continue
+
+            def get(k: str, rec: list[str] = rec) -> str | None:
+                i = cols.get(k)
+                return rec[i].strip() if i is not None and i < len(rec) and rec[i].strip() \
+                    else None
+
+            ts = _time(get("ts") or "")
+            if ts is None:
+                bad.append(f"line {n}")
+                continue
+            res = (get("result") or "").lower()
+            rows.append({
+                "ts": ts, "user": (get("user") or "").lower() or None, "app": get("app"),
+                "src_ip": get("src_ip"),
+                "result": "success" if res in _OK else "failure" if res in _BAD else
+                res or None, "mfa": mfa_kind(get("mfa")), "mfa_result":
+                (get("mfa_result") or "").lower() or None, "interactive": True,
+                "session_id": get("session_id"), "country": get("country"),
+                "user_agent": get("user_agent"), "provider": "csv", "event": "sign-in",
+                "source_file": artefact.display})
+            locs.append(f"line {n}")
+        if bad:
+            ctx.warn(artefact.id, self.NAME, "rows without a readable time", bad[:100],
+                     count=len(bad), path=artefact.display)
+        if rows:
+            yield auth_batch(rows, self.NAME, artefact.id, locs)
