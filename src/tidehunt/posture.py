@@ -41,7 +41,8 @@ DETECTORS: dict[str, dict[str, str]] = {
                        "lists; TAXII feeds planned #7)"},
     "vulnerability": {"what": "exposure to the CVEs APT40 exploits",
                       "state": "built (th-analytic-0035; needs --inventory, --kev optional)"},
-    "identity": {"what": "sign-in, remote-access and MFA analytics", "state": "planned (#7)"},
+    "identity": {"what": "sign-in, remote-access and MFA analytics",
+                 "state": "built (th-analytic-0036..0041; needs Entra, Okta or VPN sign-ins)"},
 }
 
 STATUSES = ("fired", "covered", "no_telemetry", "not_covered")
