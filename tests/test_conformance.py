@@ -66,3 +66,22 @@ def test_every_field_documented():
 def test_unknown_plugin_is_a_clear_error():
     with pytest.raises(registry.RegistryError, match=r"known: .*evtx"):
         registry.load("sources", "nope")
+
+
+def test_sniffers_never_raise_on_hostile_heads():
+    """Sniffing runs on every evidence file: no reader may raise on any bytes (a sniffer
+    that did made whole EVTX folders unreadable once)."""
+    import random
+    from pathlib import Path
+
+    from tidehunt.sources.base import Artefact
+
+    rng = random.Random(7)
+    heads = [b"", b"\x00" * 64, b"ElfFile\x00" + bytes(rng.randrange(256) for _ in range(4000)),
+             b'a,"b\rc",d\n', b"time,user,ip\r\n\x00\x01", b"ElfChnk,x\ry,z\n",
+             b"{" * 3000, b"[" + b'"x",' * 900,
+             bytes(rng.randrange(256) for _ in range(65536)), "\u202e,é,\n".encode()]
+    art = Artefact("x", Path("/nonexistent"), "x")
+    for name, cls in registry.all_of("sources").items():
+        for h in heads:
+            assert cls.sniff(art, h) in (True, False), name

@@ -22,6 +22,8 @@ SOURCES: dict[str, str] = {
     "entra_signin": "tidehunt.sources.entra_signin:EntraSigninSource",
     "okta_log": "tidehunt.sources.okta_log:OktaLogSource",
     "auth_csv": "tidehunt.sources.auth_csv:AuthCsvSource",
+    "m365_audit": "tidehunt.sources.m365_audit:M365AuditSource",
+    "gws_audit": "tidehunt.sources.gws_audit:GwsAuditSource",
 }
 
 DETECTORS: dict[str, str] = {
@@ -72,6 +74,10 @@ ANALYTICS: dict[str, str] = {
     "auth_risky_network": _A + "auth_risky_network:AuthRiskyNetwork",
     "auth_session_reuse": _A + "auth_session_reuse:AuthSessionReuse",
     "auth_service_interactive": _A + "auth_service_interactive:AuthServiceInteractive",
+    "cloud_mass_transfer": _A + "cloud_mass_transfer:CloudMassTransfer",
+    "cloud_external_sharing": _A + "cloud_external_sharing:CloudExternalSharing",
+    "cloud_oauth_consent": _A + "cloud_oauth_consent:CloudOauthConsent",
+    "cloud_mail_forwarding": _A + "cloud_mail_forwarding:CloudMailForwarding",
 }
 
 RENDERERS: dict[str, str] = {

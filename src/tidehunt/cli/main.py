@@ -535,10 +535,11 @@ def _demo(args: argparse.Namespace, ctx: Any, err: Any) -> int:
     before, during = write_demo_site(out / "partner-site")
     mails = write_demo_mail(evidence / "mail")
     org = write_org_profile(out / "org.yaml")
-    from tidehunt.demo.intel import write_demo_intel, write_demo_inventory
+    from tidehunt.demo.intel import write_demo_intel, write_demo_inventory, write_demo_wiki_log
 
     intel = write_demo_intel(out / "intel")
     inventory = write_demo_inventory(out / "assets")
+    write_demo_wiki_log(evidence)
     if not args.quiet:
         err.print(f"demo evidence: {len(files)} log files and {len(mails)} mails in "
                   f"{evidence}, web root of {len(site)} files in {webroot}, partner site "

@@ -93,3 +93,36 @@ def write_demo_inventory(out_dir: Path) -> Path:
     path = out_dir / "inventory.csv"
     path.write_text(INVENTORY, encoding="utf-8")
     return path
+
+
+def write_demo_wiki_log(evidence: Path) -> Path:
+    """WIKI01's Confluence access log: a day of staff reading pages, and the actor's address
+    trying the OGNL injection (CVE-2021-26084) on the exposed, unpatched Confluence an hour
+    before it turns to the web portal."""
+    from datetime import timedelta
+
+    d = evidence / "wiki01"
+    d.mkdir(parents=True, exist_ok=True)
+    t0 = datetime(2026, 10, 6, 22, 0, tzinfo=UTC)
+    lines = []
+    pages = ("/display/ENG/Fleet+Maintenance", "/display/RES/Reading+List", "/index.action",
+             "/display/ENG/Dry+Dock+Schedule", "/dashboard.action")
+    for i in range(24):
+        t = t0 + timedelta(minutes=37 * i)
+        lines.append((t, f"[{t:%d/%b/%Y:%H:%M:%S} +0000] staff{i % 5} http-nio-8090-exec-{i % 9} "
+                         f"10.10.30.{20 + i % 7} GET {pages[i % len(pages)]} HTTP/1.1 200 "
+                         f"{40 + i}ms {7000 + 13 * i} - Mozilla/5.0 (Windows NT 10.0; Win64; "
+                         "x64) AppleWebKit/537.36 Chrome/129.0 Safari/537.36"))
+    probe = datetime(2026, 10, 7, 1, 9, 40, tzinfo=UTC)
+    for i, uri in enumerate((
+            "/pages/createpage-entervariables.action?SpaceKey=x",
+            "/pages/createpage-entervariables.action?queryString=%5cu0027%2b%7b3*7%7d%2b%5cu0027",
+            "/pages/doenterpagevariables.action?queryString=%5cu0027%2b%7bClass.forName"
+            "%7d%2b%5cu0027")):
+        t = probe + timedelta(seconds=11 * i)
+        lines.append((t, f"[{t:%d/%b/%Y:%H:%M:%S} +0000] - http-nio-8090-exec-3 {ACTOR_WEB_IP} "
+                         f"POST {uri} HTTP/1.1 {403 if i else 200} 12ms 512 - "
+                         "python-requests/2.31.0"))
+    path = d / "conf_access_log.2026-10-06.log"
+    path.write_text("\n".join(x for _, x in sorted(lines)) + "\n", encoding="utf-8")
+    return path

@@ -298,9 +298,32 @@ AUTH = TableSchema(
     ),
 )
 
+CLOUD_AUDIT = TableSchema(
+    name="cloud_audit",
+    doc="One row per cloud audit event (Microsoft 365 unified audit log, Google Workspace "
+        "Reports API): file transfers, sharing, OAuth consent, mailbox rules.",
+    fields=(
+        *COMMON,
+        FieldSpec("user", F.USER, "Acting account, lower case"),
+        FieldSpec("operation", F.STRING, "Operation or event name (FileDownloaded, "
+                  "New-InboxRule, download, change_document_visibility...)"),
+        FieldSpec("workload", F.STRING, "Workload or application (SharePoint, Exchange, "
+                  "drive, token...)"),
+        FieldSpec("object", F.STRING, "File, item or mailbox acted on"),
+        FieldSpec("src_ip", F.IP, "Client address"),
+        FieldSpec("target", F.STRING, "Who it was shared or forwarded to"),
+        FieldSpec("visibility", F.STRING, "Sharing type or new visibility"),
+        FieldSpec("app", F.STRING, "Application consented to or granted a token"),
+        FieldSpec("detail", F.STRING, "Parameters as JSON (cmdlet parameters, event fields)"),
+        FieldSpec("provider", F.STRING, "m365 or google"),
+        FieldSpec("source_file", F.PATH, "Evidence path as given on the command line"),
+    ),
+)
+
 TABLES: dict[str, TableSchema] = {t.name: t for t in (WINDOWS, WEB_ACCESS, FILE,
                                                       SITE_SCRIPT, MAIL, MAIL_ATTACHMENT,
-                                                      INDICATOR, INVENTORY, AUTH)}
+                                                      INDICATOR, INVENTORY, AUTH,
+                                                      CLOUD_AUDIT)}
 
 #: Sigma field names that map onto a declared column of the windows table.
 WINDOWS_ALIASES: dict[str, str] = {

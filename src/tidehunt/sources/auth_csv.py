@@ -71,10 +71,13 @@ class AuthCsvSource(Source):
     @classmethod
     def sniff(cls, artefact: Artefact, head: bytes) -> bool:
         """A header with a time, a user, an address and a result or factor column."""
-        first = head.split(b"\n", 1)[0].decode("utf-8", "replace")
-        if "," not in first:
+        first_b = head.split(b"\n", 1)[0].rstrip(b"\r")
+        if b"," not in first_b or b"\x00" in first_b or len(first_b) > 4096:
             return False
-        cols = columns(next(csv.reader([first])))
+        try:  # a sniffer never raises, whatever the bytes
+            cols = columns(next(csv.reader([first_b.decode("utf-8", "replace")])))
+        except (csv.Error, StopIteration):
+            return False
         return {"ts", "user", "src_ip"} <= set(cols) and bool({"result", "mfa"} & set(cols))
 
     def read(self, artefact: Artefact, ctx: RunContext) -> Iterator[TableBatch]:

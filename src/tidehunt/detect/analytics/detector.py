@@ -162,7 +162,7 @@ class AnalyticsDetector(Detector):
     READS: ClassVar[frozenset[str]] = frozenset({"web_access", "windows", "file",
                                                  "site_script", "mail",
                                                  "mail_attachment", "indicator",
-                                                 "inventory", "auth"})
+                                                 "inventory", "auth", "cloud_audit"})
 
     def __init__(self, options: AnalyticsOptions | None = None) -> None:
         self.options = options or AnalyticsOptions()
