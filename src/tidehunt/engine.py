@@ -102,6 +102,19 @@ def run_ingest(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
     return store, res
 
 
+def _fetched_kev() -> str | None:
+    """The newest CISA KEV catalogue 'tidehunt intel update' fetched (a feed URL), if any."""
+    from tidehunt.intel.feeds import fetched_files
+
+    for f in reversed(fetched_files()):
+        if f.endswith(".json"):
+            with open(f, "rb") as fh:
+                head = fh.read(4096)
+            if b'"catalogVersion"' in head and b'"vulnerabilities"' in head:
+                return f
+    return None
+
+
 def _with_yara(opts: HuntOptions) -> dict[str, Any]:
     """Reader options, with the hunt's --yara rules for attachments too."""
     out = dict(opts.source_options)
@@ -151,10 +164,11 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
     org = OrgProfile.for_case(store.root, opts.org)
     from tidehunt.intel.feeds import fetched_files
 
-    intel_load = load_intel([*opts.intel, *(fetched_files() if opts.feeds else [])], store,
-                            ctx, bundled=opts.bundled_intel)
+    fetched_kev = _fetched_kev() if opts.feeds else None
+    fetched = [f for f in fetched_files() if f != fetched_kev] if opts.feeds else []
+    intel_load = load_intel([*opts.intel, *fetched], store, ctx, bundled=opts.bundled_intel)
     inventory = load_inventory(list(opts.inventory), store, ctx)
-    kev = keep_kev(store, opts.kev)
+    kev = keep_kev(store, opts.kev or fetched_kev)
     ana = AnalyticsDetector(AnalyticsOptions(
         opts.min_level, opts.exclude, opts.since, opts.until, org,
         IntelOptions(retro=opts.retro, policy=AgeingPolicy.parse(list(opts.intel_lifetimes)),

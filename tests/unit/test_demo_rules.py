@@ -371,4 +371,9 @@ def test_demo_hunt_detects_every_stage(tmp_path):
     assert "8.8.8.8" not in intel  # in the feed, but warninglisted
     exposed = {(f["host"], f["dst"]) for f in found if f["rule_id"] == "th-analytic-0035"}
     assert exposed == {("WIKI01.corp.example", "CVE-2021-26084"),
-                       ("WS-ANALYST01.corp.example", "CVE-2023-38831")}
+                       ("WS-ANALYST01.corp.example", "CVE-2023-38831"),
+                       ("WEB01.corp.example", "IN-HOUSE-APP")}  # the door of the web story
+    (inc,) = report.incidents
+    door = [s for s in inc["steps"] if s["rule_id"] == "th-analytic-0035"
+            and s["host"].startswith("WEB01")]
+    assert door and "CorpPortal" in door[0]["summary"]

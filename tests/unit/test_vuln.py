@@ -93,3 +93,31 @@ def test_exploit_attempts_raise_the_asset(tmp_path):
     assert set(ex) == {"APP01", "APP02"}
     assert ex["APP01"]["level"] == "critical" and "1 exploit attempt(s)" in ex["APP01"]["summary"]
     assert ex["APP02"]["level"] == "high"
+
+
+def test_in_house_app_and_kev_from_the_feeds(tmp_path, monkeypatch):
+    """An internet-facing custom application is reported (the ASD-24 door class), and a
+    KEV catalogue 'intel update' fetched is used without --kev."""
+    from tidehunt.intel.feeds import intel_dir
+
+    monkeypatch.setenv("TIDEHUNT_DATA_DIR", str(tmp_path / "data"))
+    kev_dir = intel_dir() / "kev"
+    kev_dir.mkdir(parents=True)
+    (kev_dir / "fetch-20261201T000000Z.json").write_text(json.dumps({
+        "catalogVersion": "2026.12.01", "vulnerabilities": [{
+            "cveID": "CVE-2099-0001", "vendorProject": "Acme", "product": "Gateway",
+            "vulnerabilityName": "Acme Gateway RCE", "dateAdded": "2026-11-01",
+            "dueDate": "2026-11-22", "knownRansomwareCampaignUse": "Unknown"}]}))
+    inv = tmp_path / "inv.csv"
+    inv.write_text("host,product,vendor,version,internet_facing,custom\n"
+                   "WEB9,CorpPortal,CORP,1.0,yes,yes\nWEB8,CorpIntranet,CORP,1.0,no,yes\n"
+                   "GW1,Gateway,Acme,3.2,yes,no\n")
+    case = tmp_path / "case"
+    report = hunt([], case, RunContext(), HuntOptions(workers=1, inventory=[str(inv)],
+                                                      bundled_intel=False))
+    found = [orjson.loads(x) for x in (case / "findings.jsonl").read_bytes().splitlines()]
+    ex = {(f["host"], f["dst"]): f for f in found if f["rule_id"] == "th-analytic-0035"}
+    assert set(ex) == {("WEB9", "IN-HOUSE-APP"), ("GW1", "CVE-2099-0001")}
+    assert ex[("WEB9", "IN-HOUSE-APP")]["level"] == "medium"
+    assert report.stats["inventory"]["kev"].endswith("kev.json")
+    assert not any("KEV catalogue" in w["message"] for w in report.warnings)

@@ -75,14 +75,14 @@ def write_demo_intel(out_dir: Path) -> list[Path]:
     return [stix_path, misp_path]
 
 
-INVENTORY: Final = """host,product,vendor,version,internet_facing
-WEB01.corp.example,Internet Information Services,Microsoft,10.0.17763,yes
-WEB01.corp.example,CorpPortal,CORP,2.14,yes
-WIKI01.corp.example,Confluence Server,Atlassian,7.12.4,yes
-MAIL01.corp.example,Exchange Server,Microsoft,15.1.2308.8,yes
-APP01.corp.example,log4j-core,Apache,2.17.1,no
-WS-ANALYST01.corp.example,WinRAR,RARLAB,6.22,no
-WS-ANALYST01.corp.example,Microsoft Office,Microsoft,16.0.5422.1000,no
+INVENTORY: Final = """host,product,vendor,version,internet_facing,custom
+WEB01.corp.example,Internet Information Services,Microsoft,10.0.17763,yes,no
+WEB01.corp.example,CorpPortal,CORP,2.14,yes,yes
+WIKI01.corp.example,Confluence Server,Atlassian,7.12.4,yes,no
+MAIL01.corp.example,Exchange Server,Microsoft,15.1.2308.8,yes,no
+APP01.corp.example,log4j-core,Apache,2.17.1,no,no
+WS-ANALYST01.corp.example,WinRAR,RARLAB,6.22,no,no
+WS-ANALYST01.corp.example,Microsoft Office,Microsoft,16.0.5422.1000,no,no
 """
 
 

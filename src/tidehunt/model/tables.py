@@ -266,6 +266,7 @@ INVENTORY = TableSchema(
         FieldSpec("purl", F.STRING, "Package URL (SBOM)"),
         FieldSpec("cpe", F.STRING, "CPE name, if given"),
         FieldSpec("internet_facing", F.BOOL, "Reachable from the internet, if known"),
+        FieldSpec("custom", F.BOOL, "Built in-house (no vendor advisory covers it)"),
         FieldSpec("source_file", F.PATH, "Inventory file as given"),
     ),
 )

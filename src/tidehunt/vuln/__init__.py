@@ -34,6 +34,8 @@ class Asset:
     cpe: str | None = None
     internet_facing: bool | None = None
     source_file: str = ""
+    #: Built in-house (no vendor advisory covers it): the inventory's ``custom`` column.
+    custom: bool = False
 
 
 @cache
@@ -126,7 +128,8 @@ def _csv(p: Path, text: str) -> list[Asset]:
         out.append(Asset(r.get("host") or None, r["product"], r.get("vendor") or None,
                          r.get("version") or None, r.get("purl") or None,
                          r.get("cpe") or None,
-                         _truthy(r.get("internet_facing") or r.get("exposure")), str(p)))
+                         _truthy(r.get("internet_facing") or r.get("exposure")), str(p),
+                         bool(_truthy(r.get("custom") or r.get("in_house")))))
     return out
 
 
@@ -236,6 +239,13 @@ def exposures(assets: list[Asset], kev: list[KevEntry] | None = None) -> list[Ex
                 out.append(Exposure(a, k2.cve, k2.name, None, k2.added, k2.due, k2.ransomware,
                                     False, None, ["KEV names the product, not the versions: "
                                                   "check this version against the advisory"]))
+        if a.custom and a.internet_facing:
+            out.append(Exposure(
+                a, "IN-HOUSE-APP", "internet-facing in-house web application", None, None,
+                None, None, False, None,
+                ["no vendor advisory covers it; APT40 came in through such an application's "
+                 "file upload (ASD-24): check its upload and input handling and put it behind "
+                 "a WAF"]))
     out.sort(key=lambda e: (e.rank(), e.asset.host or "", e.asset.product, e.cve))
     return out
 

@@ -44,6 +44,7 @@ def load_inventory(paths: list[str], store: CaseStore, ctx: RunContext) -> list[
                 "version": [a.version for a in assets], "purl": [a.purl for a in assets],
                 "cpe": [a.cpe for a in assets],
                 "internet_facing": [a.internet_facing for a in assets],
+                "custom": [a.custom for a in assets],
                 "source_file": [given] * len(assets)}
         for k, v in vals.items():
             spec = schema.field(k)

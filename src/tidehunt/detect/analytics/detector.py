@@ -96,11 +96,12 @@ def exposure_table(con: Any, kev: str | None) -> pa.Table:
     from tidehunt.vuln import Asset, exposures, kev_overdue, read_kev
 
     rows = con.sql("SELECT host, product, vendor, version, purl, cpe, internet_facing, "
-                   "source_file, _artefact, _locator FROM inventory").to_arrow_table().to_pylist()
+                   "custom, source_file, _artefact, _locator FROM inventory"
+                   ).to_arrow_table().to_pylist()
     assets, where = [], {}
     for r in rows:
         a = Asset(r["host"], r["product"], r["vendor"], r["version"], r["purl"], r["cpe"],
-                  r["internet_facing"], r["source_file"] or "")
+                  r["internet_facing"], r["source_file"] or "", bool(r["custom"]))
         assets.append(a)
         where[id(a)] = (r["_artefact"], r["_locator"])
     found = exposures(assets, read_kev(kev) if kev else None)

@@ -35,7 +35,9 @@ class VulnExposure(Analytic):
         "catalogue lists. Critical when the asset faces the internet or the web logs show "
         "exploit attempts against it (JNDI lookups, Confluence OGNL paths, ProxyShell "
         "autodiscover requests) on that host (or in a log whose path names it); KEV-only "
-        "matches, whose versions are not checked, are low.",
+        "matches, whose versions are not checked, are low. An internet-facing in-house "
+        "application (inventory column custom) is reported at medium: no advisory covers "
+        "it, and it was APT40's door in the 2024 advisory's case.",
         ["https://www.cisa.gov/known-exploited-vulnerabilities-catalog",
          "https://www.cisa.gov/news-events/cybersecurity-advisories/aa24-190a"], __name__)
 
@@ -71,10 +73,12 @@ class VulnExposure(Analytic):
                                                       v.internet_facing) THEN 'critical'
                         WHEN v.apt40 IS NOT NULL THEN 'high'
                         WHEN coalesce(a.n, 0) > 0 THEN 'high'
+                        WHEN v.cve = 'IN-HOUSE-APP' THEN 'medium'
                         ELSE 'low' END AS level,
                    coalesce(v.host, 'an asset') || ': ' || v.product ||
-                   coalesce(' ' || v.version, '') || ' is exposed to ' || v.cve || ' (' ||
-                   v.name || ')' ||
+                   coalesce(' ' || v.version, '') ||
+                   CASE WHEN v.cve = 'IN-HOUSE-APP' THEN ' is an ' || v.name
+                        ELSE ' is exposed to ' || v.cve || ' (' || v.name || ')' END ||
                    coalesce(', exploited by APT40: ' || v.apt40, '') ||
                    coalesce('; in KEV since ' || nullif(v.kev_added, '') || ', due ' ||
                             nullif(v.kev_due, '') ||
