@@ -592,16 +592,22 @@ def _print_story(report: Any, no_color: bool) -> None:
     con.print(f"{n} of {len(stages)} stages detected.")
 
 
-def _report(args: argparse.Namespace) -> int:
-    from tidehunt import registry
+def _load_report(case_dir: str) -> tuple[Path, Any, Any]:
+    """A case's last report and its findings (CaseError if detection never ran)."""
     from tidehunt.model.report import RunReport
 
-    case = Path(args.case)
+    case = Path(case_dir)
     path = case / "report.json"
     if not path.exists():
         raise CaseError(f"{case}: no report.json; run 'tidehunt detect {case}' first")
     report = RunReport.from_json(path.read_bytes())
-    findings = report.load_findings(case)
+    return case, report, report.load_findings(case)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from tidehunt import registry
+
+    _, report, findings = _load_report(args.case)
     if args.format == "terminal":
         from tidehunt.render import terminal
 
@@ -619,14 +625,8 @@ def _report(args: argparse.Namespace) -> int:
 
 def _case_export(args: argparse.Namespace) -> int:
     from tidehunt import registry
-    from tidehunt.model.report import RunReport
 
-    case = Path(args.case)
-    path = case / "report.json"
-    if not path.exists():
-        raise CaseError(f"{case}: no report.json; run 'tidehunt detect {case}' first")
-    report = RunReport.from_json(path.read_bytes())
-    findings = report.load_findings(case)
+    case, report, findings = _load_report(args.case)
     dest = Path(args.to) if args.to else case / "exports"
     dest.mkdir(parents=True, exist_ok=True)
     for name in args.format or EXPORTS:

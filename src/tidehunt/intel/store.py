@@ -10,14 +10,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import yaml
 
 from tidehunt.case.store import CaseStore, utcnow, write_part
 from tidehunt.context import RunContext
 from tidehunt.intel.readers import ReadResult, read
 from tidehunt.model.batch import TableBatch
-from tidehunt.model.tables import TABLES
 
 SOURCE = "intel"
 
@@ -96,17 +94,10 @@ def _one(path: Path, display: str, store: CaseStore, ctx: RunContext,
                          f"skipped{pats})"})
     parts = []
     if res.indicators:
-        rows = [i.to_row() for i in res.indicators]
-        for r in rows:
-            r["source_file"] = display
-        cols = {}
-        schema = TABLES["indicator"]
-        for k in rows[0]:
-            spec = schema.field(k)
-            cols[k] = pa.array([r[k] for r in rows], spec.arrow_type() if spec else None)
-        batch = TableBatch.of("indicator", cols, source=SOURCE, artefact=aid,
-                              locator=pa.array([f"{i.type}:{i.value}" for i in res.indicators],
-                                               pa.string()))
+        rows = [dict(i.to_row(), source_file=display) for i in res.indicators]
+        batch = TableBatch.from_values(
+            "indicator", {k: [r[k] for r in rows] for k in rows[0]}, source=SOURCE,
+            artefact=aid, locators=[f"{i.type}:{i.value}" for i in res.indicators])
         tmp = store.tmp_part("indicator")
         n, names = write_part(tmp, [batch.data])
         parts.append({"tmp": str(tmp), "table": "indicator", "rows": n, "columns": names,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
@@ -16,6 +17,19 @@ class TableBatch:
 
     table: str
     data: pa.RecordBatch
+
+    @classmethod
+    def from_values(cls, table: str, values: Mapping[str, Sequence[Any]], *, source: str,
+                    artefact: str, locators: list[str]) -> TableBatch:
+        """Like :meth:`of` from Python lists, each typed as the table declares it (letting
+        pyarrow infer types from Python values costs a module search per call)."""
+        schema = TABLES[table]
+        cols = {}
+        for k, v in values.items():
+            spec = schema.field(k)
+            cols[k] = pa.array(v, spec.arrow_type() if spec else None)
+        return cls.of(table, cols, source=source, artefact=artefact,
+                      locator=pa.array(locators, pa.string()))
 
     @classmethod
     def of(

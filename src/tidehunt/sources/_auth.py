@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import pyarrow as pa
-
 from tidehunt.model.batch import TableBatch
-from tidehunt.model.tables import TABLES
 
 AUTH_COLUMNS = ("ts", "user", "app", "src_ip", "result", "failure_reason", "mfa",
                 "mfa_result", "interactive", "session_id", "token_id", "device", "user_agent",
@@ -17,13 +14,8 @@ AUTH_COLUMNS = ("ts", "user", "app", "src_ip", "result", "failure_reason", "mfa"
 def auth_batch(rows: list[dict[str, Any]], source: str, artefact: str,
                locators: list[str]) -> TableBatch:
     """Rows (dicts with AUTH_COLUMNS keys) as an ``auth`` batch typed by the schema."""
-    schema = TABLES["auth"]
-    cols = {}
-    for k in AUTH_COLUMNS:
-        spec = schema.field(k)
-        cols[k] = pa.array([r.get(k) for r in rows], spec.arrow_type() if spec else None)
-    return TableBatch.of("auth", cols, source=source, artefact=artefact,
-                         locator=pa.array(locators, pa.string()))
+    return TableBatch.from_values("auth", {k: [r.get(k) for r in rows] for k in AUTH_COLUMNS},
+                                  source=source, artefact=artefact, locators=locators)
 
 
 def mfa_kind(text: str | None) -> str | None:

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import pyarrow as pa
-
 from tidehunt.model.batch import TableBatch
-from tidehunt.model.tables import TABLES
 
 CLOUD_COLUMNS = ("ts", "user", "operation", "workload", "object", "src_ip", "target",
                  "visibility", "app", "detail", "provider", "source_file")
@@ -16,10 +13,6 @@ CLOUD_COLUMNS = ("ts", "user", "operation", "workload", "object", "src_ip", "tar
 def cloud_batch(rows: list[dict[str, Any]], source: str, artefact: str,
                 locators: list[str]) -> TableBatch:
     """Rows as a ``cloud_audit`` batch typed by the schema."""
-    schema = TABLES["cloud_audit"]
-    cols = {}
-    for k in CLOUD_COLUMNS:
-        spec = schema.field(k)
-        cols[k] = pa.array([r.get(k) for r in rows], spec.arrow_type() if spec else None)
-    return TableBatch.of("cloud_audit", cols, source=source, artefact=artefact,
-                         locator=pa.array(locators, pa.string()))
+    return TableBatch.from_values("cloud_audit",
+                                  {k: [r.get(k) for r in rows] for k in CLOUD_COLUMNS},
+                                  source=source, artefact=artefact, locators=locators)

@@ -21,12 +21,10 @@ from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from typing import Any
 
 import orjson
-import pyarrow as pa
 
 from tidehunt.attachments import Node, Report
 from tidehunt.attachments.kinds import kind
 from tidehunt.model.batch import TableBatch
-from tidehunt.model.tables import TABLES
 from tidehunt.sources._attach import AttachmentAnalyser
 from tidehunt.webroot import entropy
 
@@ -354,13 +352,13 @@ def batches(records: list[MailRecord], artefact: str, display: str, source: str,
                 for k in FILE_COLUMNS:
                     files[k].append(fv.get(k))
                 n_rows += 1
-    yield TableBatch.of("mail", _arrays("mail", mail), source=source, artefact=artefact,
-                        locator=pa.array([r.locator for r in records], pa.string()))
+    yield TableBatch.from_values("mail", mail, source=source, artefact=artefact,
+                                 locators=[r.locator for r in records])
     if att_loc:
-        yield TableBatch.of("mail_attachment", _arrays("mail_attachment", att), source=source,
-                            artefact=artefact, locator=pa.array(att_loc, pa.string()))
-        yield TableBatch.of("file", _arrays("file", files), source=source, artefact=artefact,
-                            locator=pa.array(att_loc, pa.string()))
+        yield TableBatch.from_values("mail_attachment", att, source=source, artefact=artefact,
+                                     locators=att_loc)
+        yield TableBatch.from_values("file", files, source=source, artefact=artefact,
+                                     locators=att_loc)
 
 
 def _bare_node(data: bytes, name: str) -> Node:
@@ -368,17 +366,6 @@ def _bare_node(data: bytes, name: str) -> Node:
     return Node(name, data, 0, None, "attachment", Report(name, kind(data, name)),
                 hashlib.sha256(data).hexdigest(),
                 hashlib.md5(data, usedforsecurity=False).hexdigest())
-
-
-def _arrays(table: str, cols: dict[str, list[Any]]) -> dict[str, pa.Array]:
-    """Columns typed as the table declares them (inferring a type from Python values makes
-    pyarrow look for optional modules on every call: 6 ms a batch)."""
-    schema = TABLES[table]
-    out = {}
-    for k, v in cols.items():
-        spec = schema.field(k)
-        out[k] = pa.array(v, spec.arrow_type() if spec else None)
-    return out
 
 
 MAIL_COLUMNS = (

@@ -8,13 +8,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from tidehunt.case.store import CaseStore, utcnow, write_part
 from tidehunt.context import RunContext
 from tidehunt.errors import ConfigError
 from tidehunt.model.batch import TableBatch
-from tidehunt.model.tables import TABLES
 from tidehunt.vuln import read_inventory, read_kev
 
 SOURCE = "inventory"
@@ -37,23 +34,17 @@ def load_inventory(paths: list[str], store: CaseStore, ctx: RunContext) -> list[
             continue
         assets = read_inventory(p)
         now = datetime.now(UTC)
-        schema = TABLES["inventory"]
-        cols: dict[str, pa.Array] = {}
-        vals = {"ts": [now] * len(assets), "host": [a.host for a in assets],
+        vals: dict[str, list[Any]] = {"ts": [now] * len(assets), "host": [a.host for a in assets],
                 "product": [a.product for a in assets], "vendor": [a.vendor for a in assets],
                 "version": [a.version for a in assets], "purl": [a.purl for a in assets],
                 "cpe": [a.cpe for a in assets],
                 "internet_facing": [a.internet_facing for a in assets],
                 "custom": [a.custom for a in assets],
                 "source_file": [given] * len(assets)}
-        for k, v in vals.items():
-            spec = schema.field(k)
-            cols[k] = pa.array(v, spec.arrow_type() if spec else pa.string())
         parts = []
         if assets:
-            batch = TableBatch.of("inventory", cols, source=SOURCE, artefact=aid,
-                                  locator=pa.array([f"row {i + 1}" for i in range(len(assets))],
-                                                   pa.string()))
+            batch = TableBatch.from_values("inventory", vals, source=SOURCE, artefact=aid,
+                                           locators=[f"row {i + 1}" for i in range(len(assets))])
             tmp = store.tmp_part("inventory")
             n, names = write_part(tmp, [batch.data])
             parts.append({"tmp": str(tmp), "table": "inventory", "rows": n, "columns": names,

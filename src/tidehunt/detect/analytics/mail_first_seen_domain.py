@@ -6,7 +6,13 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
-from tidehunt.detect.analytics.base import Analytic, findings_from_rows, meta, query
+from tidehunt.detect.analytics.base import (
+    Analytic,
+    findings_from_rows,
+    has_table,
+    meta,
+    query,
+)
 from tidehunt.model.finding import Finding
 from tidehunt.model.rule import RuleMeta
 
@@ -34,7 +40,7 @@ class MailFirstSeenDomain(Analytic):
         """One finding per new domain."""
         att = ("EXISTS (SELECT 1 FROM mail_attachment a WHERE a._artefact = f._artefact AND "
                "a.mail_locator = f._locator AND a.severity IN ('medium', 'high', 'critical'))"
-               if _has(con, "mail_attachment") else "false")
+               if has_table(con, "mail_attachment") else "false")
         rows = query(con, f"""
             WITH own AS (SELECT d FROM mail_own_domain UNION SELECT domain FROM org_domain
                          UNION SELECT unnest(domains) FROM org_trusted),
@@ -62,9 +68,3 @@ class MailFirstSeenDomain(Analytic):
                         ORDER BY _artefact, _locator) AS ev
             FROM f GROUP BY from_domain ORDER BY min(ts), from_domain""")
         yield from findings_from_rows(self.META, rows, "mail")
-
-
-def _has(con: Any, name: str) -> bool:
-    from tidehunt.detect.analytics.base import has_table
-
-    return has_table(con, name)
