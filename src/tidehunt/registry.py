@@ -24,6 +24,7 @@ SOURCES: dict[str, str] = {
     "auth_csv": "tidehunt.sources.auth_csv:AuthCsvSource",
     "m365_audit": "tidehunt.sources.m365_audit:M365AuditSource",
     "gws_audit": "tidehunt.sources.gws_audit:GwsAuditSource",
+    "zeek": "tidehunt.sources.zeek:ZeekSource",
 }
 
 DETECTORS: dict[str, str] = {

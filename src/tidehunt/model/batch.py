@@ -27,7 +27,13 @@ class TableBatch:
         cols = {}
         for k, v in values.items():
             spec = schema.field(k)
-            cols[k] = pa.array(v, spec.arrow_type() if spec else None)
+            typ = spec.arrow_type() if spec else None
+            if isinstance(v, pa.ChunkedArray):
+                v = v.combine_chunks()
+            if isinstance(v, pa.Array):  # already columnar (e.g. from Polars): only cast
+                cols[k] = v.cast(typ) if typ is not None and v.type != typ else v
+            else:
+                cols[k] = pa.array(v, typ)
         return cls.of(table, cols, source=source, artefact=artefact,
                       locator=pa.array(locators, pa.string()))
 

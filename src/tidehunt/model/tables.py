@@ -321,10 +321,89 @@ CLOUD_AUDIT = TableSchema(
     ),
 )
 
+_NET = (
+    *COMMON,
+    FieldSpec("uid", F.STRING, "Zeek connection UID (joins the logs of one connection)"),
+    FieldSpec("src_ip", F.IP, "Originator address (id.orig_h)"),
+    FieldSpec("src_port", F.INT, "Originator port"),
+    FieldSpec("dst_ip", F.IP, "Responder address (id.resp_h)"),
+    FieldSpec("dst_port", F.INT, "Responder port"),
+)
+_NET_TAIL = (
+    FieldSpec("line", F.INT, "Line of the log"),
+    FieldSpec("source_file", F.PATH, "Evidence path as given on the command line"),
+)
+NET_CONN = TableSchema(
+    name="net_conn",
+    doc="One row per connection (Zeek conn.log); host is the sensor when the log names it.",
+    fields=(*_NET,
+            FieldSpec("proto", F.STRING, "tcp, udp, icmp"),
+            FieldSpec("service", F.STRING, "Protocol Zeek recognised (dns, ssl, http...)"),
+            FieldSpec("duration", F.FLOAT, "Seconds"),
+            FieldSpec("bytes_out", F.INT, "Payload bytes sent by the originator"),
+            FieldSpec("bytes_in", F.INT, "Payload bytes sent by the responder"),
+            FieldSpec("conn_state", F.STRING, "Zeek connection state (SF, S0, REJ...)"),
+            FieldSpec("local_orig", F.BOOL, "Originator in Site::local_nets"),
+            FieldSpec("local_resp", F.BOOL, "Responder in Site::local_nets"),
+            FieldSpec("orig_pkts", F.INT, "Packets from the originator"),
+            FieldSpec("resp_pkts", F.INT, "Packets from the responder"),
+            FieldSpec("history", F.STRING, "Zeek connection history"),
+            *_NET_TAIL),
+)
+DNS = TableSchema(
+    name="dns",
+    doc="One row per DNS request/response (Zeek dns.log).",
+    fields=(*_NET,
+            FieldSpec("proto", F.STRING, "udp or tcp"),
+            FieldSpec("query", F.DOMAIN, "Name asked for, lower case"),
+            FieldSpec("qtype_name", F.STRING, "A, AAAA, TXT, ..."),
+            FieldSpec("rcode_name", F.STRING, "NOERROR, NXDOMAIN, ..."),
+            FieldSpec("answers", F.STRING, "Answers, comma-separated"),
+            *_NET_TAIL),
+)
+HTTP = TableSchema(
+    name="http",
+    doc="One row per HTTP request (Zeek http.log).",
+    fields=(*_NET,
+            FieldSpec("method", F.STRING, "Request method"),
+            FieldSpec("http_host", F.DOMAIN, "Host header"),
+            FieldSpec("uri", F.URL, "Request URI"),
+            FieldSpec("referrer", F.URL, "Referer"),
+            FieldSpec("user_agent", F.STRING, "User-Agent"),
+            FieldSpec("request_body_len", F.INT, "Bytes uploaded in the body"),
+            FieldSpec("response_body_len", F.INT, "Bytes downloaded in the body"),
+            FieldSpec("status_code", F.INT, "Response status"),
+            FieldSpec("resp_mime_types", F.STRING, "MIME types of the response"),
+            *_NET_TAIL),
+)
+TLS = TableSchema(
+    name="tls",
+    doc="One row per TLS session (Zeek ssl.log).",
+    fields=(*_NET,
+            FieldSpec("version", F.STRING, "TLS version"),
+            FieldSpec("cipher", F.STRING, "Cipher suite"),
+            FieldSpec("server_name", F.DOMAIN, "SNI, lower case"),
+            FieldSpec("established", F.BOOL, "Handshake completed"),
+            FieldSpec("subject", F.STRING, "Certificate subject"),
+            FieldSpec("issuer", F.STRING, "Certificate issuer"),
+            FieldSpec("ja3", F.STRING, "JA3 client fingerprint (if the log has it)"),
+            *_NET_TAIL),
+)
+NET_EVENT = TableSchema(
+    name="net_event",
+    doc="One row per record of the other Zeek logs (files, smb_*, rdp, kerberos, ntlm, "
+        "dce_rpc, notice, weird, x509, pe, ...): the log name and every field as JSON.",
+    fields=(*_NET,
+            FieldSpec("log", F.STRING, "Zeek log (path): files, smb_files, rdp, ..."),
+            FieldSpec("fields", F.STRING, "Every field of the record as JSON"),
+            *_NET_TAIL),
+)
+
 TABLES: dict[str, TableSchema] = {t.name: t for t in (WINDOWS, WEB_ACCESS, FILE,
                                                       SITE_SCRIPT, MAIL, MAIL_ATTACHMENT,
                                                       INDICATOR, INVENTORY, AUTH,
-                                                      CLOUD_AUDIT)}
+                                                      CLOUD_AUDIT, NET_CONN, DNS, HTTP,
+                                                      TLS, NET_EVENT)}
 
 #: Sigma field names that map onto a declared column of the windows table.
 WINDOWS_ALIASES: dict[str, str] = {
