@@ -57,3 +57,28 @@ def test_json_bad_lines_and_truncated_gzip(tmp_path):
     assert "not a JSON object" in msgs and ("gzip" in msgs or "truncated" in msgs)
     q = store.sql("SELECT query FROM dns").to_pylist()
     assert len(q) == lines["records"] and all(r["query"].endswith(".evil.example") for r in q)
+
+
+def test_intel_matches_network_tables(tmp_path):
+    import orjson
+
+    from tidehunt.engine import HuntOptions, hunt
+
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    (ev / "dns.log").write_text(
+        '{"ts":1790000000.1,"uid":"C1","id.orig_h":"10.0.0.9","id.resp_h":"10.0.0.1",'
+        '"query":"c2.bad.example","answers":["203.0.113.66"]}\n')
+    (ev / "conn.log").write_text(
+        '{"ts":1790000001.1,"uid":"C2","id.orig_h":"10.0.0.9","id.orig_p":5555,'
+        '"id.resp_h":"203.0.113.66","id.resp_p":443,"proto":"tcp","orig_bytes":10}\n')
+    intel = tmp_path / "iocs.txt"
+    intel.write_text("bad.example\n203.0.113.66\n")
+    hunt([str(ev)], tmp_path / "case", RunContext(), HuntOptions(
+        workers=1, intel=[str(intel)], bundled_intel=False, feeds=False))
+    found = [orjson.loads(x) for x in (tmp_path / "case" / "findings.jsonl").read_bytes()
+             .splitlines() if b"th-analytic-0034" in x]
+    by = {f["dst"]: f for f in found}
+    assert set(by) == {"bad.example", "203.0.113.66"}
+    assert "in dns, net_conn" in by["203.0.113.66"]["summary"]
+    assert all(f["host"] == "10.0.0.9" for f in found)

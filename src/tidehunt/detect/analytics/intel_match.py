@@ -41,6 +41,12 @@ TARGETS: tuple[tuple[str, str, str, str], ...] = (
     ("file", "filename", "lower(name)", "host"),
     ("site_script", "domain", "lower(regexp_extract(coalesce(origin, src), "
      "'^[a-z]+://([^/:?#@]+)', 1))", "NULL"),
+    ("net_conn", "ip", "dst_ip", "src_ip"), ("net_conn", "ip", "src_ip", "dst_ip"),
+    ("dns", "domain", "query", "src_ip"),
+    ("dns", "ip", "unnest(string_split(answers, ','))", "src_ip"),
+    ("http", "domain", "http_host", "src_ip"), ("http", "user-agent", "user_agent", "src_ip"),
+    ("http", "ip", "dst_ip", "src_ip"),
+    ("tls", "domain", "server_name", "src_ip"), ("tls", "ip", "dst_ip", "src_ip"),
 )
 _LOCATOR = {"web_access": "line"}
 
@@ -83,8 +89,9 @@ class IntelMatch(Analytic):
             if not all(n.lower() in have for n in names):
                 continue
             sql_expr = expr.format(**{n: f'"{have[n.lower()]}"' for n in names})
-            loc = "line" if table == "web_access" else "NULL::BIGINT"
+            loc = "NULL::BIGINT"
             src = "root || '/' || path" if table == "file" else "source_file"
+            loc = "line" if table in ("web_access", "net_conn", "dns", "http", "tls") else loc
             obs.append(f"""SELECT '{table}' AS tbl, '{kind}' AS kind, {sql_expr} AS v,
                            {host} AS host, ts, _artefact, _locator, {src} AS src_file,
                            {loc} AS line
