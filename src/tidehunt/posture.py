@@ -35,7 +35,7 @@ DETECTORS: dict[str, dict[str, str]] = {
              "state": "built (web roots and every mail attachment; bundled web-shell "
                       "pack and --yara rules)"},
     "network": {"what": "cloud exfiltration, beaconing, tunnels and segmentation",
-                "state": "planned (#6)"},
+                "state": "started (Zeek logs; th-analytic-0046 cloud uploads; the rest #6)"},
     "intel": {"what": "retro-hunt of dated APT40 indicators with ageing",
               "state": "built (th-analytic-0034; bundled APT40 pack, --intel STIX/MISP/CSV/"
                        "lists; TAXII feeds planned #7)"},

@@ -79,6 +79,7 @@ ANALYTICS: dict[str, str] = {
     "cloud_external_sharing": _A + "cloud_external_sharing:CloudExternalSharing",
     "cloud_oauth_consent": _A + "cloud_oauth_consent:CloudOauthConsent",
     "cloud_mail_forwarding": _A + "cloud_mail_forwarding:CloudMailForwarding",
+    "net_cloud_upload": _A + "net_cloud_upload:NetCloudUpload",
 }
 
 RENDERERS: dict[str, str] = {

@@ -83,6 +83,11 @@ def prepare(con: Any, org: OrgProfile | None,
                                          "WHERE src_ip IS NOT NULL").fetchall()]
         con.register("auth_geo", geo_table(ips, geoip))
         con.register("auth_ip_class", class_table(ips, load_risky(risky)))
+    if has_table(con, "net_conn"):
+        from tidehunt.network import catalogue, net_cloud_sql
+
+        con.register("cloud_catalogue", catalogue())
+        con.execute(net_cloud_sql({t for t in ("tls", "http", "dns") if has_table(con, t)}))
     if has_table(con, "mail"):
         con.execute(_OWN_DOMAIN_SQL)
     if has_table(con, "file"):  # web-root analytics read files of scanned folders only
@@ -163,7 +168,8 @@ class AnalyticsDetector(Detector):
     READS: ClassVar[frozenset[str]] = frozenset({"web_access", "windows", "file",
                                                  "site_script", "mail",
                                                  "mail_attachment", "indicator",
-                                                 "inventory", "auth", "cloud_audit"})
+                                                 "inventory", "auth", "cloud_audit",
+                                                 "net_conn", "dns", "http", "tls"})
 
     def __init__(self, options: AnalyticsOptions | None = None) -> None:
         self.options = options or AnalyticsOptions()
