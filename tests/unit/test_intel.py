@@ -123,3 +123,14 @@ def test_plain_and_signature_base_lists(tmp_path):
                                                          ("ip", "203.0.113.9")]
     assert r.skipped == 2 and r.patterns == 1
     assert r.indicators[0].context == "report" and r.indicators[1].context == "C2"
+
+
+def test_parse_time_reads_every_layout_the_sources_meet():
+    from tidehunt.model.times import parse_time
+
+    want = datetime(2026, 10, 8, 3, 20, tzinfo=UTC)
+    for v in ("2026-10-08T03:20:00Z", "2026-10-08T03:20:00", "2026-10-08T13:20:00+10:00",
+              "1791429600", 1791429600, "1791429600000", "10/08/2026 3:20:00 AM",
+              datetime(2026, 10, 8, 3, 20)):  # noqa: DTZ001 - a naive one is read as UTC
+        assert parse_time(v) == want, v
+    assert all(parse_time(v) is None for v in (None, "", "0", "yesterday", "99999999999999"))

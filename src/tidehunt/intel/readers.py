@@ -8,13 +8,12 @@ import csv
 import io
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import orjson
 
 from tidehunt.intel.model import Indicator, guess_type, normalise, refang
+from tidehunt.model.times import parse_time
 
 MAX_BYTES = 256 << 20
 
@@ -29,21 +28,6 @@ class ReadResult:
     skipped: int = 0  # entries that are not indicators tidehunt can match
     patterns: int = 0  # of those, regular expressions (not matched as values)
     errors: list[str] = field(default_factory=list)
-
-
-def _time(v: Any) -> datetime | None:
-    if v in (None, "", 0, "0"):
-        return None
-    if isinstance(v, datetime):
-        return v if v.tzinfo else v.replace(tzinfo=UTC)
-    s = str(v).strip()
-    if re.fullmatch(r"\d{9,11}", s):
-        return datetime.fromtimestamp(int(s), tz=UTC)
-    try:
-        t = datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def sniff(head: bytes) -> str:
@@ -157,9 +141,9 @@ def _stix(data: bytes, src: str, res: ReadResult) -> None:
                     if norm:
                         found = True
                         res.indicators.append(Indicator(
-                            norm[0], norm[1], src, first_seen=_time(o.valid_from),
+                            norm[0], norm[1], src, first_seen=parse_time(o.valid_from),
                             last_seen=None,  # modified is an edit time, not a sighting
-                            valid_until=_time(getattr(o, "valid_until", None)),
+                            valid_until=parse_time(getattr(o, "valid_until", None)),
                             confidence=getattr(o, "confidence", None), to_ids=True,
                             tags=tags, context=str(getattr(o, "name", "") or
                                                    getattr(o, "description", "") or ""),
@@ -177,7 +161,7 @@ def _misp(data: bytes, src: str, res: ReadResult) -> None:
             continue
         info = str(e.get("info") or "")
         etags = [t.get("name", "") for t in e.get("Tag") or [] if isinstance(t, dict)]
-        edate = _time(e.get("date"))
+        edate = parse_time(e.get("date"))
         attrs = list(e.get("Attribute") or [])
         for obj in e.get("Object") or []:
             attrs += [dict(a, _object=obj.get("name")) for a in obj.get("Attribute") or []]
@@ -191,8 +175,8 @@ def _misp(data: bytes, src: str, res: ReadResult) -> None:
             tags = etags + [t.get("name", "") for t in a.get("Tag") or []
                             if isinstance(t, dict)]
             res.indicators.append(Indicator(
-                norm[0], norm[1], src, first_seen=_time(a.get("first_seen")) or edate,
-                last_seen=_time(a.get("last_seen")) or _time(a.get("timestamp")),
+                norm[0], norm[1], src, first_seen=parse_time(a.get("first_seen")) or edate,
+                last_seen=parse_time(a.get("last_seen")) or parse_time(a.get("timestamp")),
                 to_ids=bool(a.get("to_ids")), tags=tags,
                 context=" | ".join(x for x in (info, str(a.get("comment") or "")) if x),
                 ref=str(a.get("uuid") or "")))
@@ -232,8 +216,8 @@ def _csv(text: str, src: str, res: ReadResult) -> None:
             conf = get("confidence")
             res.indicators.append(Indicator(
                 norm[0], norm[1], get("source") or src,
-                first_seen=_time(get("first_seen", "source_date", "date")),
-                last_seen=_time(get("last_seen")), valid_until=_time(get("valid_until")),
+                first_seen=parse_time(get("first_seen", "source_date", "date")),
+                last_seen=parse_time(get("last_seen")), valid_until=parse_time(get("valid_until")),
                 confidence=int(conf) if conf.isdigit() else _CONF.get(conf.lower()),
                 tags=[t for t in get("tags", "recommended_use").split(";") if t],
                 context=get("context", "comment", "description")))

@@ -7,12 +7,12 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
 from tidehunt.errors import SourceError
 from tidehunt.model.batch import TableBatch
+from tidehunt.model.times import parse_time
 from tidehunt.sources._auth import auth_batch, mfa_kind
 from tidehunt.sources.base import Artefact, Source
 
@@ -48,17 +48,6 @@ def columns(header: list[str], mapping: dict[str, str] | None = None) -> dict[st
         if str(name).strip().lower() in low:
             out[ours] = low.index(str(name).strip().lower())
     return out
-
-
-def _time(v: str) -> datetime | None:
-    s = v.strip()
-    if s.isdigit() and len(s) in (10, 13):
-        return datetime.fromtimestamp(int(s) / (1000 if len(s) == 13 else 1), tz=UTC)
-    try:
-        t = datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 class AuthCsvSource(Source):
@@ -102,7 +91,7 @@ class AuthCsvSource(Source):
                 return rec[i].strip() if i is not None and i < len(rec) and rec[i].strip() \
                     else None
 
-            ts = _time(get("ts") or "")
+            ts = parse_time(get("ts") or "")
             if ts is None:
                 bad.append(f"line {n}")
                 continue

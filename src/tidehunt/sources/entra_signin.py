@@ -11,22 +11,11 @@ import orjson
 from tidehunt.context import RunContext
 from tidehunt.errors import SourceError
 from tidehunt.model.batch import TableBatch
+from tidehunt.model.times import parse_time
 from tidehunt.sources._auth import auth_batch, mfa_kind
 from tidehunt.sources.base import Artefact, Source
 
 MAX_BYTES = 1 << 30
-
-
-def _time(v: Any) -> Any:
-    from datetime import UTC, datetime
-
-    if not isinstance(v, str):
-        return None
-    try:
-        t = datetime.fromisoformat(v.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def records(data: bytes) -> list[dict[str, Any]]:
@@ -91,7 +80,7 @@ class EntraSigninSource(Source):
                     mfa_ok = "approved" if s.get("succeeded") else (
                         "denied" if s.get("succeeded") is False else None)
             code = st.get("errorCode")
-            ts = _time(r.get("createdDateTime"))
+            ts = parse_time(r.get("createdDateTime"))
             if ts is None:
                 ctx.warn(artefact.id, self.NAME, "sign-in without a readable createdDateTime",
                          [f"record {i}"], path=artefact.display)

@@ -11,9 +11,10 @@ import orjson
 from tidehunt.context import RunContext
 from tidehunt.errors import SourceError
 from tidehunt.model.batch import TableBatch
+from tidehunt.model.times import parse_time
 from tidehunt.sources._cloud import cloud_batch
 from tidehunt.sources.base import Artefact, Source
-from tidehunt.sources.m365_audit import MAX_BYTES, _time
+from tidehunt.sources.m365_audit import MAX_BYTES
 
 
 def activities(data: bytes) -> list[dict[str, Any]]:
@@ -62,7 +63,7 @@ class GwsAuditSource(Source):
         rows, locs = [], []
         for i, a in enumerate(acts):
             aid = a.get("id") or {}
-            ts = _time(aid.get("time"))
+            ts = parse_time(aid.get("time"))
             if ts is None:
                 ctx.warn(artefact.id, self.NAME, "activity without a readable id.time",
                          [f"activity {i}"], path=artefact.display)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import orjson
@@ -14,25 +13,12 @@ import orjson
 from tidehunt.context import RunContext
 from tidehunt.errors import SourceError
 from tidehunt.model.batch import TableBatch
+from tidehunt.model.times import parse_time
 from tidehunt.sources._cloud import cloud_batch
 from tidehunt.sources.base import Artefact, Source
 from tidehunt.sources.entra_signin import records
 
 MAX_BYTES = 1 << 30
-
-
-def _time(v: Any) -> datetime | None:
-    if not isinstance(v, str) or not v:
-        return None
-    s = v.strip().replace("Z", "+00:00")
-    try:
-        t = datetime.fromisoformat(s)
-    except ValueError:
-        try:
-            t = datetime.strptime(v.strip(), "%m/%d/%Y %I:%M:%S %p").replace(tzinfo=UTC)
-        except ValueError:
-            return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _params(rec: dict[str, Any]) -> dict[str, str]:
@@ -46,7 +32,7 @@ def _params(rec: dict[str, Any]) -> dict[str, str]:
 
 def row(rec: dict[str, Any], display: str) -> dict[str, Any] | None:
     """One audit record as a cloud_audit row (None without a time)."""
-    ts = _time(rec.get("CreationTime"))
+    ts = parse_time(rec.get("CreationTime"))
     if ts is None:
         return None
     op = str(rec.get("Operation") or "")

@@ -11,9 +11,10 @@ import orjson
 from tidehunt.context import RunContext
 from tidehunt.errors import SourceError
 from tidehunt.model.batch import TableBatch
+from tidehunt.model.times import parse_time
 from tidehunt.sources._auth import auth_batch, mfa_kind
 from tidehunt.sources.base import Artefact, Source
-from tidehunt.sources.entra_signin import MAX_BYTES, _time, records
+from tidehunt.sources.entra_signin import MAX_BYTES, records
 
 
 def _mfa(event: str, r: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -63,7 +64,7 @@ class OktaLogSource(Source):
             geo = client.get("geographicalContext") or {}
             gl = geo.get("geolocation") or {}
             out = r.get("outcome") or {}
-            ts = _time(r.get("published"))
+            ts = parse_time(r.get("published"))
             if ts is None:
                 ctx.warn(artefact.id, self.NAME, "event without a readable published time",
                          [f"record {i}"], path=artefact.display)
