@@ -75,6 +75,8 @@ class Analytic(abc.ABC):
     NAME: ClassVar[str]
     META: ClassVar[RuleMeta]
     READS: ClassVar[frozenset[str]]
+    #: Tables of which the analytic needs at least one (e.g. net_conn or proxy).
+    READS_ANY: ClassVar[frozenset[str]] = frozenset()
 
     @abc.abstractmethod
     def run(self, con: Any, ctx: RunContext) -> Iterator[Finding]:

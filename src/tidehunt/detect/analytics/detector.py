@@ -83,17 +83,77 @@ def prepare(con: Any, org: OrgProfile | None,
                                          "WHERE src_ip IS NOT NULL").fetchall()]
         con.register("auth_geo", geo_table(ips, geoip))
         con.register("auth_ip_class", class_table(ips, load_risky(risky)))
-    if has_table(con, "net_conn"):
-        from tidehunt.network import catalogue, net_cloud_sql
-
-        con.register("cloud_catalogue", catalogue())
-        con.execute(net_cloud_sql({t for t in ("tls", "http", "dns") if has_table(con, t)}))
+    _prepare_network(con, org, risky)
     if has_table(con, "mail"):
         con.execute(_OWN_DOMAIN_SQL)
     if has_table(con, "file"):  # web-root analytics read files of scanned folders only
         con.execute("CREATE VIEW webroot_file AS SELECT * FROM file "
                     "WHERE coalesce(origin, 'webroot') = 'webroot'")
     return stats
+
+
+def _prepare_network(con: Any, org: OrgProfile | None, risky: str | None) -> None:
+    """``net_flow`` and ``net_cloud`` (connections and proxied requests named by server
+    and cloud service), ``net_addr`` (zone, public, risky list of every address seen) and
+    ``host_ip`` (names of addresses)."""
+    from tidehunt.identity import load_risky
+    from tidehunt.network import (
+        ADDR_COLUMNS,
+        addr_table,
+        api_table,
+        catalogue,
+        host_ip_sql,
+        net_cloud_sql,
+        net_flow_sql,
+    )
+
+    have = {t for t in ("net_conn", "proxy", "tls", "http", "dns", "windows")
+            if has_table(con, t)}
+    for macro in calendar_macros(org):
+        con.execute(macro)
+    if have & {"net_conn", "proxy"}:
+        con.register("cloud_catalogue", catalogue())
+        con.register("cloud_api", api_table())
+        con.execute(net_flow_sql(have))
+        con.execute(net_cloud_sql(have))
+    win_cols = set(columns_of(con, "windows")) if "windows" in have else set()
+    con.execute(host_ip_sql(have if {"SourceIp", "Initiated"} <= win_cols else
+                            have - {"windows"}))
+    selects = [f"SELECT DISTINCT {c} AS ip FROM {t} WHERE {c} IS NOT NULL"
+               for t, cs in ADDR_COLUMNS.items() if t in have for c in cs]
+    if "IpAddress" in win_cols:
+        selects.append("SELECT DISTINCT IpAddress AS ip FROM windows "
+                       "WHERE event_id IN (4624, 4625, 4648) AND IpAddress IS NOT NULL")
+    selects.append("SELECT ip FROM host_ip")
+    ips = [r[0] for r in con.execute(" UNION ".join(selects)).fetchall()]
+    con.register("net_addr", addr_table(ips, org, load_risky(risky)))
+
+
+def calendar_macros(org: OrgProfile | None) -> list[str]:
+    """``local_ts(t)``, ``how_slot(t)`` (hour of week, 0 = Monday 00:00 local) and
+    ``in_business(t)`` in the profile's time zone and calendar, with its values inlined
+    (checked when the profile was read) so no row pays for a lookup."""
+    cal = (org or OrgProfile()).calendar
+    tz = cal.timezone.replace("'", "")
+    days = ", ".join(str(int(d)) for d in cal.workdays) or "0"
+    hols = "[" + ", ".join(f"DATE '{h}'" for h in cal.holidays if len(h) == 10) + "]::DATE[]"
+    return [
+        f"CREATE OR REPLACE TEMP MACRO local_ts(t) AS timezone('{tz}', t)",
+        "CREATE OR REPLACE TEMP MACRO how_slot(t) AS "
+        "((isodow(local_ts(t)) - 1) * 24 + hour(local_ts(t)))::INT",
+        f"CREATE OR REPLACE TEMP MACRO in_business(t) AS (isodow(local_ts(t)) IN ({days}) "
+        f"AND hour(local_ts(t)) * 60 + minute(local_ts(t)) >= {int(cal.start_minute)} "
+        f"AND hour(local_ts(t)) * 60 + minute(local_ts(t)) < {int(cal.end_minute)} "
+        f"AND NOT list_contains({hols}, local_ts(t)::DATE))",
+        f"CREATE OR REPLACE TEMP MACRO calendar_tz() AS '{tz}'",
+    ]
+
+
+def columns_of(con: Any, table: str) -> list[str]:
+    """Column names of a table or view."""
+    return [r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
+        [table]).fetchall()]
 
 
 def exposure_table(con: Any, kev: str | None) -> pa.Table:
@@ -169,7 +229,8 @@ class AnalyticsDetector(Detector):
                                                  "site_script", "mail",
                                                  "mail_attachment", "indicator",
                                                  "inventory", "auth", "cloud_audit",
-                                                 "net_conn", "dns", "http", "tls"})
+                                                 "net_conn", "dns", "http", "tls",
+                                                 "proxy"})
 
     def __init__(self, options: AnalyticsOptions | None = None) -> None:
         self.options = options or AnalyticsOptions()
@@ -189,6 +250,9 @@ class AnalyticsDetector(Detector):
                     self.stats.excluded += 1
                     continue
                 missing = sorted(t for t in cls.READS if not has_table(con, t))
+                anyof: frozenset[str] = cls.READS_ANY
+                if anyof and not any(has_table(con, t) for t in anyof):
+                    missing.append(" or ".join(sorted(anyof)))
                 if missing:
                     self.stats.not_applicable.append(
                         {"analytic": name, "id": cls.META.id,
