@@ -80,6 +80,20 @@ ANALYTICS: dict[str, str] = {
     "cloud_oauth_consent": _A + "cloud_oauth_consent:CloudOauthConsent",
     "cloud_mail_forwarding": _A + "cloud_mail_forwarding:CloudMailForwarding",
     "net_cloud_upload": _A + "net_cloud_upload:NetCloudUpload",
+    "net_upload_asymmetric": _A + "net_upload_asymmetric:NetUploadAsymmetric",
+    "net_first_contact_server": _A + "net_first_contact_server:NetFirstContactServer",
+    "net_staging_upload": _A + "net_staging_upload:NetStagingUpload",
+    "net_storage_api_tool": _A + "net_storage_api_tool:NetStorageApiTool",
+    "net_beacon": _A + "net_beacon:NetBeacon",
+    "net_long_connection": _A + "net_long_connection:NetLongConnection",
+    "dns_tunnel": _A + "dns_tunnel:DnsTunnel",
+    "net_smb_public": _A + "net_smb_public:NetSmbPublic",
+    "net_risky_network": _A + "net_risky_network:NetRiskyNetwork",
+    "net_zone_violation": _A + "net_zone_violation:NetZoneViolation",
+    "logon_zone_violation": _A + "logon_zone_violation:LogonZoneViolation",
+    "http_exe_download": _A + "http_exe_download:HttpExeDownload",
+    "http_webdav_upload": _A + "http_webdav_upload:HttpWebdavUpload",
+    "tls_self_signed": _A + "tls_self_signed:TlsSelfSigned",
 }
 
 RENDERERS: dict[str, str] = {

@@ -55,4 +55,5 @@ def test_spike_flagged_steady_twin_not(tmp_path):
     (h,) = hits
     assert h["host"] == "10.0.0.5" and h["dst"] == "dropbox" and h["level"] == "critical"
     assert "2.1 GB" in h["summary"] or "2.0 GiB" in h["summary"], h["summary"]
-    assert "2026-10-10 02:00" in h["summary"] and "median cloud hour" in h["summary"]
+    assert "on 2026-10-10" in h["summary"] and "from 02:00" in h["summary"]
+    assert "median cloud hour" in h["summary"]

@@ -45,3 +45,29 @@ def level_sql(score: str, critical: int = 70, high: int = 45) -> str:
     """SQL: the level of a score (critical, high, else medium)."""
     return (f"CASE WHEN {score} >= {critical} THEN 'critical' WHEN {score} >= {high} "
             "THEN 'high' ELSE 'medium' END")
+
+
+def zone_of(addr_alias: str) -> str:
+    """SQL: the policy zone of a ``net_addr`` row (``internet`` for public addresses
+    outside every zone)."""
+    return (f"coalesce({addr_alias}.zone, CASE WHEN {addr_alias}.public THEN 'internet' "
+            "END)")
+
+
+def violation_sql(sz: str, dz: str, proto: str, port: str, isolated: str) -> str:
+    """SQL: true when traffic from zone ``sz`` to ``dz`` on ``proto``/``port`` is checked by
+    the policy and no ``org_allow`` rule covers it. Pairs with ``internet`` are checked
+    only when some rule names ``internet``."""
+    return f"""({sz} IS NOT NULL AND {dz} IS NOT NULL
+        AND ({sz} <> {dz} OR coalesce({isolated}, false))
+        AND NOT ({sz} = 'internet' AND {dz} = 'internet')
+        AND (({sz} <> 'internet' AND {dz} <> 'internet')
+             OR EXISTS (SELECT 1 FROM org_allow ai WHERE 'internet' IN (ai.src, ai.dst)))
+        AND NOT EXISTS (SELECT 1 FROM org_allow al
+                        WHERE al.src IN ({sz}, 'any') AND al.dst IN ({dz}, 'any')
+                          AND (al.proto IS NULL OR al.proto = {proto})
+                          AND coalesce({port}, 0) BETWEEN al.port_lo AND al.port_hi))"""
+
+
+#: Ports of remote administration and lateral movement.
+LATERAL_PORTS = (22, 135, 139, 445, 3389, 5985, 5986, 5900)

@@ -46,7 +46,7 @@ class NetCloudUpload(Analytic):
         ["https://attack.mitre.org/techniques/T1567/002/"], __name__)
 
     def run(self, con: Any, ctx: RunContext) -> Iterator[Finding]:
-        """One finding per (host, service, hour)."""
+        """One finding per (host, service, local day), over the hours flagged that day."""
         if not has_table(con, "net_cloud"):
             return
         score, why = parts_sql(
@@ -112,25 +112,42 @@ class NetCloudUpload(Analytic):
                 SELECT c.*, {score} AS score, {why} AS why FROM c
                 WHERE (c.weeks >= {MIN_WEEKS} AND c.up >= {FACTOR} * c.base_w)
                    OR (c.weeks < {MIN_WEEKS}
-                       AND (c.up >= {FACTOR} * greatest(c.med, {FLOOR}) OR c.hours < 3)))
+                       AND (c.up >= {FACTOR} * greatest(c.med, {FLOOR}) OR c.hours < 3))),
+            day AS (
+                SELECT src_ip, cloud_service, local_ts(hour)::DATE AS day,
+                       sum(up)::BIGINT AS up, sum(down)::BIGINT AS down, sum(n) AS n,
+                       count(*) AS hours_flagged, min(hour) AS h0, max(hour) AS h1,
+                       max(score) AS score, arg_max(why, score) AS why,
+                       arg_max(slot_name, score) AS slot_name,
+                       bool_and(business) AS all_business, bool_or(business) AS some_business,
+                       min(name) AS name, string_agg(DISTINCT users, ', ') AS users,
+                       min(med) AS med, min(hours) AS hours, max(weeks) AS weeks,
+                       arg_max(base_how, score) AS base_how, arg_max(pmed, score) AS pmed,
+                       flatten(list(ev ORDER BY hour))[1:100] AS ev
+                FROM flagged GROUP BY src_ip, cloud_service, day)
             SELECT {host_of('src_ip')} AS host, src_ip AS src, cloud_service AS dst,
                    split_part(users, ', ', 1) AS "user",
                    {level_sql('score')} AS level,
                    {host_of('src_ip')} || CASE WHEN {host_of('src_ip')} <> src_ip
                        THEN ' (' || src_ip || ')' ELSE '' END ||
                    coalesce(' as ' || users, '') || ' sent ' || format_bytes(up) ||
-                   ' to ' || cloud_service || ' (' || coalesce(name, '?') ||
-                   ') in the hour from ' || strftime(hour, '%Y-%m-%d %H:00') || ' UTC (' ||
-                   slot_name || ' ' || calendar_tz() || ', ' ||
-                   CASE WHEN business THEN 'inside' ELSE 'outside' END ||
-                   ' business hours) over ' || n || ' connection(s); its median cloud hour '
-                   || format_bytes(med::BIGINT) || ' over ' || hours || ' hour(s). Score '
-                   || score || ': ' || why AS summary,
+                   ' to ' || cloud_service || ' (' || coalesce(name, '?') || ') in ' ||
+                   hours_flagged || ' hour(s) above its baseline on ' || strftime(day, '%Y-%m-%d')
+                   || ' (' || calendar_tz() || '), from ' || strftime(h0, '%H:00') || ' to ' ||
+                   strftime(h1, '%H:59') || ' UTC, ' ||
+                   CASE WHEN all_business THEN 'all inside business hours'
+                        WHEN some_business THEN 'partly outside business hours'
+                        ELSE 'outside business hours' END ||
+                   ', over ' || n || ' connection(s); its median cloud hour ' ||
+                   format_bytes(med::BIGINT) || ' over ' || hours ||
+                   ' hour(s). Top hour (' || slot_name || ') score ' || score || ': ' || why
+                   AS summary,
                    {{'host': src_ip, 'service': cloud_service, 'bytes_out': up,
-                     'bytes_in': down, 'how_baseline': base_how, 'weeks': weeks,
-                     'host_median': med, 'peer_median': pmed, 'business_hours': business,
-                     'score': score, 'users': users,
-                     'hour': strftime(hour, '%Y-%m-%dT%H:00Z')}} AS matched,
+                     'bytes_in': down, 'hours_flagged': hours_flagged,
+                     'how_baseline': base_how, 'weeks': weeks, 'host_median': med,
+                     'peer_median': pmed, 'business_hours': all_business, 'score': score,
+                     'users': users, 'day': strftime(day, '%Y-%m-%d'),
+                     'first_hour': strftime(h0, '%Y-%m-%dT%H:00Z')}} AS matched,
                    ev
-            FROM flagged ORDER BY hour, src_ip, cloud_service""")
+            FROM day ORDER BY h0, src_ip, cloud_service""")
         yield from findings_from_rows(self.META, rows, "net_conn")
