@@ -137,6 +137,7 @@ INTERNAL_NETS = tuple(ipaddress.ip_network(n) for n in (
     "fc00::/7", "fe80::/10", "ff00::/8"))
 ADDR_SCHEMA = pa.schema([("ip", pa.string()), ("zone", pa.string()), ("role", pa.string()),
                          ("isolated", pa.bool_()), ("public", pa.bool_()),
+                         ("broadcast", pa.bool_()),
                          ("risky", pa.string()), ("risky_list", pa.string())])
 
 
@@ -172,7 +173,8 @@ def addr_table(ips: Iterable[str], org: Any = None,
     """What each address of the case is: its zone of the profile's policy (longest prefix),
     the zone's role and isolation, public or not, and the risky list (Tor, VPS, SOHO) it
     is on. One lookup per distinct address, never per event."""
-    zones = PrefixMap((n, z) for z in (getattr(org, "zones", None) or ()) for n in z.networks)
+    zones = PrefixMap((n, (z, ipaddress.ip_network(n))) for z in
+                      (getattr(org, "zones", None) or ()) for n in z.networks)
     internal = PrefixMap((n, True) for n in INTERNAL_NETS)
     bad = PrefixMap((net, (cat, name)) for cat, net, name in (risky or []))
     cols: dict[str, list[Any]] = {f.name: [] for f in ADDR_SCHEMA}
@@ -181,12 +183,16 @@ def addr_table(ips: Iterable[str], org: Any = None,
             a = ipaddress.ip_address(ip)
         except ValueError:
             continue
-        z = zones.get(a)
+        hit = zones.get(a)
+        z, net = hit if hit else (None, None)
         r = bad.get(a)
+        cast = a.is_multicast or str(a) == "255.255.255.255" or bool(
+            net is not None and net.num_addresses > 2 and a == net.broadcast_address)
         for k, v in (("ip", ip), ("zone", z.name if z else None),
                      ("role", (z.role or None) if z else None),
                      ("isolated", bool(z and z.isolated)),
                      ("public", z is None and internal.get(a) is None),
+                     ("broadcast", cast),
                      ("risky", r[0] if r else None), ("risky_list", r[1] if r else None)):
             cols[k].append(v)
     return pa.table(cols, schema=ADDR_SCHEMA)

@@ -31,7 +31,7 @@ class NetZoneViolation(Analytic):
         ["T1021", "T1021.001", "T1021.002", "T1570"], ["lateral-movement"],
         "Needs zones and allow rules in the organisation profile (--org). A connection "
         "from one zone to another, or inside an isolated zone, that no allow rule covers "
-        "(zones, protocol and port). Critical when it was answered on a remote "
+        "(zones, protocol and port); broadcast and multicast are left out. Critical when it was answered on a remote "
         "administration port (SSH, RPC, SMB, RDP, WinRM, VNC), high when answered, medium "
         "when only attempted. Segmentation is a defence layer: each violation is either "
         "a gap in the firewall or an intruder using one.",
@@ -50,7 +50,7 @@ class NetZoneViolation(Analytic):
                 SELECT c.*, {zone_of('s')} AS sz, {zone_of('d')} AS dz,
                        s.isolated AND s.zone = d.zone AS iso, d.role AS drole
                 FROM net_conn c JOIN net_addr s ON s.ip = c.src_ip
-                JOIN net_addr d ON d.ip = c.dst_ip),
+                JOIN net_addr d ON d.ip = c.dst_ip WHERE NOT d.broadcast),
             v AS (SELECT * FROM c
                   WHERE {violation_sql('sz', 'dz', 'proto', 'dst_port', 'iso')}),
             g AS (
