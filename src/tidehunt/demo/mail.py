@@ -158,6 +158,9 @@ def write_demo_mail(out_dir: Path) -> list[Path]:
 
 
 def write_org_profile(path: Path) -> Path:
-    """The demo victim's organisation profile (own domain, partner, trusted senders)."""
-    path.write_text(ORG_PROFILE, encoding="utf-8")
+    """The demo victim's organisation profile (own domain, partner, trusted senders, and
+    the business calendar and zone policy of the network analytics)."""
+    from tidehunt.demo.network import NETWORK_PROFILE
+
+    path.write_text(ORG_PROFILE + NETWORK_PROFILE, encoding="utf-8")
     return path
