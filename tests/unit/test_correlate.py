@@ -126,6 +126,18 @@ def test_demo_case_is_one_incident_from_the_watering_hole_to_the_upload(tmp_path
     assert "exfiltration" in {s["phase"] for s in inc["steps"]}
     assert all(s["evidence"] and s["narrative"] for s in inc["steps"])
     assert inc["tactics"][0] == "reconnaissance" and "exfiltration" in inc["tactics"]
+    # the Zeek logs: the beacon, PsExec against the zone policy, and the staged archive
+    # leaving for Dropbox inside business hours, given away by the hour-of-week baseline
+    by_rule = {s["rule_id"]: s for s in inc["steps"]}
+    assert {"th-analytic-0051", "th-analytic-0056", "th-analytic-0057", "th-analytic-0049",
+            "th-analytic-0046"} <= set(by_rule)
+    upload = by_rule["th-analytic-0046"]
+    assert upload["phase"] == "exfiltration" and upload["level"] == "critical"
+    assert "inside business hours" in upload["summary"]
+    assert "Australia/Brisbane" in upload["summary"]
+    assert "c:\\windows\\debug\\d.rar" in by_rule["th-analytic-0049"]["summary"]
+    exfil = [s for s in inc["steps"] if s["phase"] == "exfiltration" and s["ts"]]
+    assert max(s["ts"] for s in exfil) >= upload["ts"]
 
 
 def test_the_same_system_binary_on_two_hosts_links_nothing():
