@@ -82,6 +82,10 @@ def test_sniffers_never_raise_on_hostile_heads():
              b"{" * 3000, b"[" + b'"x",' * 900,
              bytes(rng.randrange(256) for _ in range(65536)), "\u202e,é,\n".encode()]
     art = Artefact("x", Path("/nonexistent"), "x")
+    # claims see the analyst's mappings: one of each kind a reader may look for
+    options = {"net_mapping": [{"table": "net_conn", "format": "csv", "columns": {
+        "ts": "time", "src_ip": "src", "dst_ip": "dst"}}], "auth_mapping": {"user": "login"}}
     for name, cls in registry.all_of("sources").items():
         for h in heads:
             assert cls.sniff(art, h) in (True, False), name
+            assert cls.claims(art, h, options) in (True, False), name

@@ -133,18 +133,20 @@ def _scan(path: Path) -> tuple[int, str, bytes] | OSError:
 
 
 def plan(evidence: Iterable[str], store: CaseStore, ctx: RunContext,
-         result: IngestResult) -> list[Planned]:
+         result: IngestResult, options: dict[str, Any] | None = None) -> list[Planned]:
     """Hash and sniff each file; skip what the case already holds."""
     files = list(iter_files(evidence, ctx))
     result.found = len(files)
-    return list(plan_files(files, store, ctx, result))
+    return list(plan_files(files, store, ctx, result, options))
 
 
 def plan_files(files: list[tuple[Path, str, int]], store: CaseStore, ctx: RunContext,
-               result: IngestResult) -> Generator[Planned, None, None]:
+               result: IngestResult, options: dict[str, Any] | None = None
+               ) -> Generator[Planned, None, None]:
     """Hash and sniff each file (two threads), yielding the ones to read, in order.
 
     A generator, so that ingest can hand out work while the rest is still being hashed.
+    ``options`` let the analyst's column mappings claim files (see ``Source.claims``).
     """
     seen: set[str] = set()
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -166,7 +168,7 @@ def plan_files(files: list[tuple[Path, str, int]], store: CaseStore, ctx: RunCon
             seen.add(aid)
             item = Planned(aid, real, display, size, digest)
             try:
-                src = sniff(Artefact(aid, real, display), head)
+                src = sniff(Artefact(aid, real, display), head, options)
             except SourceError as exc:
                 _record_failed(store, item, "", str(exc))
                 result.failed += 1
@@ -348,7 +350,9 @@ def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
     """Add evidence to the case; returns counts. Raises NoUsableInput if nothing is readable.
 
     ``options`` reach every reader (see :class:`tidehunt.sources.base.Source`): for mail,
-    ``attachment_passwords``, ``unpack_limits``, ``extract_attachments`` and ``yara``.
+    ``attachment_passwords``, ``unpack_limits``, ``extract_attachments`` and ``yara``;
+    ``net_mapping`` (proxy, firewall and flow exports) and ``auth_mapping`` (sign-in CSV)
+    column mappings, which may also claim files the readers would not recognise.
     """
     t0 = time.perf_counter()
     result = IngestResult()
@@ -382,7 +386,7 @@ def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
                 ctx.log.info("%s: %s (%d)", rec["display"], w["message"], w["count"])
         ctx.on_progress("ingest", done_bytes, total)
 
-    planned = plan_files(files, store, ctx, result)
+    planned = plan_files(files, store, ctx, result, options)
     if workers <= 1 or total <= IN_PROCESS_BYTES:
         for task in group(list(planned), workers):
             if ctx.should_stop():

@@ -25,6 +25,8 @@ SOURCES: dict[str, str] = {
     "m365_audit": "tidehunt.sources.m365_audit:M365AuditSource",
     "gws_audit": "tidehunt.sources.gws_audit:GwsAuditSource",
     "zeek": "tidehunt.sources.zeek:ZeekSource",
+    "squid": "tidehunt.sources.squid:SquidSource",
+    "net_export": "tidehunt.sources.net_export:NetExportSource",
 }
 
 DETECTORS: dict[str, str] = {

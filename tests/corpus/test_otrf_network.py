@@ -21,7 +21,6 @@ a beacon and none long; it is not flagged, and this test says so.
 from __future__ import annotations
 
 import orjson
-import pytest
 
 from tidehunt.context import RunContext
 from tidehunt.engine import HuntOptions, hunt

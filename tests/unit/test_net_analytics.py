@@ -153,7 +153,7 @@ def test_calendar_in_the_profiles_time_zone(tmp_path):
                        ).fetchone() == (False,)
 
 
-@pytest.mark.parametrize("text, message", [
+@pytest.mark.parametrize(("text", "message"), [
     ("timezone: Mars/Olympus\n", "IANA"),
     ("business_hours: '18:00-08:00'\n", "before they end"),
     ("workdays: [funday]\n", "workdays"),
@@ -190,3 +190,44 @@ def test_addresses_classified_by_longest_prefix(tmp_path: Path):
     assert pm.get(ipaddress.ip_address("10.1.2.3")) == "ten"
     assert pm.get(ipaddress.ip_address("11.1.2.3")) == "any"
     assert pm.get(ipaddress.ip_address("::1")) is None
+
+
+def test_proxy_requests_feed_the_network_analytics(tmp_path):
+    """A mapped proxy export (user, URL, bytes, user agent) reaches the cloud-upload and
+    storage-API analytics and the intel join, with the proxy user on the finding."""
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    t0 = datetime(2026, 10, 3, 2, 0, tzinfo=UTC)
+    rows = [{"time": (t0 + timedelta(minutes=i)).isoformat(), "client": "10.30.0.77",
+             "user": "CORP\\j.smith", "url": "https://content.dropboxapi.com/2/files/upload",
+             "method": "POST", "sent": 60 << 20, "received": 900, "status": 200,
+             "agent": "rclone/v1.68.1"} for i in range(5)]
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    (ev / "proxy.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text(
+        "table: proxy\nformat: jsonl\ntime_format: iso\nmatch: ['\"agent\":']\n"
+        "columns: {ts: time, src_ip: client, user: user, url: url, method: method, "
+        "bytes_out: sent, bytes_in: received, status_code: status, user_agent: agent}\n")
+    intel = tmp_path / "iocs.csv"
+    intel.write_text("type,value,source,first_seen\ndomain,content.dropboxapi.com,test,"
+                     "2026-09-30\n")
+    case = tmp_path / "case"
+    from tidehunt.sources._netmap import load_net_mappings
+
+    report = hunt([str(ev)], case, RunContext(), HuntOptions(
+        workers=1, bundled_intel=False, feeds=False, intel=[str(intel)],
+        source_options={"net_mapping": list(load_net_mappings(str(mapping)))}))
+    assert report.stats["analytics"]["failed"] == []
+    found = [orjson.loads(x) for x in (case / "findings.jsonl").read_bytes().splitlines()]
+    by = {f["rule_id"]: f for f in found}
+    up = by["th-analytic-0046"]
+    assert up["user"] == "CORP\\j.smith" and "300.0 MiB" in up["summary"]
+    assert {e["table"] for e in up["evidence"]} == {"proxy"}
+    assert by["th-analytic-0050"]["level"] == "high"
+    assert "rclone" in by["th-analytic-0050"]["summary"]
+    ioc = by["th-analytic-0034"]
+    assert "content.dropboxapi.com" in ioc["summary"]
+    assert {e["table"] for e in ioc["evidence"]} == {"proxy", "indicator"}

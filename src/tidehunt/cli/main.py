@@ -100,6 +100,16 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
                         "senders) for the mail analytics; kept in the case for later runs")
 
 
+def _mapping_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--net-mapping", action="append", default=[], metavar="FILE",
+                   help="column mapping (YAML) for proxy, firewall and flow exports the "
+                        "built-in presets do not read: table, format, columns, time_format, "
+                        "timezone, match (repeatable; see docs/usage.md)")
+    p.add_argument("--auth-mapping", metavar="FILE",
+                   help="column mapping (YAML: our column: their header) for sign-in CSVs "
+                        "whose header the built-in names miss")
+
+
 def _mail_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--password", action="append", default=[], metavar="PW",
                    dest="attachment_passwords",
@@ -145,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="case directory (created; re-running adds only new evidence)")
     _webroot_args(p, repeat=True)
     _mail_args(p)
+    _mapping_args(p)
     _detect_args(p)
 
     p = sub.add_parser("scan-site", help="watering-hole check of a saved copy of a site you "
@@ -170,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("evidence", nargs="+", metavar="EVIDENCE")
     p.add_argument("-o", "--output", "--case", dest="case", required=True, metavar="CASE")
     _mail_args(p)
+    _mapping_args(p)
 
     p = sub.add_parser("detect", help="re-run detection on an existing case")
     p.add_argument("case", metavar="CASE")
@@ -379,8 +391,17 @@ def _opts(args: argparse.Namespace) -> Any:
 
 
 def _source_options(args: argparse.Namespace) -> dict[str, Any]:
-    """What the readers get (mail: attachment passwords, unpack limits, copies, YARA)."""
+    """What the readers get (mail: attachment passwords, unpack limits, copies, YARA;
+    column mappings of network exports and sign-in CSVs, checked here: ConfigError)."""
     out: dict[str, Any] = {}
+    if getattr(args, "net_mapping", None):
+        from tidehunt.sources._netmap import load_net_mappings
+
+        out["net_mapping"] = [m for f in args.net_mapping for m in load_net_mappings(f)]
+    if getattr(args, "auth_mapping", None):
+        from tidehunt.sources.auth_csv import load_auth_mapping
+
+        out["auth_mapping"] = load_auth_mapping(args.auth_mapping)
     if getattr(args, "attachment_passwords", None):
         out["attachment_passwords"] = list(args.attachment_passwords)
     if getattr(args, "max_unpack_mb", None):
@@ -540,11 +561,15 @@ def _demo(args: argparse.Namespace, ctx: Any, err: Any) -> int:
     intel = write_demo_intel(out / "intel")
     inventory = write_demo_inventory(out / "assets")
     write_demo_wiki_log(evidence)
+    from tidehunt.demo.network import write_demo_network
+
+    zeek = write_demo_network(evidence)
     if not args.quiet:
         err.print(f"demo evidence: {len(files)} log files and {len(mails)} mails in "
                   f"{evidence}, web root of {len(site)} files in {webroot}, partner site "
                   f"copy in {during}, organisation profile {org}, {len(intel)} intel files "
-                  f"in {out / 'intel'}", markup=False)
+                  f"in {out / 'intel'}, {len(zeek)} Zeek logs in {evidence / 'zeek'}",
+                  markup=False)
     opts = engine.HuntOptions(workers=args.workers, webroots=[str(webroot)],
                               web_host=WEB_HOST, sites=[str(during)],
                               site_baseline=str(before), org=str(org),

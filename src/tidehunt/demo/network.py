@@ -57,22 +57,26 @@ START: Final = datetime(2026, 9, 13, 22, 0, tzinfo=UTC)  # Mon 14 Sep 08:00 Bris
 END: Final = datetime(2026, 10, 8, 8, 0, tzinfo=UTC)
 MiB: Final = 1 << 20
 
-CONN_FIELDS: Final = ("ts uid id.orig_h id.orig_p id.resp_h id.resp_p proto service duration "
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+CONN_FIELDS: Final = _words("ts uid id.orig_h id.orig_p id.resp_h id.resp_p proto service duration "
                       "orig_bytes resp_bytes conn_state local_orig local_resp missed_bytes "
                       "history orig_pkts orig_ip_bytes resp_pkts resp_ip_bytes "
-                      "tunnel_parents").split()
-CONN_TYPES: Final = ("time string addr port addr port enum string interval count count "
+                      "tunnel_parents")
+CONN_TYPES: Final = _words("time string addr port addr port enum string interval count count "
                      "string bool bool count string count count count count "
-                     "set[string]").split()
-SSL_FIELDS: Final = ("ts uid id.orig_h id.orig_p id.resp_h id.resp_p version cipher curve "
+                     "set[string]")
+SSL_FIELDS: Final = _words("ts uid id.orig_h id.orig_p id.resp_h id.resp_p version cipher curve "
                      "server_name resumed last_alert next_protocol established subject "
-                     "issuer validation_status").split()
-SSL_TYPES: Final = ("time string addr port addr port string string string string bool "
-                    "string string bool string string string").split()
-DNS_FIELDS: Final = ("ts uid id.orig_h id.orig_p id.resp_h id.resp_p proto trans_id query "
-                     "qtype_name rcode_name answers TTLs").split()
-DNS_TYPES: Final = ("time string addr port addr port enum count string string string "
-                    "vector[string] vector[interval]").split()
+                     "issuer validation_status")
+SSL_TYPES: Final = _words("time string addr port addr port string string string string bool "
+                    "string string bool string string string")
+DNS_FIELDS: Final = _words("ts uid id.orig_h id.orig_p id.resp_h id.resp_p proto trans_id query "
+                     "qtype_name rcode_name answers TTLs")
+DNS_TYPES: Final = _words("time string addr port addr port enum count string string string "
+                    "vector[string] vector[interval]")
 
 
 class _Zeek:

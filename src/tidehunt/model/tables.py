@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tidehunt.model.fields import FieldSpec, FieldType, TableSchema
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 F = FieldType
 
@@ -335,7 +335,10 @@ _NET_TAIL = (
 )
 NET_CONN = TableSchema(
     name="net_conn",
-    doc="One row per connection (Zeek conn.log); host is the sensor when the log names it.",
+    doc=("One row per connection: Zeek conn.log, and firewall and flow exports (Palo Alto "
+         "traffic CSV, nfdump CSV, generic firewall CSV or mapped exports); host is the "
+         "sensor or firewall when the log names it. Flow records are as the exporter wrote "
+         "them: unidirectional NetFlow gives each direction as its own row."),
     fields=(*_NET,
             FieldSpec("proto", F.STRING, "tcp, udp, icmp"),
             FieldSpec("service", F.STRING, "Protocol Zeek recognised (dns, ssl, http...)"),
@@ -348,7 +351,39 @@ NET_CONN = TableSchema(
             FieldSpec("orig_pkts", F.INT, "Packets from the originator"),
             FieldSpec("resp_pkts", F.INT, "Packets from the responder"),
             FieldSpec("history", F.STRING, "Zeek connection history"),
+            FieldSpec("action", F.STRING, "Firewall verdict as logged (allow, deny, drop, "
+                      "reset-both...); null for Zeek and plain flow records"),
+            FieldSpec("device", F.STRING, "Firewall or flow exporter that logged the "
+                      "connection (name, serial or address, as logged)"),
             *_NET_TAIL),
+)
+PROXY = TableSchema(
+    name="proxy",
+    doc=("One row per request a web proxy handled (Squid, Blue Coat/Symantec ProxySG ELFF, "
+         "Zscaler NSS, or a mapped export). Values are as logged; bytes are from the "
+         "client's side of the proxy: bytes_out what the client sent, bytes_in what it got. "
+         "host is the proxy when the log names it."),
+    fields=(*COMMON,
+            FieldSpec("src_ip", F.IP, "Client address (c-ip, cip)"),
+            FieldSpec("user", F.USER, "Authenticated user name, as logged"),
+            FieldSpec("method", F.STRING, "Request method (CONNECT for tunnels)"),
+            FieldSpec("url", F.URL, "URL as logged; host:port for CONNECT"),
+            FieldSpec("url_host", F.DOMAIN, "Host part of the URL, lower case, no port"),
+            FieldSpec("dst_ip", F.IP, "Address of the server the proxy contacted, if logged"),
+            FieldSpec("dst_port", F.INT, "Server port: as logged or in the URL, else the "
+                      "scheme's default (80 http, 443 https, 21 ftp)"),
+            FieldSpec("status_code", F.INT, "HTTP status returned to the client"),
+            FieldSpec("bytes_out", F.INT, "Bytes from the client to the proxy (request); "
+                      "null when the log does not say (Squid's native format)"),
+            FieldSpec("bytes_in", F.INT, "Bytes from the proxy to the client (response)"),
+            FieldSpec("user_agent", F.STRING, "User-Agent"),
+            FieldSpec("action", F.STRING, "Proxy verdict or cache action as logged "
+                      "(TCP_TUNNEL, TCP_DENIED, Allowed, Blocked...)"),
+            FieldSpec("category", F.STRING, "URL category, if the product logs one"),
+            FieldSpec("content_type", F.STRING, "Response content type"),
+            FieldSpec("duration", F.FLOAT, "Seconds the proxy took"),
+            FieldSpec("line", F.INT, "Line of the log"),
+            FieldSpec("source_file", F.PATH, "Evidence path as given on the command line")),
 )
 DNS = TableSchema(
     name="dns",
@@ -403,7 +438,7 @@ TABLES: dict[str, TableSchema] = {t.name: t for t in (WINDOWS, WEB_ACCESS, FILE,
                                                       SITE_SCRIPT, MAIL, MAIL_ATTACHMENT,
                                                       INDICATOR, INVENTORY, AUTH,
                                                       CLOUD_AUDIT, NET_CONN, DNS, HTTP,
-                                                      TLS, NET_EVENT)}
+                                                      TLS, NET_EVENT, PROXY)}
 
 #: Sigma field names that map onto a declared column of the windows table.
 WINDOWS_ALIASES: dict[str, str] = {

@@ -1,19 +1,28 @@
 """Sign-ins of a VPN or appliance exported as CSV, found by its header (time, user, address
 and a result or factor column) and read into ``auth``; ``--auth-mapping FILE`` (YAML:
-our column: their header) names columns the built-in names do not cover."""
+our column: their header) names columns the built-in names do not cover, and a CSV whose
+header holds every mapped name is read even when the built-in names find nothing::
+
+    ts: Event Time
+    user: Login Name
+    src_ip: Client Address
+    result: Outcome
+"""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
-from tidehunt.errors import SourceError
+from tidehunt.errors import ConfigError, SourceError
 from tidehunt.model.batch import TableBatch
 from tidehunt.model.times import parse_time
 from tidehunt.sources._auth import auth_batch, mfa_kind
+from tidehunt.sources._yamlconf import load_yaml
 from tidehunt.sources.base import Artefact, Source
 
 MAX_BYTES = 1 << 30
@@ -50,6 +59,37 @@ def columns(header: list[str], mapping: dict[str, str] | None = None) -> dict[st
     return out
 
 
+def load_auth_mapping(path: str | Path) -> dict[str, str]:
+    """An ``--auth-mapping`` file: our column -> their header name, checked.
+
+    Raises:
+        ConfigError: not YAML, not a mapping of names, or a column ``auth`` does not read.
+    """
+    doc = load_yaml(path, "auth mapping")
+    if not isinstance(doc, dict) or not doc:
+        raise ConfigError(f"{path}: auth mapping must map our columns to their header "
+                          f"names (our columns: {', '.join(NAMES)})")
+    out: dict[str, str] = {}
+    for ours, theirs in doc.items():
+        if ours not in NAMES:
+            raise ConfigError(f"{path}: {ours!r} is not a column the sign-in CSV reader "
+                              f"fills (known: {', '.join(NAMES)})")
+        if not isinstance(theirs, str) or not theirs.strip():
+            raise ConfigError(f"{path}: column {ours} wants a header name, not {theirs!r}")
+        out[str(ours)] = theirs.strip()
+    return out
+
+
+def _first_row(head: bytes) -> list[str] | None:
+    first_b = head.split(b"\n", 1)[0].rstrip(b"\r")
+    if b"," not in first_b or b"\x00" in first_b or len(first_b) > 4096:
+        return None
+    try:  # a sniffer never raises, whatever the bytes
+        return next(csv.reader([first_b.decode("utf-8", "replace").lstrip("\ufeff")]))
+    except (csv.Error, StopIteration):
+        return None
+
+
 class AuthCsvSource(Source):
     """A CSV of sign-ins (VPN, firewall portal, appliance)."""
 
@@ -60,14 +100,25 @@ class AuthCsvSource(Source):
     @classmethod
     def sniff(cls, artefact: Artefact, head: bytes) -> bool:
         """A header with a time, a user, an address and a result or factor column."""
-        first_b = head.split(b"\n", 1)[0].rstrip(b"\r")
-        if b"," not in first_b or b"\x00" in first_b or len(first_b) > 4096:
+        header = _first_row(head)
+        if header is None:
             return False
-        try:  # a sniffer never raises, whatever the bytes
-            cols = columns(next(csv.reader([first_b.decode("utf-8", "replace")])))
-        except (csv.Error, StopIteration):
-            return False
+        cols = columns(header)
         return {"ts", "user", "src_ip"} <= set(cols) and bool({"result", "mfa"} & set(cols))
+
+    @classmethod
+    def claims(cls, artefact: Artefact, head: bytes, options: Mapping[str, Any]) -> bool:
+        """The ``--auth-mapping`` names are all in the header, with a time and a user."""
+        mapping = options.get("auth_mapping")
+        if not isinstance(mapping, dict) or not mapping:
+            return False
+        header = _first_row(head)
+        if header is None:
+            return False
+        low = {h.strip().lower() for h in header}
+        if not all(str(v).strip().lower() in low for v in mapping.values()):
+            return False
+        return {"ts", "user"} <= set(columns(header, mapping))
 
     def read(self, artefact: Artefact, ctx: RunContext) -> Iterator[TableBatch]:
         """Every row with a readable time; others are warnings."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, ClassVar
@@ -44,6 +44,13 @@ class Source(abc.ABC):
     @abc.abstractmethod
     def sniff(cls, artefact: Artefact, head: bytes) -> bool:
         """Return True if ``head`` (the first 64 KiB) looks like this format. No side effects."""
+
+    @classmethod
+    def claims(cls, artefact: Artefact, head: bytes, options: Mapping[str, Any]) -> bool:
+        """Return True if the analyst's configuration among the ingest ``options`` (a
+        column mapping whose header matches) names this file for this Source; a claim
+        beats content sniffing. Default: no claim. Never raises, like :meth:`sniff`."""
+        return False
 
     @abc.abstractmethod
     def read(self, artefact: Artefact, ctx: RunContext) -> Iterator[TableBatch]:

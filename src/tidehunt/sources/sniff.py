@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from tidehunt import registry
 from tidehunt.errors import SourceError
 from tidehunt.sources.base import Artefact, Source
@@ -9,18 +12,30 @@ from tidehunt.sources.base import Artefact, Source
 HEAD = 65536
 
 
-def sniff(artefact: Artefact, head: bytes | None = None) -> type[Source] | None:
+def sniff(artefact: Artefact, head: bytes | None = None,
+          options: Mapping[str, Any] | None = None) -> type[Source] | None:
     """The Source class whose ``sniff`` accepts the file; None when none does.
 
+    With ``options`` (the ingest options), a Source whose ``claims`` accepts the file
+    (the analyst's column mapping fits its header) wins over content sniffing.
+
     Raises:
-        SourceError: two Sources of equal priority claim it (names both).
+        SourceError: two Sources of equal priority, or two claims, for one file.
     """
     if head is None:
         with artefact.open() as fh:
             head = fh.read(HEAD)
-    hits: list[type[Source]] = [
-        cls for cls in registry.all_of("sources").values() if cls.sniff(artefact, head)
-    ]
+    sources = registry.all_of("sources").values()
+    if options:
+        claimed: list[type[Source]] = [cls for cls in sources
+                                       if cls.claims(artefact, head, options)]
+        if len(claimed) > 1:
+            names = ", ".join(c.NAME for c in claimed)
+            raise SourceError(f"{artefact.display}: the mappings of more than one reader "
+                              f"fit it ({names})")
+        if claimed:
+            return claimed[0]
+    hits: list[type[Source]] = [cls for cls in sources if cls.sniff(artefact, head)]
     if not hits:
         return None
     hits.sort(key=lambda c: -c.PRIORITY)

@@ -47,6 +47,8 @@ TARGETS: tuple[tuple[str, str, str, str], ...] = (
     ("http", "domain", "http_host", "src_ip"), ("http", "user-agent", "user_agent", "src_ip"),
     ("http", "ip", "dst_ip", "src_ip"),
     ("tls", "domain", "server_name", "src_ip"), ("tls", "ip", "dst_ip", "src_ip"),
+    ("proxy", "domain", "url_host", "src_ip"), ("proxy", "ip", "dst_ip", "src_ip"),
+    ("proxy", "url", "url", "src_ip"), ("proxy", "user-agent", "user_agent", "src_ip"),
 )
 _LOCATOR = {"web_access": "line"}
 
@@ -91,7 +93,8 @@ class IntelMatch(Analytic):
             sql_expr = expr.format(**{n: f'"{have[n.lower()]}"' for n in names})
             loc = "NULL::BIGINT"
             src = "root || '/' || path" if table == "file" else "source_file"
-            loc = "line" if table in ("web_access", "net_conn", "dns", "http", "tls") else loc
+            loc = "line" if table in ("web_access", "net_conn", "dns", "http", "tls",
+                                      "proxy") else loc
             obs.append(f"""SELECT '{table}' AS tbl, '{kind}' AS kind, {sql_expr} AS v,
                            {host} AS host, ts, _artefact, _locator, {src} AS src_file,
                            {loc} AS line

@@ -31,8 +31,9 @@ class NetZoneViolation(Analytic):
         ["T1021", "T1021.001", "T1021.002", "T1570"], ["lateral-movement"],
         "Needs zones and allow rules in the organisation profile (--org). A connection "
         "from one zone to another, or inside an isolated zone, that no allow rule covers "
-        "(zones, protocol and port); broadcast and multicast are left out. Critical when it was answered on a remote "
-        "administration port (SSH, RPC, SMB, RDP, WinRM, VNC), high when answered, medium "
+        "(zones, protocol and port); broadcast and multicast are left out. Critical "
+        "when it was answered on a remote administration port (SSH, RPC, SMB, RDP, WinRM, "
+        "VNC), high when answered, medium "
         "when only attempted. Segmentation is a defence layer: each violation is either "
         "a gap in the firewall or an intruder using one.",
         ["https://attack.mitre.org/techniques/T1021/"], __name__)
