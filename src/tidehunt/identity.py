@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import yaml
 
 from tidehunt.errors import ConfigError
 
@@ -55,11 +54,10 @@ def load_risky(path: str | None) -> list[tuple[str, Any, str]]:
     each a list of addresses or networks (or a path to a file of them, one a line)."""
     if not path:
         return []
+    from tidehunt.yamlconf import load_yaml
+
     p = Path(path)
-    try:
-        doc = yaml.safe_load(p.read_bytes()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{p}: risky-network lists not readable: {exc}") from exc
+    doc = load_yaml(p, "risky-network lists") or {}
     if not isinstance(doc, dict):
         raise ConfigError(f"{p}: expected categories (tor, vps, soho) of address lists")
     out = []

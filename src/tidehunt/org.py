@@ -152,21 +152,10 @@ class OrgProfile:
     @classmethod
     def load(cls, path: str | Path) -> OrgProfile:
         """Read and check a profile; every problem is a ConfigError naming the file."""
-        import yaml
+        from tidehunt.yamlconf import load_yaml
 
         p = Path(path)
-        try:
-            raw = p.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"{p}: organisation profile not readable: {exc}") from exc
-        if len(raw) > MAX_BYTES:
-            raise ConfigError(f"{p}: organisation profile larger than 1 MiB")
-        if raw.count(b"*") > 100 and raw.count(b"&") > 10:
-            raise ConfigError(f"{p}: too many YAML aliases (a YAML bomb?)")
-        try:
-            doc = yaml.safe_load(raw) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+        doc = load_yaml(p, "organisation profile") or {}
         if not isinstance(doc, dict):
             raise ConfigError(f"{p}: expected a mapping with own_domains, partner_domains, "
                               "trusted")

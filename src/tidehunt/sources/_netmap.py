@@ -46,8 +46,8 @@ from tidehunt.context import RunContext
 from tidehunt.errors import ConfigError
 from tidehunt.model.batch import TableBatch
 from tidehunt.sources._lines import LineStats, head_lines, text_head, warn_bad
-from tidehunt.sources._yamlconf import load_yaml
 from tidehunt.sources.base import Artefact
+from tidehunt.yamlconf import load_yaml
 
 #: Our columns a mapping may fill, per table (the provenance columns are ours to set).
 OUR_COLUMNS: dict[str, tuple[str, ...]] = {

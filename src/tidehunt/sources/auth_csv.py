@@ -22,8 +22,8 @@ from tidehunt.errors import ConfigError, SourceError
 from tidehunt.model.batch import TableBatch
 from tidehunt.model.times import parse_time
 from tidehunt.sources._auth import auth_batch, mfa_kind
-from tidehunt.sources._yamlconf import load_yaml
 from tidehunt.sources.base import Artefact, Source
+from tidehunt.yamlconf import load_yaml
 
 MAX_BYTES = 1 << 30
 NAMES: dict[str, tuple[str, ...]] = {

@@ -1,5 +1,6 @@
-"""Reading a small YAML file the analyst gives on the command line (a column mapping):
-size and alias limits, and every problem a ConfigError that names the file."""
+"""Reading a small YAML file the analyst gives on the command line (a profile, a column
+mapping, a list of networks): size and alias limits, and every problem a ConfigError
+that names the file."""
 
 from __future__ import annotations
 
