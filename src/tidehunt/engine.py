@@ -84,6 +84,14 @@ class HuntOptions:
     incident_gap_hours: float = 72.0
     #: Organisation profile (YAML) for the mail analytics; the case keeps a copy.
     org: str | None = None
+    #: Detection engine for the Sigma plan: "duckdb" (local processes) or "spark".
+    engine: str = "duckdb"
+    #: Spark master URL for --engine spark (local[*] runs Spark in this machine).
+    spark_master: str = "local[*]"
+    #: Extra Spark settings (spark.executor.memory=4g ...).
+    spark_conf: dict[str, str] = field(default_factory=dict)
+    #: DuckDB's memory limit for the analytics ("2GB"); beyond it DuckDB spills to disk.
+    max_memory: str | None = "2GB"
     #: Options for the readers (see :func:`tidehunt.ingest.ingest`).
     source_options: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -159,8 +167,13 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
     named = _rule_paths(opts)
     plan = plan_future.result() if plan_future is not None else prepare_plan(opts, ctx)
     timings["rules"] = round(time.perf_counter() - t0, 3)
+    spark = None
+    if opts.engine == "spark":
+        from tidehunt.detect.sigma.spark import SparkOptions
+
+        spark = SparkOptions(opts.spark_master, dict(opts.spark_conf))
     det = SigmaDetector(plan, SigmaOptions(opts.min_level, opts.exclude, opts.since,
-                                           opts.until, opts.workers))
+                                           opts.until, opts.workers, opts.engine, spark))
     org = OrgProfile.for_case(store.root, opts.org)
     from tidehunt.intel.feeds import fetched_files
 
@@ -173,7 +186,7 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
         opts.min_level, opts.exclude, opts.since, opts.until, org,
         IntelOptions(retro=opts.retro, policy=AgeingPolicy.parse(list(opts.intel_lifetimes)),
                      warninglists=list(opts.warninglists)), str(kev) if kev else None,
-        opts.geoip, opts.risky_networks))
+        opts.geoip, opts.risky_networks, opts.max_memory))
     t1 = time.perf_counter()
     findings = concat(pa.Table.from_batches([b], schema=FINDINGS_SCHEMA)
                       for d in (det, ana) for b in d.run(store, ctx))

@@ -68,11 +68,12 @@ FLOW_COLUMNS = ("ts", "src_ip", "dst_ip", "dst_port", "proto", "bytes_out", "byt
                 "evidence_table", "source_file", "line", "_artefact", "_locator")
 
 
-def net_flow_sql(have: set[str]) -> str:
-    """The ``net_flow`` view: every connection (``net_conn``) and proxied request
-    (``proxy``) as one shape, each named by the server name that tied it: TLS SNI or HTTP
-    Host of the same Zeek uid, else the DNS answer the client got in the six hours before,
-    else (proxy) the requested host."""
+def net_flow_sql(have: set[str], into: str | None = None) -> str:
+    """``net_flow``: every connection (``net_conn``) and proxied request (``proxy``) as one
+    shape, each named by the server name that tied it: TLS SNI or HTTP Host of the same
+    Zeek uid, else the DNS answer the client got in the six hours before, else (proxy)
+    the requested host. A view, or with ``into`` (a Parquet path) a COPY that computes it
+    once for every analytic that reads it (the joins are the expensive part)."""
     names = [q for t, q in (("tls", "SELECT uid, server_name AS name, NULL AS ua, NULL AS m, "
                                     "NULL AS url FROM tls WHERE server_name IS NOT NULL"),
                             ("http", "SELECT uid, http_host AS name, user_agent AS ua, "
@@ -110,21 +111,30 @@ conn_named AS (
            'net_conn' AS evidence_table, n.source_file, n.line, n._artefact, n._locator
     FROM named n ASOF LEFT JOIN dnsmap d
       ON d.client = n.src_ip AND d.ip = n.dst_ip AND n.ts >= d.dts)"""
-    return f"""
-CREATE VIEW net_flow AS
-WITH dummy AS (SELECT 1){conn_named}
-{body}
+    select = f"WITH dummy AS (SELECT 1){conn_named}\n{body}"
+    if into:
+        return f"COPY ({select}) TO '{into.replace(chr(39), chr(39) * 2)}' (FORMAT parquet)"
+    return f"CREATE VIEW net_flow AS {select}"
+
+
+#: Catalogued services of each distinct server name (the longest matching domain wins),
+#: so the catalogue is matched once per name, not once per connection.
+CLOUD_NAME_SQL = """
+CREATE TEMP TABLE cloud_name AS
+SELECT n.name, arg_max(cat.service, length(cat.domain)) AS cloud_service,
+       arg_max(cat.category, length(cat.domain)) AS cloud_category
+FROM (SELECT DISTINCT name FROM net_flow WHERE name IS NOT NULL) n
+JOIN cloud_catalogue cat ON n.name = cat.domain OR n.name LIKE '%.' || cat.domain
+GROUP BY n.name
 """
 
 
 def net_cloud_sql(have: set[str]) -> str:
     """The ``net_cloud`` view: each flow of ``net_flow`` that reached a catalogued
-    service, with the service and its category."""
+    service, with the service and its category (``cloud_name``: one per name)."""
     return """
 CREATE VIEW net_cloud AS
-SELECT f.*, cat.service AS cloud_service, cat.category AS cloud_category
-FROM net_flow f JOIN cloud_catalogue cat
-  ON f.name = cat.domain OR f.name LIKE '%.' || cat.domain
+SELECT f.*, c.cloud_service, c.cloud_category FROM net_flow f JOIN cloud_name c USING (name)
 """
 
 

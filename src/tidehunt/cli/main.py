@@ -40,6 +40,22 @@ def _time(text: str) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value.strip()
+
+
+def _size(text: str) -> str:
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B)\s*", text, re.I)
+    if not m:
+        raise argparse.ArgumentTypeError(f"expected a size such as 512MB or 4GB, got {text!r}")
+    return f"{m[1]}{m[2].upper().replace('IB', 'iB')}"
+
+
 def _level(text: str) -> str:
     from tidehunt.model.rule import Severity
 
@@ -97,7 +113,20 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
                         "chained into one incident when at most this far apart (default 72)")
     p.add_argument("--org", metavar="FILE",
                    help="organisation profile (YAML: own_domains, partner_domains, trusted "
-                        "senders) for the mail analytics; kept in the case for later runs")
+                        "senders; business calendar and zones, see docs/network.md); kept "
+                        "in the case for later runs")
+    p.add_argument("--engine", choices=("duckdb", "spark"), default="duckdb",
+                   help="where the Sigma plan runs: duckdb (this machine, default) or spark "
+                        "(mapInArrow over the case's Parquet; see docs/scale.md)")
+    p.add_argument("--spark-master", default="local[*]", metavar="URL",
+                   help="Spark master for --engine spark (default local[*]; e.g. "
+                        "spark://host:7077, yarn, k8s://https://...)")
+    p.add_argument("--spark-conf", action="append", default=[], type=_key_value,
+                   metavar="KEY=VALUE", help="a Spark setting, e.g. spark.executor.memory=8g "
+                                             "(repeatable)")
+    p.add_argument("--max-memory", type=_size, default="2GB", metavar="SIZE",
+                   help="memory the analytics' DuckDB may use before it spills to the case "
+                        "folder (default 2GB; e.g. 512MB, 8GB)")
 
 
 def _mapping_args(p: argparse.ArgumentParser) -> None:
@@ -387,7 +416,11 @@ def _opts(args: argparse.Namespace) -> Any:
         bundled_intel=not args.no_bundled_intel, retro=not args.no_retro,
         intel_lifetimes=list(args.intel_lifetime), warninglists=list(args.warninglist),
         inventory=list(args.inventory), kev=args.kev, feeds=not args.no_feeds,
-        geoip=args.geoip, risky_networks=args.risky_networks)
+        geoip=args.geoip, risky_networks=args.risky_networks,
+        engine=getattr(args, "engine", "duckdb"),
+        spark_master=getattr(args, "spark_master", "local[*]"),
+        spark_conf=dict(getattr(args, "spark_conf", []) or []),
+        max_memory=getattr(args, "max_memory", "2GB"))
 
 
 def _source_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import time
 import traceback
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -23,6 +26,8 @@ from tidehunt.model.rule import Severity
 from tidehunt.org import OrgProfile
 
 log = logging.getLogger("tidehunt.analytics")
+#: The analytics' DuckDB memory limit unless --max-memory says otherwise.
+DEFAULT_MAX_MEMORY = "2GB"
 
 
 @dataclass
@@ -38,6 +43,9 @@ class AnalyticsOptions:
     kev: str | None = None
     geoip: str | None = None
     risky_networks: str | None = None
+    #: DuckDB's memory limit for the analytics (it spills to the case's work folder
+    #: beyond it), e.g. "2GB"; None for DuckDB's default (80% of RAM).
+    max_memory: str | None = DEFAULT_MAX_MEMORY
 
 
 #: Own domains when the profile names none: those that receive at least this share of the
@@ -60,7 +68,8 @@ SELECT d FROM inferred WHERE NOT EXISTS (SELECT 1 FROM org_domain WHERE role = '
 
 def prepare(con: Any, org: OrgProfile | None,
             intel: IntelOptions | None = None, kev: str | None = None,
-            geoip: str | None = None, risky: str | None = None) -> dict[str, Any]:
+            geoip: str | None = None, risky: str | None = None,
+            work: Path | None = None) -> dict[str, Any]:
     """Views the analytics share: the organisation profile's tables (empty without one),
     the mail's own domains, the file table's web-root rows, and the indicators as they
     stand now (``intel_live``: aged, scored, warninglist applied). Returns intel stats."""
@@ -83,7 +92,7 @@ def prepare(con: Any, org: OrgProfile | None,
                                          "WHERE src_ip IS NOT NULL").fetchall()]
         con.register("auth_geo", geo_table(ips, geoip))
         con.register("auth_ip_class", class_table(ips, load_risky(risky)))
-    _prepare_network(con, org, risky)
+    _prepare_network(con, org, risky, work)
     if has_table(con, "mail"):
         con.execute(_OWN_DOMAIN_SQL)
     if has_table(con, "file"):  # web-root analytics read files of scanned folders only
@@ -92,13 +101,15 @@ def prepare(con: Any, org: OrgProfile | None,
     return stats
 
 
-def _prepare_network(con: Any, org: OrgProfile | None, risky: str | None) -> None:
+def _prepare_network(con: Any, org: OrgProfile | None, risky: str | None,
+                     work: Path | None = None) -> None:
     """``net_flow`` and ``net_cloud`` (connections and proxied requests named by server
     and cloud service), ``net_addr`` (zone, public, risky list of every address seen) and
     ``host_ip`` (names of addresses)."""
     from tidehunt.identity import load_risky
     from tidehunt.network import (
         ADDR_COLUMNS,
+        CLOUD_NAME_SQL,
         addr_table,
         api_table,
         catalogue,
@@ -114,7 +125,14 @@ def _prepare_network(con: Any, org: OrgProfile | None, risky: str | None) -> Non
     if have & {"net_conn", "proxy"}:
         con.register("cloud_catalogue", catalogue())
         con.register("cloud_api", api_table())
-        con.execute(net_flow_sql(have))
+        if work is not None:  # computed once, read by each analytic with column pruning
+            work.mkdir(parents=True, exist_ok=True)
+            flow = work / "net_flow.parquet"
+            con.execute(net_flow_sql(have, str(flow)))
+            con.execute(f"CREATE VIEW net_flow AS SELECT * FROM read_parquet('{flow}')")
+        else:
+            con.execute(net_flow_sql(have))
+        con.execute(CLOUD_NAME_SQL)
         con.execute(net_cloud_sql(have))
     win_cols = set(columns_of(con, "windows")) if "windows" in have else set()
     con.execute(host_ip_sql(have if {"SourceIp", "Initiated"} <= win_cols else
@@ -241,10 +259,14 @@ class AnalyticsDetector(Detector):
         opt = self.options
         excluded = {x.lower() for x in opt.exclude}
         con = store.connect(window_sql(opt.since, opt.until))
-        self.stats.intel = prepare(con, opt.org, opt.intel, opt.kev, opt.geoip,
-                                   opt.risky_networks)
+        work = store.root / f".work-analytics-{os.getpid()}"
+        if opt.max_memory:
+            con.execute(f"SET memory_limit = '{opt.max_memory}'")
+            con.execute(f"SET temp_directory = '{str(work / 'spill').replace(chr(39), '')}'")
         out: list[Finding] = []
         try:
+            self.stats.intel = prepare(con, opt.org, opt.intel, opt.kev, opt.geoip,
+                                       opt.risky_networks, work)
             for name, cls in analytics().items():
                 if cls.META.id.lower() in excluded or name in excluded:
                     self.stats.excluded += 1
@@ -273,6 +295,7 @@ class AnalyticsDetector(Detector):
                 out.extend(found)
         finally:
             con.close()
+            shutil.rmtree(work, ignore_errors=True)
         self.stats.findings = len(out)
         if out:
             yield findings_batch(out)

@@ -54,20 +54,29 @@ class NetUploadAsymmetric(Analytic):
                        date_trunc('day', n.ts) AS day
                 FROM net_flow n LEFT JOIN net_addr a ON a.ip = n.dst_ip
                 WHERE coalesce(a.public, n.dst_ip IS NULL AND n.evidence_table = 'proxy')),
-            d AS (
+            sums AS (
                 SELECT src_ip, dest, day, sum(coalesce(bytes_out, 0))::BIGINT AS up,
-                       sum(coalesce(bytes_in, 0))::BIGINT AS down, count(*) AS n,
-                       sum(CASE WHEN NOT in_business(ts) THEN coalesce(bytes_out, 0) END)
-                           AS off_up,
-                       list(DISTINCT dst_port ORDER BY dst_port) AS ports,
-                       string_agg(DISTINCT "user", ', ') AS users, {FLOW_EVIDENCE_SQL} AS ev
-                FROM f GROUP BY src_ip, dest, day),
+                       sum(coalesce(bytes_in, 0))::BIGINT AS down
+                FROM f GROUP BY src_ip, dest, day
+                HAVING sum(coalesce(bytes_out, 0)) >= {MIN_BYTES}
+                   AND sum(coalesce(bytes_out, 0))
+                       >= {RATIO} * greatest(sum(coalesce(bytes_in, 0)), 1)),
+            flagged AS (
+                SELECT s.* FROM sums s
+                WHERE NOT EXISTS (SELECT 1 FROM cloud_name cn WHERE cn.name = s.dest)),
             cand AS (
-                SELECT d.*, (SELECT min(date_trunc('day', g.ts)) FROM f g
-                             WHERE g.dest = d.dest) AS first_any
-                FROM d WHERE up >= {MIN_BYTES} AND up >= {RATIO} * greatest(down, 1)
-                  AND NOT EXISTS (SELECT 1 FROM cloud_catalogue cat
-                                  WHERE d.dest = cat.domain OR d.dest LIKE '%.' || cat.domain)),
+                SELECT g.src_ip, g.dest, g.day, any_value(g.up) AS up,
+                       any_value(g.down) AS down, count(*) AS n,
+                       sum(CASE WHEN NOT in_business(f.ts) THEN coalesce(f.bytes_out, 0) END)
+                           AS off_up,
+                       list(DISTINCT f.dst_port ORDER BY f.dst_port) AS ports,
+                       string_agg(DISTINCT f."user", ', ') AS users,
+                       {FLOW_EVIDENCE_SQL} AS ev,
+                       (SELECT min(date_trunc('day', x.ts)) FROM net_flow x
+                        WHERE coalesce(x.name, x.dst_ip) = g.dest) AS first_any
+                FROM flagged g JOIN f ON f.src_ip = g.src_ip AND f.dest = g.dest
+                                    AND f.day = g.day
+                GROUP BY g.src_ip, g.dest, g.day),
             s AS (SELECT *, {score} AS score, {why} AS why FROM cand)
             SELECT {host_of('src_ip')} AS host, src_ip AS src, dest AS dst,
                    split_part(users, ', ', 1) AS "user", {level_sql('score')} AS level,

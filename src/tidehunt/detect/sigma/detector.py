@@ -29,6 +29,9 @@ class SigmaOptions:
     since: datetime | None = None
     until: datetime | None = None
     workers: int | None = None
+    #: "duckdb" (this machine's processes) or "spark" (mapInArrow on a Spark cluster).
+    engine: str = "duckdb"
+    spark: Any = None  # tidehunt.detect.sigma.spark.SparkOptions
 
 
 @dataclass
@@ -89,9 +92,16 @@ class SigmaDetector(Detector):
         """Match, build findings, run correlations; yield finding batches."""
         detect, emit, corr = self.select()
         t0 = time.perf_counter()
-        res = match(self.plan, store, sorted(detect), since=self.options.since,
-                    until=self.options.until, on_progress=ctx.on_progress,
-                    workers=self.options.workers)
+        if self.options.engine == "spark":
+            from tidehunt.detect.sigma.spark import SparkOptions, match_spark, session
+
+            res = match_spark(self.plan, store, sorted(detect),
+                              session(self.options.spark or SparkOptions()),
+                              since=self.options.since, until=self.options.until)
+        else:
+            res = match(self.plan, store, sorted(detect), since=self.options.since,
+                        until=self.options.until, on_progress=ctx.on_progress,
+                        workers=self.options.workers)
         t1 = time.perf_counter()
         findings, hits = build_findings(self.plan, res, emit, with_hits=bool(corr))
         t2 = time.perf_counter()

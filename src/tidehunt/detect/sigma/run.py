@@ -565,10 +565,7 @@ def match_chunk(plan: Plan, chunk: list[tuple[int, str]], active: Sequence[int],
                 since: datetime | None, until: datetime | None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Match one chunk of parts: (rule, part index, row in part) per hit, and its rows."""
-    act = set(active)
-    groups = [Group(g.channels, g.event_ids, [r for r in g.rules if r in act])
-              for g in plan.groups]
-    groups = [g for g in groups if g.rules]
+    groups = active_groups(plan, active)
     table, part_of_row, row_in_part = _read_chunk(chunk, groups, plan)
     hits = run_groups(plan, groups, table, since, until)
     rule = _cat(hits.rules, np.int32)
@@ -613,11 +610,17 @@ def _chunks(store: CaseStore, parts: list[str]) -> Iterator[list[tuple[int, str]
         yield cur
 
 
-def _read_chunk(chunk: list[tuple[int, str]], groups: list[Group],
-                plan: Plan) -> tuple[pa.Table, np.ndarray, np.ndarray]:
-    """Read the columns any active rule needs from a few parts, as one table."""
-    import pyarrow.parquet as pq
+def active_groups(plan: Plan, active: Sequence[int]) -> list[Group]:
+    """The plan's groups with only the active rules, empty groups left out."""
+    act = set(active)
+    groups = [Group(g.channels, g.event_ids, [r for r in g.rules if r in act])
+              for g in plan.groups]
+    return [g for g in groups if g.rules]
 
+
+def wanted_columns(plan: Plan, groups: list[Group]) -> tuple[bool, list[str]]:
+    """Whether keyword rules need every column, and the columns the rules name
+    (with the provenance the engine needs: ts, channel, event_id)."""
     need_all = any(plan.rules[r].get("keyword") for g in groups for r in g.rules)
     wanted: dict[str, None] = dict.fromkeys(["ts", "channel", "event_id"])
     for g in groups:
@@ -626,17 +629,29 @@ def _read_chunk(chunk: list[tuple[int, str]], groups: list[Group],
                 wanted[WINDOWS_ALIASES.get(f, f)] = None
                 if f in AUDIT_FIELDS:
                     wanted[AUDIT_FIELDS[f]] = None
+    return need_all, list(wanted)
+
+
+def columns_in(names: Sequence[str], wanted: Sequence[str]) -> list[str]:
+    """The names of a part's columns that hold the wanted fields (case and spaces
+    ignored, as the matcher resolves them)."""
+    lower = {n.lower(): n for n in names}
+    lower.update({n.replace(" ", "").lower(): n for n in names if " " in n})
+    return list(dict.fromkeys(lower[w.lower()] for w in wanted if w.lower() in lower))
+
+
+def _read_chunk(chunk: list[tuple[int, str]], groups: list[Group],
+                plan: Plan) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """Read the columns any active rule needs from a few parts, as one table."""
+    import pyarrow.parquet as pq
+
+    need_all, wanted = wanted_columns(plan, groups)
     tables = []
     part_ids = []
     for i, path in chunk:
         pf = pq.ParquetFile(path)
         names = pf.schema_arrow.names
-        if need_all:
-            cols = names
-        else:
-            lower = {n.lower(): n for n in names}
-            lower.update({n.replace(" ", "").lower(): n for n in names if " " in n})
-            cols = list(dict.fromkeys(lower[w.lower()] for w in wanted if w.lower() in lower))
+        cols = names if need_all else columns_in(names, wanted)
         t = pf.read(columns=cols)
         tables.append(t)
         part_ids.append(np.full(t.num_rows, i, dtype=np.int32))
