@@ -90,7 +90,7 @@ class HuntOptions:
     spark_master: str = "local[*]"
     #: Extra Spark settings (spark.executor.memory=4g ...).
     spark_conf: dict[str, str] = field(default_factory=dict)
-    #: DuckDB's memory limit for the analytics ("2GB"); beyond it DuckDB spills to disk.
+    #: Memory budget of the analytics ("2GB"): DuckDB gets 70% and spills beyond it.
     max_memory: str | None = "2GB"
     #: Options for the readers (see :func:`tidehunt.ingest.ingest`).
     source_options: dict[str, Any] = field(default_factory=dict)

@@ -125,8 +125,8 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
                    metavar="KEY=VALUE", help="a Spark setting, e.g. spark.executor.memory=8g "
                                              "(repeatable)")
     p.add_argument("--max-memory", type=_size, default="2GB", metavar="SIZE",
-                   help="memory the analytics' DuckDB may use before it spills to the case "
-                        "folder (default 2GB; e.g. 512MB, 8GB)")
+                   help="memory budget of the analytics (default 2GB; e.g. 512MB, 8GB): "
+                        "their DuckDB gets 70%% of it and spills to the case folder beyond")
 
 
 def _mapping_args(p: argparse.ArgumentParser) -> None:
@@ -212,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     _mail_args(p)
     _mapping_args(p)
 
+    p = sub.add_parser("merge", help="join cases ingested on several machines into one "
+                       "(parts hard-linked or copied; evidence already there is skipped)")
+    p.add_argument("sources", nargs="+", metavar="CASE")
+    p.add_argument("-o", "--output", dest="case", required=True, metavar="CASE",
+                   help="the merged case (created if missing; may already hold evidence)")
     p = sub.add_parser("detect", help="re-run detection on an existing case")
     p.add_argument("case", metavar="CASE")
     _detect_args(p)
@@ -388,6 +393,8 @@ def _dispatch(args: argparse.Namespace, err: Any) -> int:
     cmd = args.command
     if cmd in ("hunt", "detect", "ingest", "demo", "scan-webroot", "scan-site"):
         return _run(args, err)
+    if cmd == "merge":
+        return _merge(args)
     if cmd == "report":
         return _report(args)
     if cmd == "export":
@@ -572,6 +579,17 @@ def _posture(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return E_OK
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from tidehunt.case.merge import merge
+
+    res = merge(list(args.sources), args.case)
+    if not args.quiet:
+        print(f"{res.cases} case(s) merged into {args.case}: {res.artefacts} evidence files, "
+              f"{res.parts} parts ({res.rows:,} rows; {res.linked} linked, {res.copied} "
+              f"copied), {res.skipped_artefacts} evidence files already there")
+    return 0
 
 
 def _demo(args: argparse.Namespace, ctx: Any, err: Any) -> int:

@@ -20,7 +20,8 @@ from tidehunt.case.store import CaseStore
 from tidehunt.context import RunContext
 from tidehunt.detect.analytics.base import Analytic, has_table
 from tidehunt.detect.base import Detector
-from tidehunt.intel.live import IntelOptions, live_table
+from tidehunt.intel.live import IntelOptions, live_table, warn_net_table
+from tidehunt.intel.warninglist import Warninglist
 from tidehunt.model.finding import FINDINGS_SCHEMA, Finding, findings_batch
 from tidehunt.model.rule import Severity
 from tidehunt.org import OrgProfile
@@ -43,8 +44,8 @@ class AnalyticsOptions:
     kev: str | None = None
     geoip: str | None = None
     risky_networks: str | None = None
-    #: DuckDB's memory limit for the analytics (it spills to the case's work folder
-    #: beyond it), e.g. "2GB"; None for DuckDB's default (80% of RAM).
+    #: Memory budget of the analytics, e.g. "2GB": DuckDB gets DUCKDB_SHARE of it and
+    #: spills to the case's work folder beyond that; None for DuckDB's default (80% RAM).
     max_memory: str | None = DEFAULT_MAX_MEMORY
 
 
@@ -72,7 +73,8 @@ def prepare(con: Any, org: OrgProfile | None,
             work: Path | None = None) -> dict[str, Any]:
     """Views the analytics share: the organisation profile's tables (empty without one),
     the mail's own domains, the file table's web-root rows, and the indicators as they
-    stand now (``intel_live``: aged, scored, warninglist applied). Returns intel stats."""
+    stand now (``intel_live``: aged, scored, warninglist applied; ``intel_warn_net``: the
+    listed networks). Returns intel stats."""
     for name, table in (org or OrgProfile()).tables().items():
         con.register(name, table)
     stats: dict[str, Any] = {}
@@ -80,8 +82,11 @@ def prepare(con: Any, org: OrgProfile | None,
         rows = con.sql(
             "SELECT type, value, source, first_seen, last_seen, valid_until, confidence, "
             "context, source_file, _artefact, _locator FROM indicator").to_arrow_table()
-        live, st = live_table(rows.to_pylist(), intel or IntelOptions())
+        opts = intel or IntelOptions()
+        wl = Warninglist.load(opts.warninglists)
+        live, st = live_table(rows.to_pylist(), opts, wl)
         con.register("intel_live", live)
+        con.register("intel_warn_net", warn_net_table(wl))
         stats = asdict(st)
     if has_table(con, "inventory"):
         con.register("vuln_exposure", exposure_table(con, kev))
@@ -145,6 +150,28 @@ def _prepare_network(con: Any, org: OrgProfile | None, risky: str | None,
     selects.append("SELECT ip FROM host_ip")
     ips = [r[0] for r in con.execute(" UNION ".join(selects)).fetchall()]
     con.register("net_addr", addr_table(ips, org, load_risky(risky)))
+
+
+#: Share of --max-memory given to DuckDB; the rest is the Python process around it
+#: (Arrow tables of findings, the interpreter, the engine's own structures).
+DUCKDB_SHARE = 0.7
+_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40}
+
+
+def size_bytes(text: str) -> int:
+    """Bytes of a size such as 512MB, 2GiB or 1.5GB."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B)\s*", text, re.I)
+    if not m:
+        raise ValueError(f"not a size: {text!r}")
+    return int(float(m[1]) * _UNITS[m[2].upper()])
+
+
+def duckdb_limit(max_memory: str) -> str:
+    """DuckDB's memory_limit for a whole-process budget (its DUCKDB_SHARE), in MiB."""
+    return f"{max(64, int(size_bytes(max_memory) * DUCKDB_SHARE) >> 20)}MiB"
 
 
 def calendar_macros(org: OrgProfile | None) -> list[str]:
@@ -261,7 +288,7 @@ class AnalyticsDetector(Detector):
         con = store.connect(window_sql(opt.since, opt.until))
         work = store.root / f".work-analytics-{os.getpid()}"
         if opt.max_memory:
-            con.execute(f"SET memory_limit = '{opt.max_memory}'")
+            con.execute(f"SET memory_limit = '{duckdb_limit(opt.max_memory)}'")
             con.execute(f"SET temp_directory = '{str(work / 'spill').replace(chr(39), '')}'")
         out: list[Finding] = []
         try:
