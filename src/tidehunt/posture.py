@@ -42,7 +42,8 @@ DETECTORS: dict[str, dict[str, str]] = {
     "vulnerability": {"what": "exposure to the CVEs APT40 exploits",
                       "state": "built (th-analytic-0035; needs --inventory, --kev optional)"},
     "identity": {"what": "sign-in, remote-access and MFA analytics",
-                 "state": "built (th-analytic-0036..0041; needs Entra, Okta or VPN sign-ins)"},
+                 "state": "built (th-analytic-0036..0041, 0061; needs Entra, Okta or VPN "
+                          "sign-ins, or Windows Security logons)"},
 }
 
 STATUSES = ("fired", "covered", "no_telemetry", "not_covered")

@@ -93,6 +93,7 @@ ANALYTICS: dict[str, str] = {
     "net_risky_network": _A + "net_risky_network:NetRiskyNetwork",
     "net_zone_violation": _A + "net_zone_violation:NetZoneViolation",
     "logon_zone_violation": _A + "logon_zone_violation:LogonZoneViolation",
+    "logon_service_interactive": _A + "logon_service_interactive:LogonServiceInteractive",
     "http_exe_download": _A + "http_exe_download:HttpExeDownload",
     "http_webdav_upload": _A + "http_webdav_upload:HttpWebdavUpload",
     "tls_self_signed": _A + "tls_self_signed:TlsSelfSigned",

@@ -54,7 +54,7 @@ def test_split_ingest_merged_equals_one_ingest(tmp_path: Path) -> None:
     before = m.rows("windows")
     assert main(["-q", "merge", str(tmp_path / "case-a"), "-o", str(merged)]) == 0
     assert CaseStore(merged).rows("windows") == before
-    with pytest.raises(CaseError, match="itself"):
-        from tidehunt.case.merge import merge
+    from tidehunt.case.merge import merge
 
+    with pytest.raises(CaseError, match="itself"):
         merge([merged], merged)

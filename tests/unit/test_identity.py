@@ -149,3 +149,93 @@ def test_mfa_fatigue(found):
 def test_risky_network(found):
     hits = _by(found[1], "th-analytic-0039")
     assert [(f["user"], f["dst"]) for f in hits] == [("remote1", "tor")]
+
+
+# -- the Windows side: Security 4624 / 4648 of service accounts ------------------------
+
+def _sec(rec: int, eid: int, minutes: float, host: str, data: dict) -> dict:
+    """One Security event as evtx_dump writes it (JSON)."""
+    return {"Event": {"System": {
+        "Provider": {"#attributes": {"Name": "Microsoft-Windows-Security-Auditing"}},
+        "EventID": eid, "EventRecordID": rec, "Channel": "Security", "Computer": host,
+        "TimeCreated": {"#attributes": {"SystemTime": _t(minutes)}}}, "EventData": data}}
+
+
+def _logon(rec, minutes, host, user, logon_type, ip="-", workstation="-"):
+    return _sec(rec, 4624, minutes, host, {
+        "SubjectUserName": f"{host}$", "SubjectDomainName": "CORP", "TargetUserName": user,
+        "TargetDomainName": "CORP", "LogonType": logon_type, "IpAddress": ip,
+        "WorkstationName": workstation, "LogonProcessName": "User32",
+        "ProcessName": r"C:\Windows\System32\svchost.exe"})
+
+
+def _explicit(rec, minutes, host, subject, user, process, target):
+    return _sec(rec, 4648, minutes, host, {
+        "SubjectUserName": subject, "SubjectDomainName": "CORP", "TargetUserName": user,
+        "TargetDomainName": "CORP", "TargetServerName": target, "ProcessName": process,
+        "IpAddress": "-"})
+
+
+def _win_hunt(root, org_text=None):
+    ev = root / "ev"
+    ev.mkdir()
+    events = [
+        # positive: svc_backup over RDP (type 10) to DC01; its twins: the same account's
+        # service logon (type 5), and a person's RDP logon
+        _logon(1, 0, "DC01", "svc_backup", 10, "10.30.0.5", "WS-ADMIN"),
+        _logon(2, 1, "DC01", "svc_backup", 10, "10.30.0.5", "WS-ADMIN"),
+        _logon(3, 2, "DC01", "svc_backup", 5),
+        _logon(4, 3, "DC01", "alice", 10, "10.30.0.6", "WS-ALICE"),
+        # console (2) and cached (11) logons of service accounts: positive
+        _logon(5, 10, "FS01", "sql-svc", 2, "127.0.0.1"),
+        _logon(6, 11, "WS01", "srv-deploy", 11),
+        # a network logon (3) and a batch job (4) of a service account: benign
+        _logon(7, 12, "FS01", "svc_backup", 3, "10.20.0.9"),
+        _logon(8, 13, "FS01", "svc_report", 4),
+        # profile-only account (positive only with the profile)
+        _logon(9, 14, "FS01", "backupadmin", 10, "10.30.0.7"),
+        # 4648: alice types svc_backup's password into mstsc (positive); the scheduler
+        # (svchost) uses svc_report's (benign); alice uses bob's in mstsc (not a service)
+        _explicit(10, 20, "WS-ALICE", "alice", "svc_backup",
+                  r"C:\Windows\System32\mstsc.exe", "DC01.corp.example"),
+        _explicit(11, 21, "FS01", "FS01$", "svc_report", r"C:\Windows\System32\svchost.exe",
+                  "localhost"),
+        _explicit(12, 22, "WS-ALICE", "alice", "bob", r"C:\Windows\System32\mstsc.exe",
+                  "DC01.corp.example"),
+    ]
+    (ev / "security.json").write_text("".join(json.dumps(e) + "\n" for e in events))
+    org = None
+    if org_text:
+        org = root / "org.yaml"
+        org.write_text(org_text)
+    case = root / "case"
+    report = hunt([str(ev)], case, RunContext(), HuntOptions(
+        workers=1, org=str(org) if org else None, bundled_intel=False, feeds=False))
+    assert report.stats["analytics"]["failed"] == []
+    rows = [orjson.loads(x) for x in (case / "findings.jsonl").read_bytes().splitlines()]
+    return _by(rows, "th-analytic-0061")
+
+
+def test_windows_service_account_interactive_default_patterns(tmp_path):
+    hits = _win_hunt(tmp_path)
+    got = {(f["host"], f["user"], f["fields"]["kind"]) for f in hits}
+    assert got == {
+        ("DC01", "CORP\\svc_backup", "RDP logon (4624 type 10)"),
+        ("FS01", "CORP\\sql-svc", "interactive logon (4624 type 2)"),
+        ("WS01", "CORP\\srv-deploy", "cached interactive logon (4624 type 11)"),
+        ("WS-ALICE", "CORP\\svc_backup", "explicit credentials (4648)")}
+    rdp = next(f for f in hits if f["host"] == "DC01")
+    assert rdp["src"] == "10.30.0.5" and rdp["level"] == "high"
+    assert rdp["summary"].startswith("2 RDP logon(s) (4624 type 10) of the service account "
+                                     "CORP\\svc_backup on DC01 from 10.30.0.5 (workstation "
+                                     "WS-ADMIN)")
+    assert len(rdp["evidence"]) == 2
+    mstsc = next(f for f in hits if f["host"] == "WS-ALICE")
+    assert "by mstsc.exe run by CORP\\alice" in mstsc["summary"]
+    assert mstsc["dst"] == "DC01.corp.example"
+    assert not any(f["host"] == "FS01" and f["src"] for f in hits)  # console: no source
+
+
+def test_windows_service_account_interactive_profile_patterns(tmp_path):
+    hits = _win_hunt(tmp_path, "service_accounts: ['^svc_', '^backupadmin$']\n")
+    assert {f["user"] for f in hits} == {"CORP\\svc_backup", "CORP\\backupadmin"}

@@ -98,7 +98,9 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--intel-lifetime", action="append", default=[], metavar="TYPE=DAYS",
                    help="indicator lifetime per type (defaults ip=60, url=180, other=365)")
     p.add_argument("--warninglist", action="append", default=[], metavar="FILE",
-                   help="extra warninglist (YAML networks/domains/hashes) that never match")
+                   help="extra warninglist whose values never match: YAML networks/domains/"
+                        "hashes, a MISP warninglist JSON, or a folder of them "
+                        "(misp-warninglists/lists)")
     p.add_argument("--inventory", action="append", default=[], metavar="FILE",
                    help="asset inventory (CSV: host,product,vendor,version,internet_facing; "
                         "or a CycloneDX SBOM) checked against the CVEs APT40 exploits")
@@ -759,7 +761,8 @@ def _intel(args: argparse.Namespace) -> int:
         for r in items:
             per[r["source"]].append(r)
         print(f"{st.indicators} indicators, {st.warninglisted} on a warninglist, "
-              f"{st.expired} expired (they still match in retro-hunt mode)")
+              + (f"{st.too_broad} networks too broad, " if st.too_broad else "")
+              + f"{st.expired} expired (they still match in retro-hunt mode)")
         for src in sorted(per):
             rs = per[src]
             ages = [r["age_days"] for r in rs if r["age_days"] is not None]

@@ -3,9 +3,9 @@
 score(t) = base * (1 - (t / lifetime) ** (1 / speed)), t the age in days since the
 indicator was last seen (else first seen, else the report date), ``speed`` 0.3 (MISP's
 default decay speed: slow at first, steep near the end). Lifetimes follow OpenCTI's
-defaults: IP addresses 60 days, URLs 180, everything else 365. An indicator is expired
-once its age passes its lifetime or its ``valid_until`` has gone by; expired indicators
-still match in retro-hunt mode (the default), labelled expired.
+defaults: IP addresses (and networks) 60 days, URLs 180, everything else 365. An
+indicator is expired once its age passes its lifetime or its ``valid_until`` has gone by;
+expired indicators still match in retro-hunt mode (the default), labelled expired.
 """
 
 from __future__ import annotations
@@ -28,7 +28,10 @@ class AgeingPolicy:
     base: int = DEFAULT_BASE
 
     def lifetime(self, kind: str) -> int:
-        """Days an indicator of this type stays live."""
+        """Days an indicator of this type stays live (a network lives as long as an
+        address, unless ``cidr=DAYS`` says otherwise)."""
+        if kind == "cidr" and kind not in self.lifetimes:
+            kind = "ip"
         return self.lifetimes.get(kind, self.other)
 
     def score(self, kind: str, age_days: float | None, confidence: int | None) -> float:

@@ -1,6 +1,7 @@
 """Intel files into indicators: STIX 2.1 bundles (stix2 and its pattern parser), MISP event
 JSON, CSV (typed columns or type/value rows) and plain lists (one value a line, the
-signature-base ``value;comment`` format and maltrail trails). Type from content."""
+signature-base ``value;comment`` format and maltrail trails). Type from content; an
+address with a prefix length (``203.0.113.0/24``, in any format) is a ``cidr``."""
 
 from __future__ import annotations
 
@@ -126,10 +127,11 @@ def _stix(data: bytes, src: str, res: ReadResult) -> None:
         found = False
         for obj_type, items in comps.items():
             for path, op, raw in items:
-                if op not in ("=", "IN"):
-                    continue
                 dotted = ".".join(str(x) for x in path)
                 kind = _STIX_TYPES.get((obj_type, dotted))
+                # ISSUBSET: an address inside the network (STIX's CIDR comparison)
+                if op not in ("=", "IN") and not (op == "ISSUBSET" and kind == "ip"):
+                    continue
                 if obj_type == "file" and path and path[0] == "hashes":
                     kind = {"md5": "md5", "sha-1": "sha1", "sha1": "sha1", "sha-256": "sha256",
                             "sha256": "sha256"}.get(str(path[-1]).strip("'").lower())
@@ -191,8 +193,8 @@ def _csv(text: str, src: str, res: ReadResult) -> None:
     if not rows:
         return
     head = [h.strip().lower() for h in rows[0]]
-    typed = [h for h in head if normalise(h, "0" * 64) or h in ("ip", "domain", "url",
-                                                                "email", "filename")]
+    typed = [h for h in head if normalise(h, "0" * 64) or h in (
+        "ip", "cidr", "domain", "url", "email", "filename")]
     if "type" in head:
         ti = head.index("type")
         vi = next(head.index(c) for c in ("value", "value_defanged", "indicator", "ioc")

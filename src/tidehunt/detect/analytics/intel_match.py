@@ -1,5 +1,8 @@
 """Indicators of the case's intel seen in its evidence: a typed join of each indicator's
-value against the columns that hold that kind of value, in every table."""
+value against the columns that hold that kind of value, in every table. Network
+indicators (``cidr``) are joined in SQL too: every distinct address of the address
+columns is numbered (IPv4 as IPv4-mapped IPv6, so one 128-bit space holds both) and
+matches a network whose first address it equals once the host bits are shifted out."""
 
 from __future__ import annotations
 
@@ -52,6 +55,69 @@ TARGETS: tuple[tuple[str, str, str, str], ...] = (
 )
 _LOCATOR = {"web_access": "line"}
 
+#: DuckDB macros numbering an address string as a UHUGEINT (None when it is not one):
+#: ``th_ip_num('203.0.113.7')`` = 0xffff00000000 + the IPv4 number, IPv6 with ``::``
+#: expanded, a zone (``%eth0``) or brackets dropped, ``::ffff:a.b.c.d`` as IPv4. The
+#: numbering is :func:`tidehunt.intel.model.net_range`'s.
+IP_NUM_MACROS: tuple[str, ...] = (
+    r"""CREATE OR REPLACE TEMP MACRO th_ip4_int(v) AS CASE
+        WHEN regexp_full_match(v, '[0-9]{1,3}(\.[0-9]{1,3}){3}') THEN list_reduce(
+            string_split(v, '.'), lambda a, b: a * 256 + TRY_CAST(b AS UTINYINT),
+            0::UHUGEINT) END""",
+    r"""CREATE OR REPLACE TEMP MACRO th_ip6_side(s) AS
+        CASE WHEN s = '' THEN []::VARCHAR[] ELSE string_split(s, ':') END""",
+    r"""CREATE OR REPLACE TEMP MACRO th_ip6_groups(v) AS CASE
+        WHEN NOT regexp_full_match(v, '[0-9a-f:]{2,39}') OR len(string_split(v, '::')) > 2
+            THEN NULL
+        WHEN v LIKE '%::%' THEN list_concat(
+            th_ip6_side(split_part(v, '::', 1)),
+            list_transform(range(8 - len(th_ip6_side(split_part(v, '::', 1)))
+                                 - len(th_ip6_side(split_part(v, '::', 2)))), lambda x: '0'),
+            th_ip6_side(split_part(v, '::', 2)))
+        ELSE string_split(v, ':') END""",
+    r"""CREATE OR REPLACE TEMP MACRO th_ip6_int(g) AS CASE WHEN len(g) = 8 THEN list_reduce(
+        g, lambda a, b: a * 65536 + TRY_CAST('0x' || b AS USMALLINT), 0::UHUGEINT) END""",
+    r"""CREATE OR REPLACE TEMP MACRO th_ip_num1(v) AS CASE
+        WHEN v NOT LIKE '%:%' THEN 281470681743360::UHUGEINT + th_ip4_int(v)
+        WHEN v LIKE '::ffff:%.%' THEN 281470681743360::UHUGEINT + th_ip4_int(substr(v, 8))
+        ELSE th_ip6_int(th_ip6_groups(v)) END""",
+    r"""CREATE OR REPLACE TEMP MACRO th_ip_num(x) AS
+        th_ip_num1(lower(split_part(trim(x, '[] '), '%', 1)))""",
+)
+_HIT_COLS = ("i.type, i.value, i.source, i.age_days, i.lifetime_days, i.score, i.expired, "
+             "i.context, i.artefact AS iart, i.locator AS iloc, i.source_file AS ifile")
+#: Network indicators: each distinct address inside one (and inside no listed network),
+#: then the observations of those addresses. An address is inside a network when both
+#: agree once its host bits are shifted out: a hash join per distinct prefix length
+#: (a handful), where a range join would compare every address with every network.
+#: The CTEs are materialised so the numbering runs once per distinct address and the
+#: shifted keys exist before the hash joins (inlined, DuckDB plans a cross product).
+_CIDR_SQL = f"""
+    ipn AS MATERIALIZED (SELECT v, th_ip_num(v) AS num
+                         FROM (SELECT DISTINCT v FROM o WHERE kind = 'ip')),
+    net AS (SELECT value, CAST(net_shift AS UHUGEINT) AS sh,
+                   CAST(net_lo AS UHUGEINT) >> CAST(net_shift AS UHUGEINT) AS key
+            FROM intel_live WHERE type = 'cidr'),
+    probe AS MATERIALIZED (
+        SELECT p.v, p.num, s.sh, p.num >> s.sh AS key
+        FROM ipn p CROSS JOIN (SELECT DISTINCT sh FROM net) s WHERE p.num IS NOT NULL),
+    inside AS MATERIALIZED (
+        SELECT p.v, p.num, net.value FROM probe p
+        JOIN net ON net.sh = p.sh AND net.key = p.key),
+    wnet AS (SELECT CAST(net_shift AS UHUGEINT) AS sh,
+                    CAST(net_lo AS UHUGEINT) >> CAST(net_shift AS UHUGEINT) AS key
+             FROM intel_warn_net),
+    wprobe AS MATERIALIZED (
+        SELECT i.num, s.sh, i.num >> s.sh AS key
+        FROM (SELECT DISTINCT num FROM inside) i CROSS JOIN (SELECT DISTINCT sh FROM wnet) s),
+    listed AS (SELECT DISTINCT p.num FROM wprobe p
+               JOIN wnet w ON w.sh = p.sh AND w.key = p.key),
+    cidr_hit AS (
+        SELECT o.*, {_HIT_COLS}
+        FROM inside s JOIN o ON o.kind = 'ip' AND o.v = s.v
+        JOIN intel_live i ON i.type = 'cidr' AND i.value = s.value
+        WHERE s.num NOT IN (SELECT num FROM listed)),"""
+
 
 class IntelMatch(Analytic):
     """Every live (or, in retro-hunt mode, expired) indicator value found in the case."""
@@ -68,7 +134,8 @@ class IntelMatch(Analytic):
         "feeds) equals a value the evidence holds in a column of its kind: an address in a "
         "connection, logon or request, a domain in a DNS query, connection, mail or link "
         "(its subdomains too), a hash of an attachment, scanned file or process image, a "
-        "file name, an e-mail address, a user agent. Each match says the indicator's "
+        "file name, an e-mail address, a user agent; an address inside a network "
+        "indicator (CIDR, IPv4 and IPv6). Each match says the indicator's "
         "source, age and current score; expired indicators match only in retro-hunt mode "
         "and say so; warninglisted values never match.",
         ["https://www.misp-project.org/2019/09/12/Decaying-of-indicators.html/"], __name__)
@@ -102,19 +169,29 @@ class IntelMatch(Analytic):
         if not obs:
             return
         union = "\nUNION ALL\n".join(obs)
+        cidr = bool(con.execute("SELECT count(*) FROM intel_live WHERE type = 'cidr'")
+                    .fetchone()[0]) and has_table(con, "intel_warn_net")
+        if cidr:
+            for macro in IP_NUM_MACROS:
+                con.execute(macro)
         rows = query(con, f"""
             WITH o AS (SELECT * FROM ({union}) WHERE v IS NOT NULL AND v <> ''),
+            {_CIDR_SQL if cidr else ""}
             hit AS (
-                SELECT o.*, i.type, i.value, i.source, i.age_days, i.lifetime_days, i.score,
-                       i.expired, i.context, i.artefact AS iart, i.locator AS iloc,
-                       i.source_file AS ifile
+                SELECT o.*, {_HIT_COLS}
                 FROM o JOIN intel_live i ON i.type = o.kind
-                 AND (o.v = i.value OR (i.type = 'domain' AND o.v LIKE '%.' || i.value)))
-            SELECT host, value AS dst, NULL AS src,
+                 AND (o.v = i.value OR (i.type = 'domain' AND o.v LIKE '%.' || i.value))
+                {"UNION ALL SELECT * FROM cidr_hit" if cidr else ""})
+            SELECT host, CASE WHEN type = 'cidr' AND count(DISTINCT v) = 1 THEN min(v)
+                              ELSE value END AS dst, NULL AS src,
                    CASE WHEN bool_and(expired) THEN 'low'
                         WHEN max(score) >= 50 THEN 'high'
                         WHEN max(score) >= 20 THEN 'medium' ELSE 'low' END AS level,
-                   type || ' ' || value || ' from ' || string_agg(DISTINCT source, ', '
+                   type || ' ' || value || CASE WHEN type = 'cidr' THEN ' (' ||
+                       count(DISTINCT v) || ' address(es) inside: ' || array_to_string(
+                       list_sort(list_distinct(list(v)))[1:5], ', ') ||
+                       CASE WHEN count(DISTINCT v) > 5 THEN ', ...' ELSE '' END || ')'
+                       ELSE '' END || ' from ' || string_agg(DISTINCT source, ', '
                        ORDER BY source) || ' seen ' || count(*) || ' time(s) in ' ||
                    string_agg(DISTINCT tbl, ', ' ORDER BY tbl) ||
                    coalesce(' on ' || host, '') || ': indicator ' ||
@@ -127,6 +204,8 @@ class IntelMatch(Analytic):
                    {{'type': type, 'value': value, 'sources': string_agg(DISTINCT source,
                      ', ' ORDER BY source), 'age_days': min(age_days),
                      'score': max(score), 'expired': bool_and(expired),
+                     'addresses': CASE WHEN type = 'cidr' THEN array_to_string(list_sort(
+                         list_distinct(list(v)))[1:20], ', ') END,
                      'first_match': strftime(min(ts), '%Y-%m-%dT%H:%M:%SZ')}} AS matched,
                    list_concat(
                      [{{'table': 'indicator', 'artefact': min(iart), 'locator': min(iloc),
