@@ -7,7 +7,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench fuzz clean
+FUZZ_SECONDS ?= 60
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,11 +31,16 @@ test: $(TSTAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(TSTAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench fuzz
 	$(BIN)/mypy src
+
+# the property tests with many more examples, then each atheris harness FUZZ_SECONDS
+fuzz: $(TSTAMP)
+	TIDEHUNT_FUZZ_PROFILE=fuzz $(BIN)/python -m pytest -q tests/fuzz
+	PYTHONPATH=. $(BIN)/python fuzz/run.py --seconds $(FUZZ_SECONDS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_hunt.py
 
 clean:
-	rm -rf $(VENV) demo-case build dist src/*.egg-info
+	rm -rf $(VENV) demo-case build dist src/*.egg-info .hypothesis

@@ -89,6 +89,8 @@ def export(paths: Sequence[str], target: str) -> ExportResult:
     result = ExportResult(target, language)
     import yaml
 
+    from tidehunt.yamlconf import MAX_VALUES, expanded_size
+
     texts: list[str] = []
     origin: dict[str, str] = {}  # rule id -> file it came from
     for rf in _files(paths):
@@ -98,6 +100,11 @@ def export(paths: Sequence[str], target: str) -> ExportResult:
         except yaml.YAMLError as exc:
             result.failed.append({"path": rf.display, "id": "", "title": "",
                                   "reason": f"not valid YAML: {str(exc).splitlines()[0]}"})
+            continue
+        if expanded_size(docs) > MAX_VALUES:
+            result.failed.append({"path": rf.display, "id": "", "title": "",
+                                  "reason": f"YAML aliases expand to more than {MAX_VALUES:,} "
+                                            "values or refer to themselves (a YAML bomb?)"})
             continue
         for d in docs:
             if isinstance(d, dict) and d.get("id"):

@@ -7,13 +7,15 @@ into place, manifest saved) when the task ends, so a killed run resumes cleanly.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import logging
 import multiprocessing
 import os
 import time
 import traceback
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.thread import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,7 +28,8 @@ import pyarrow.compute as pc
 from tidehunt import registry
 from tidehunt.case.store import CaseStore, utcnow, write_part
 from tidehunt.context import RunContext
-from tidehunt.errors import NoUsableInput, SourceError
+from tidehunt.errors import CaseError, NoUsableInput, SourceError
+from tidehunt.model.warning import IngestWarning
 from tidehunt.sources._winrows import WindowsRows, WindowsSource
 from tidehunt.sources.base import Artefact
 from tidehunt.sources.sniff import HEAD, sniff
@@ -37,6 +40,8 @@ PART_ROWS = 65_536
 IN_PROCESS_BYTES = 16 << 20
 #: Longest time between manifest saves while workers commit (a kill costs a re-read).
 SAVE_SECONDS = 2.0
+#: Errors that say the case's disk cannot take more: the run stops (exit 3), resumable.
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 MAX_TASK_BYTES = 64 << 20
 MIN_TASK_BYTES = 4 << 20
 
@@ -274,6 +279,16 @@ def run_task(case_root: str, task: list[Planned], evtx_threads: int = 0,
                     store.add(b.table, b.data)
         except SourceError as exc:
             status, error = "failed", str(exc)
+        except CaseError:
+            raise  # the case cannot be written: nothing of this task is committed
+        except OSError as exc:
+            if exc.errno in DISK_FULL:  # a source writing into the case ran out of space
+                raise _disk_full(case_root, exc) from exc
+            if strict:
+                raise
+            status = "failed"
+            error = f"unreadable: {exc.strerror or exc} (the file changed or went away " \
+                    "after it was planned, or the disk holding it is failing)"
         except Exception as exc:
             if strict:
                 raise
@@ -300,7 +315,23 @@ def run_task(case_root: str, task: list[Planned], evtx_threads: int = 0,
         for aid, n in part.pop("counts").items():
             r = recs[aid]["records"]
             r[part["table"]] = r.get(part["table"], 0) + n
+    for aid, rec in recs.items():
+        if rec["status"] == "failed" and rec["records"]:
+            # rows read before the error are committed with the rest of the task; the
+            # evidence counts as read, so a re-run neither duplicates nor loses them
+            n = sum(rec["records"].values())
+            rec["status"], rec["partial"] = "ingested", True
+            rec["warnings"].append(IngestWarning(
+                aid, rec["reader"], f"reading stopped by an error after {n} records (they "
+                f"are kept): {rec['error']}", path=rec["display"]).to_dict())
     return {"artefacts": recs, "parts": parts, "parse_seconds": parse_seconds}
+
+
+def _disk_full(case_root: str | Path, exc: OSError) -> CaseError:
+    """The error that stops a run whose case cannot be written (disk full, read-only)."""
+    return CaseError(f"{case_root}: cannot write to the case: {exc.strerror or exc}; what "
+                     "earlier tasks committed is kept: free space (or fix the case folder) "
+                     "and run the same command again to resume")
 
 
 class _PartWriter:
@@ -334,7 +365,14 @@ class _PartWriter:
             for v, c in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(),
                             strict=True):
                 counts[v] = counts.get(v, 0) + c
-        n, cols = write_part(tmp, batches)
+        try:
+            n, cols = write_part(tmp, batches)
+        except OSError as exc:  # disk full, quota, read-only: the task is given up whole,
+            for p in [tmp, *(Path(x["tmp"]) for x in self.parts)]:  # its parts freed
+                with contextlib.suppress(OSError):
+                    p.unlink()
+            self.parts.clear()
+            raise _disk_full(self.root, exc) from exc
         self.parts.append({"tmp": str(tmp), "table": table, "rows": n, "columns": cols,
                            "artefacts": sorted(counts), "counts": counts})
 
@@ -342,6 +380,33 @@ class _PartWriter:
         for table in list(self.pending):
             self._write(table)
         return self.parts
+
+
+def _in_workers(planned: Iterable[Planned], store: CaseStore, ctx: RunContext,
+                absorb: Callable[[dict[str, Any]], None], total: int, workers: int,
+                strict: bool, options: dict[str, Any] | None) -> None:
+    """Run tasks in worker processes as planning yields them; absorb each result."""
+    # workers start on the first tasks while the rest is still hashed and sniffed;
+    # small tasks keep the tail balanced without knowing the sizes ahead
+    target = max(MIN_TASK_BYTES, min(MAX_TASK_BYTES, total // (workers * 8)))
+    mp = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp) as pool:
+        pending: set[Future[dict[str, Any]]] = set()
+        try:
+            for task in stream_tasks(planned, target):
+                pending.add(pool.submit(run_task, str(store.root), task, 1, strict, options))
+                for fut in [f for f in pending if f.done()]:
+                    pending.discard(fut)
+                    absorb(fut.result())
+                if ctx.should_stop():
+                    break
+            while pending and not ctx.should_stop():
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    absorb(fut.result())
+        finally:
+            for f in pending:  # stopped, or a task could not write: queued tasks do not run
+                f.cancel()
 
 
 def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
@@ -378,6 +443,9 @@ def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
             result.warnings += len(rec["warnings"])
             if rec["status"] == "ingested":
                 result.ingested += 1
+                if rec.get("partial"):
+                    log.error("%s: %s (the records read before it are kept)",
+                              rec["display"], rec.get("error"))
             else:
                 result.failed += 1
                 result.errors.append(f"{rec['display']}: {rec.get('error')}")
@@ -387,31 +455,21 @@ def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
         ctx.on_progress("ingest", done_bytes, total)
 
     planned = plan_files(files, store, ctx, result, options)
-    if workers <= 1 or total <= IN_PROCESS_BYTES:
-        for task in group(list(planned), workers):
-            if ctx.should_stop():
-                break
-            absorb(run_task(str(store.root), task, 0, strict, options))
-    else:
-        # workers start on the first tasks while the rest is still hashed and sniffed;
-        # small tasks keep the tail balanced without knowing the sizes ahead
-        target = max(MIN_TASK_BYTES, min(MAX_TASK_BYTES, total // (workers * 8)))
-        mp = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp) as pool:
-            pending: set[Future[dict[str, Any]]] = set()
-            for task in stream_tasks(planned, target):
-                pending.add(pool.submit(run_task, str(store.root), task, 1, strict, options))
-                for fut in [f for f in pending if f.done()]:
-                    pending.discard(fut)
-                    absorb(fut.result())
+    try:
+        if workers <= 1 or total <= IN_PROCESS_BYTES:
+            for task in group(list(planned), workers):
                 if ctx.should_stop():
                     break
-            while pending and not ctx.should_stop():
-                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    absorb(fut.result())
-            for f in pending:
-                f.cancel()
+                absorb(run_task(str(store.root), task, 0, strict, options))
+        else:
+            _in_workers(planned, store, ctx, absorb, total, workers, strict, options)
+    except CaseError:
+        # the case cannot be written (disk full): keep the record of what was committed;
+        # the task that failed left only temporary parts, removed when the case reopens
+        planned.close()
+        with contextlib.suppress(CaseError):
+            store.save()
+        raise
     planned.close()  # stopped early: end the hashing threads
     for w in ctx.take_warnings():  # warnings from planning (missing paths, unsupported)
         result.warnings += 1

@@ -10,6 +10,7 @@ and total bytes keep a hostile tree from exhausting the machine.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import math
@@ -324,7 +325,12 @@ def scan_file(path: Path, rel: str, st: os.stat_result, scanner: Any, limits: Li
     sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
     cap = min(limits.max_file_bytes, max(0, budget[0]))
     try:
-        with open(path, "rb") as fh:
+        # never through a link, never blocking on a FIFO: the tree may change under us
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with open(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                row["scan_note"] = "not read: no longer a regular file (changed during the scan)"
+                return row
             data = fh.read(cap)
             sha.update(data)
             md5.update(data)
@@ -332,7 +338,11 @@ def scan_file(path: Path, rel: str, st: os.stat_result, scanner: Any, limits: Li
                 sha.update(chunk)
                 md5.update(chunk)
     except OSError as exc:
-        row["scan_note"] = f"unreadable: {exc.strerror}"
+        row["scan_note"] = (
+            "not read: replaced by a symbolic link during the scan (not followed)"
+            if exc.errno == errno.ELOOP else
+            "not read: it went away during the scan" if exc.errno == errno.ENOENT else
+            f"not read: {exc.strerror or exc}")
         return row
     budget[0] -= len(data)
     if len(data) < st.st_size:
@@ -419,7 +429,11 @@ def scan_webroot(root: str | Path, store: CaseStore, ctx: RunContext, *,
     for n_done, (rel, path, st) in enumerate(iter_tree(real, ctx, aid, result, limits), 1):
         if budget[0] <= 0 and st.st_size:
             result.over_limit += 1
-        rows.append(scan_file(path, rel, st, scanner, limits, budget))
+        row = scan_file(path, rel, st, scanner, limits, budget)
+        if str(row.get("scan_note") or "").startswith("not read:"):
+            why = row["scan_note"].removeprefix("not read: ")
+            ctx.warn(aid, SOURCE, f"file not read ({why}); listed without hashes", [rel])
+        rows.append(row)
         if n_done % 500 == 0:
             ctx.on_progress("webroot", n_done, None)
     if result.over_limit:

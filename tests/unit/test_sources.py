@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from tests.fixtures.evtx_malformed import DEFECTS
 from tidehunt.sources.base import Artefact
 from tidehunt.sources.evtx import EvtxSource
 from tidehunt.sources.sniff import sniff
@@ -83,17 +84,8 @@ MALFORMED = {  # file: records the evtx 0.14 parser gives at least (corpus manif
     "pyevtx-issue_38.evtx": 1,
     "plaso-System2.evtx": 194,
 }
-#: defects we must report for each file (substring of a warning message)
-DEFECTS = {
-    "omer-sample_with_a_bad_chunk_magic.evtx": ["chunk could not be parsed"],
-    "omer-sample-with-zero-data-size-event.evtx": ["data size"],
-    "omer-sysmon.evtx": ["chunk could not be parsed"],
-    "omer-security_bad_string_cache.evtx": ["chunk header checksum mismatch"],
-    "omer-Application_no_crc32.evtx": ["checksums not set"],
-    "omer-2-vss_0-Microsoft-Windows-RemoteDesktopServices-RdpCoreTS%4Operational.evtx":
-        ["record could not be parsed", "dirty"],
-    "plaso-System2.evtx": ["truncated"],
-}
+#: defects we must report for each file: tests/fixtures/evtx_malformed.py (shared with
+#: tests/robustness/test_evtx_malformed.py, which checks every manifest row end to end)
 
 
 @pytest.mark.parametrize("name", sorted(MALFORMED))

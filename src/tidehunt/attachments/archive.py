@@ -195,6 +195,13 @@ def _7z(data: bytes, report: Report, budget: Budget, passwords: list[str],
         needs = True  # the headers themselves are encrypted
     if infos and not _7z_fits(infos, len(data), budget, report):
         return
+    hostile = {i.filename for i in infos if _traversal(i.filename)}
+    if hostile and not needs:
+        # py7zr refuses to extract any member of such an archive ("Specified path is
+        # bad"), which would hide every member; libarchive reads them by stream, names
+        # only reported
+        yield from _libarchive(data, report, budget, passwords, kind)
+        return
     # a wrong password is only found out by decompressing (py7zr's test() passes with
     # plain headers), so each candidate is tried by extracting, within the limits
     for pw in ([None] if not needs else passwords):
@@ -202,9 +209,11 @@ def _7z(data: bytes, report: Report, budget: Budget, passwords: list[str],
         try:
             with opened(pw) as z:
                 infos = infos or z.list()
+                hostile = hostile or {i.filename for i in infos if _traversal(i.filename)}
                 if not _7z_fits(infos, len(data), budget, report):
                     return
-                files = [i for i in infos if not i.is_directory][:budget.limits.max_count]
+                files = [i for i in infos if not i.is_directory
+                         and i.filename not in hostile][:budget.limits.max_count]
                 z.extract(targets=[i.filename for i in files], factory=factory)
         except Exception as exc:  # noqa: BLE001 - wrong password, corrupt data
             if not needs:
@@ -224,6 +233,9 @@ def _7z(data: bytes, report: Report, budget: Budget, passwords: list[str],
                              f"password-protected 7z archive; opened with the password {pw!r} "
                              "found in the mail", "T1027.013"))
     _check_names([i.filename for i in infos], report)
+    for name in sorted(hostile):  # encrypted and named to leave the folder: py7zr refuses
+        yield Child(name, b"", "7z member", "name leaves the extraction folder: not "
+                    "extracted from the encrypted archive")
     for i in files:
         if not _admit(budget, report, i.filename):
             return

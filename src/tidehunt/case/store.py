@@ -76,16 +76,29 @@ class CaseStore:
         return doc
 
     def save(self) -> None:
-        """Write the manifest atomically."""
+        """Write the manifest atomically.
+
+        Raises:
+            CaseError: it cannot be written (disk full, read-only); the old one stays.
+        """
         self.manifest["updated"] = utcnow()
         self.manifest["tool_version"] = __version__
         data = orjson.dumps(self.manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
-        fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=self.root)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        Path(tmp).replace(self.root / MANIFEST)
+        tmp = ""
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=self.root)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            Path(tmp).replace(self.root / MANIFEST)
+        except OSError as exc:
+            if tmp:
+                with contextlib.suppress(OSError):
+                    Path(tmp).unlink()
+            raise CaseError(f"{self.root / MANIFEST}: cannot be written: "
+                            f"{exc.strerror or exc}; the previous manifest is kept: free "
+                            "space and run the same command again to resume") from exc
 
     def _gc(self) -> None:
         """Delete parts a killed run left behind (not in the manifest) and temp files."""
@@ -93,8 +106,12 @@ class CaseStore:
         tables = self.root / "tables"
         if not tables.is_dir():
             return
-        for p in tables.glob("*/*"):
+        for p in [*tables.glob("*/*"), *self.root.glob(".manifest-*")]:
             rel = p.relative_to(self.root).as_posix()
+            if p.name.startswith(".manifest-"):  # a save cut short (killed, disk full)
+                with contextlib.suppress(OSError):
+                    p.unlink()
+                continue
             if p.name.startswith(".tmp-") or (p.suffix == ".parquet" and rel not in listed):
                 with contextlib.suppress(OSError):
                     p.unlink()
@@ -229,19 +246,25 @@ class CaseStore:
         tmp = self.root / (".tmp-" + CATALOGUE)
         with contextlib.suppress(OSError):
             tmp.unlink()
-        con = duckdb.connect(str(tmp))
         try:
-            for table in TABLES:
-                files = [str(p) for p in self.parts(table)]
-                if files:
-                    _create_view(con, table, files, "")
-            findings = self.root / "findings.parquet"
-            if findings.exists():
-                con.execute("CREATE VIEW findings AS SELECT * FROM read_parquet("
-                            f"{_sql_str(str(findings))})")
-        finally:
-            con.close()
-        Path(tmp).replace(path)
+            con = duckdb.connect(str(tmp))
+            try:
+                for table in TABLES:
+                    files = [str(p) for p in self.parts(table)]
+                    if files:
+                        _create_view(con, table, files, "")
+                findings = self.root / "findings.parquet"
+                if findings.exists():
+                    con.execute("CREATE VIEW findings AS SELECT * FROM read_parquet("
+                                f"{_sql_str(str(findings))})")
+            finally:
+                con.close()
+            Path(tmp).replace(path)
+        except (OSError, duckdb.IOException) as exc:  # disk full: the case itself is intact
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise CaseError(f"{path}: the catalogue cannot be written ({exc}); the case's "
+                            "tables are intact: free space and run the command again") from exc
         return path
 
 

@@ -33,7 +33,11 @@ class TableBatch:
             if isinstance(v, pa.Array):  # already columnar (e.g. from Polars): only cast
                 cols[k] = v.cast(typ) if typ is not None and v.type != typ else v
             else:
-                cols[k] = pa.array(v, typ)
+                try:
+                    cols[k] = pa.array(v, typ)
+                except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, UnicodeEncodeError,
+                        TypeError, ValueError):
+                    cols[k] = _coerced(v, typ)
         return cls.of(table, cols, source=source, artefact=artefact,
                       locator=pa.array(locators, pa.string()))
 
@@ -84,3 +88,27 @@ class TableBatch:
     def num_rows(self) -> int:
         """Number of rows."""
         return int(self.data.num_rows)
+
+
+def _coerced(values: Sequence[Any], typ: pa.DataType | None) -> pa.Array:
+    """Values one by one, for a column some of whose values are of another JSON type than
+    declared (hostile or damaged exports): text columns get the value's text (objects and
+    lists as JSON, lone surrogates as U+FFFD), other columns null where it does not fit."""
+    import orjson
+
+    text = typ is None or pa.types.is_string(typ)
+    out: list[Any] = []
+    for v in values:
+        if v is None:
+            out.append(None)
+            continue
+        if text:
+            s = v if isinstance(v, str) else orjson.dumps(v, default=str).decode() \
+                if isinstance(v, dict | list) else str(v)
+            out.append(s.encode("utf-16", "surrogatepass").decode("utf-16", "replace"))
+            continue
+        try:
+            out.append(pa.array([v], typ)[0].as_py())
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+            out.append(None)
+    return pa.array(out, typ or pa.string())

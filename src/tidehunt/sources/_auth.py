@@ -20,7 +20,7 @@ def auth_batch(rows: list[dict[str, Any]], source: str, artefact: str,
 
 def mfa_kind(text: str | None) -> str | None:
     """A method name folded to: push, otp, sms, call, fido, password, none."""
-    t = (text or "").lower()
+    t = str(text or "").lower()
     if not t:
         return None
     for key, kind in (("push", "push"), ("notification", "push"), ("verify", "push"),

@@ -198,8 +198,12 @@ class WindowsRows:
 
     def add(self, row: dict[str, Any], locator: str) -> None:
         """Buffer one flattened row (declared keys plus extra string columns)."""
-        key = (row.get("channel"), row.get("event_id"))
-        part = self._parts.get(key)
+        key: tuple[Any, Any] = (row.get("channel"), row.get("event_id"))
+        try:
+            part = self._parts.get(key)
+        except TypeError:  # a JSON list or object as channel or event ID: by its text
+            key = (repr(key[0]), repr(key[1]))
+            part = self._parts.get(key)
         if part is None:
             part = self._parts[key] = _Part()
         n = part.n
@@ -247,11 +251,8 @@ class WindowsRows:
         for k, lst in raw.items():
             if k in self.DECLARED:
                 continue
-            target = canon[k.lower()]
-            try:
-                arr = pa.array(lst, pa.string())
-            except (pa.ArrowTypeError, pa.ArrowInvalid):
-                arr = pa.array([scalar_text(v) for v in lst], pa.string())
+            target = _clean(canon[k.lower()])
+            arr = _strings(lst)
             cols[target] = pc.coalesce(cols[target], arr) if target in cols else arr
         none = [None] * n
         locators = part.locators
@@ -260,14 +261,10 @@ class WindowsRows:
         rec = raw.get("record_id", none)
         try:
             cols["record_id"] = pa.array(rec, pa.int64())
-        except (pa.ArrowTypeError, pa.ArrowInvalid, TypeError):
+        except (pa.ArrowTypeError, pa.ArrowInvalid, TypeError, OverflowError):
             cols["record_id"] = pa.array([_int_or_none(v) for v in rec], pa.int64())
         for k in ("host", "channel", "provider"):
-            vals = raw.get(k, none)
-            try:
-                cols[k] = pa.array(vals, pa.string())
-            except (pa.ArrowTypeError, pa.ArrowInvalid):
-                cols[k] = pa.array([scalar_text(v) for v in vals], pa.string())
+            cols[k] = _strings(raw.get(k, none))
         cols["source_file"] = files
         return TableBatch.of(
             "windows",
@@ -293,7 +290,7 @@ class WindowsRows:
         self._defects.clear()
 
     def _ts(self, vals: list[Any], part: _Part) -> pa.Array:
-        arr = pa.array([None if v is None else str(v) for v in vals], pa.string())
+        arr = _strings([None if v is None else str(v) for v in vals])
         try:
             return arr.cast(pa.timestamp("us", tz="UTC"))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -329,7 +326,7 @@ class WindowsRows:
     def _eid(self, vals: list[Any], part: _Part) -> pa.Array:
         try:
             return pa.array(vals, pa.int64())
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
             pass
         out: list[int | None] = []
         bad: list[int] = []
@@ -345,14 +342,36 @@ class WindowsRows:
 def _int_or_none(v: Any) -> int | None:
     if v is None:
         return None
-    if type(v) is int:
-        return v
     if isinstance(v, dict):
         return _int_or_none(v.get("#text"))
     try:
-        return int(str(v).strip())
+        i = v if type(v) is int else int(str(v).strip())
     except ValueError:
         return None
+    return i if -(1 << 63) <= i < 1 << 63 else None  # beyond int64: unreadable
+
+
+def _strings(vals: list[Any]) -> pa.Array:
+    """Values as a string column: JSON lists and objects as their text, lone UTF-16
+    surrogates (``"\\ud800"`` escapes in JSON exports of damaged logs) as U+FFFD."""
+    try:
+        return pa.array(vals, pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid, UnicodeEncodeError):
+        pass
+    out: list[str | None] = []
+    for v in vals:
+        t = scalar_text(v)
+        out.append(None if t is None else _clean(t))
+    return pa.array(out, pa.string())
+
+
+def _clean(t: str) -> str:
+    """``t`` with lone UTF-16 surrogates replaced by U+FFFD (Arrow text is UTF-8)."""
+    try:
+        t.encode("utf-8")
+    except UnicodeEncodeError:
+        return t.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return t
 
 
 class WindowsSource:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,6 +23,7 @@ from tidehunt.errors import ConfigError, SourceError
 from tidehunt.model.batch import TableBatch
 from tidehunt.model.times import parse_time
 from tidehunt.sources._auth import auth_batch, mfa_kind
+from tidehunt.sources._lines import decode_text, text_head, utf16_of
 from tidehunt.sources.base import Artefact, Source
 from tidehunt.yamlconf import load_yaml
 
@@ -81,6 +83,8 @@ def load_auth_mapping(path: str | Path) -> dict[str, str]:
 
 
 def _first_row(head: bytes) -> list[str] | None:
+    if utf16_of(head):  # PowerShell's Out-File: UTF-16 with a byte-order mark
+        head = text_head(head).encode("utf-8")
     first_b = head.split(b"\n", 1)[0].rstrip(b"\r")
     if b"," not in first_b or b"\x00" in first_b or len(first_b) > 4096:
         return None
@@ -122,18 +126,34 @@ class AuthCsvSource(Source):
 
     def read(self, artefact: Artefact, ctx: RunContext) -> Iterator[TableBatch]:
         """Every row with a readable time; others are warnings."""
-        with artefact.open() as fh:
-            data = fh.read(MAX_BYTES + 1)
+        with artefact.open() as fh:  # read(MAX_BYTES + 1) would reserve 1 GiB for any file
+            if os.fstat(fh.fileno()).st_size > MAX_BYTES:
+                raise SourceError(f"{artefact.display}: larger than 1 GiB")
+            data = fh.read()
         if len(data) > MAX_BYTES:
             raise SourceError(f"{artefact.display}: larger than 1 GiB")
-        reader = csv.reader(io.StringIO(data.decode("utf-8-sig", "replace")))
-        header = next(reader, None)
+        text, enc, n_bad = decode_text(data)
+        if n_bad:
+            where: list[str] = []
+            at, seen, line = text.find("\ufffd"), 0, 1
+            while at >= 0 and len(where) < 20:  # the first lines that hold one
+                line += text.count("\n", seen, at)
+                where.append(f"line {line}")
+                seen = text.find("\n", at)
+                at = text.find("\ufffd", seen) if seen >= 0 else -1
+            ctx.warn(artefact.id, self.NAME, f"bytes that are not {enc} replaced with U+FFFD",
+                     where, count=n_bad, path=artefact.display)
+        reader = csv.reader(io.StringIO(text, newline=""))  # a bare CR inside a cell is data
+        try:
+            header = next(reader, None)
+        except csv.Error as exc:
+            raise SourceError(f"{artefact.display}: header is not CSV: {exc}") from exc
         if not header:
             raise SourceError(f"{artefact.display}: empty")
         cols = columns(header, self.options.get("auth_mapping"))
         rows: list[dict[str, Any]] = []
         locs, bad = [], []
-        for n, rec in enumerate(reader, 2):
+        for n, rec in enumerate(_rows(reader, ctx, artefact, self.NAME), 2):
             if not rec:
                 continue
 
@@ -162,3 +182,17 @@ class AuthCsvSource(Source):
                      count=len(bad), path=artefact.display)
         if rows:
             yield auth_batch(rows, self.NAME, artefact.id, locs)
+
+
+def _rows(reader: Iterator[list[str]], ctx: RunContext, artefact: Artefact,
+          source: str) -> Iterator[list[str]]:
+    """Rows until the CSV module gives up on one (a cell over its size limit); then one
+    warning, and the rest of the file is not read."""
+    n = 2  # the row after the header
+    try:
+        for rec in reader:
+            yield rec
+            n += 1
+    except csv.Error as exc:
+        ctx.warn(artefact.id, source, f"CSV unreadable from this row on ({exc}); the rest "
+                 "of the file is not read", [f"line {n}"], path=artefact.display)

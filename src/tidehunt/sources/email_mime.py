@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from typing import ClassVar
@@ -33,7 +34,7 @@ class EmailMimeSource(MailSource):
 
     NAME: ClassVar[str] = "email_mime"
     FORMAT: ClassVar[str] = "RFC 5322 e-mail message (.eml)"
-    WRITES: ClassVar[tuple[str, ...]] = ("mail", "mail_attachment")
+    WRITES: ClassVar[tuple[str, ...]] = ("mail", "mail_attachment", "file")
 
     @classmethod
     def sniff(cls, artefact: Artefact, head: bytes) -> bool:
@@ -42,9 +43,10 @@ class EmailMimeSource(MailSource):
 
     def read(self, artefact: Artefact, ctx: RunContext) -> Iterator[TableBatch]:
         """Parse the whole message (at most 256 MiB)."""
-        with artefact.open() as fh:
-            data = fh.read(MAX_MESSAGE + 1)
-        if len(data) > MAX_MESSAGE:
+        with artefact.open() as fh:  # sized by the file: read(MAX_MESSAGE + 1) reserves 256 MiB
+            big = os.fstat(fh.fileno()).st_size > MAX_MESSAGE
+            data = b"" if big else fh.read()
+        if big or len(data) > MAX_MESSAGE:
             raise SourceError(f"{artefact.display}: larger than {MAX_MESSAGE >> 20} MiB; "
                               "not read as one message")
         rec = parse_eml(data, "message")

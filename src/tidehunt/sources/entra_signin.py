@@ -13,6 +13,7 @@ from tidehunt.errors import SourceError
 from tidehunt.model.batch import TableBatch
 from tidehunt.model.times import parse_time
 from tidehunt.sources._auth import auth_batch, mfa_kind
+from tidehunt.sources._json import obj, seq
 from tidehunt.sources.base import Artefact, Source
 
 MAX_BYTES = 1 << 30
@@ -28,10 +29,11 @@ def records(data: bytes) -> list[dict[str, Any]]:
         try:
             doc = orjson.loads(s)
         except orjson.JSONDecodeError:
-            return [orjson.loads(x) for x in s.splitlines() if x.strip()]
+            lines = [orjson.loads(x) for x in s.splitlines() if x.strip()]
+            return [d for d in lines if isinstance(d, dict)]
         if isinstance(doc, dict) and isinstance(doc.get("value"), list):
             return [d for d in doc["value"] if isinstance(d, dict)]
-        return [doc]
+        return [doc] if isinstance(doc, dict) else []
     raise SourceError("not JSON")
 
 
@@ -63,13 +65,13 @@ class EntraSigninSource(Source):
             raise SourceError(f"{artefact.display}: not a sign-in export: {exc}") from exc
         rows, locs = [], []
         for i, r in enumerate(recs):
-            st = r.get("status") or {}
-            loc = r.get("location") or {}
-            geo = loc.get("geoCoordinates") or {}
-            dev = r.get("deviceDetail") or {}
-            mfa = r.get("mfaDetail") or {}
+            st = obj(r.get("status"))
+            loc = obj(r.get("location"))
+            geo = obj(loc.get("geoCoordinates"))
+            dev = obj(r.get("deviceDetail"))
+            mfa = obj(r.get("mfaDetail"))
             req = str(r.get("authenticationRequirement") or "")
-            steps = r.get("authenticationDetails") or []
+            steps = seq(r.get("authenticationDetails"))
             method = mfa.get("authMethod") or next(
                 (s.get("authenticationMethod") for s in steps if isinstance(s, dict)
                  and s.get("authenticationStepRequirement") == "multiFactorAuthentication"),
@@ -80,13 +82,14 @@ class EntraSigninSource(Source):
                     mfa_ok = "approved" if s.get("succeeded") else (
                         "denied" if s.get("succeeded") is False else None)
             code = st.get("errorCode")
+            code = code if isinstance(code, int | str) else None
             ts = parse_time(r.get("createdDateTime"))
             if ts is None:
                 ctx.warn(artefact.id, self.NAME, "sign-in without a readable createdDateTime",
                          [f"record {i}"], path=artefact.display)
                 continue
             rows.append({
-                "ts": ts, "user": (r.get("userPrincipalName") or "").lower() or None,
+                "ts": ts, "user": str(r.get("userPrincipalName") or "").lower() or None,
                 "app": r.get("appDisplayName"), "src_ip": r.get("ipAddress"),
                 "result": "success" if code in (0, "0", None) else "failure",
                 "failure_reason": st.get("failureReason") if code not in (0, "0", None)

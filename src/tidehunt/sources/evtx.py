@@ -85,7 +85,7 @@ class EvtxSource(WindowsSource, Source):
                     ctx.warn(artefact.id, self.NAME, "record is not a valid event",
                              [rec.get("event_record_id")], path=artefact.display)
                     continue
-                row = event_row(event)
+                row = event_row(event) if type(event) is dict else None  # {"Event": null}
                 if row is None:
                     ctx.warn(artefact.id, self.NAME, "record has no System element",
                              [rec.get("event_record_id")], path=artefact.display)
@@ -108,7 +108,8 @@ class EvtxSource(WindowsSource, Source):
             kind = "record could not be parsed"
         else:
             kind = "parse error"
-        detail = re.sub(r"\d+", "N", first)[:160]
+        # the bytes a check found vary per record: one warning per kind of defect
+        detail = re.sub(r"\d+", "N", re.sub(r"found `\[[^`]*\]`", "found `[...]`", first))[:160]
         ctx.warn(artefact.id, self.NAME, f"{kind}: {detail}", where, path=artefact.display)
 
     def _check_headers(self, artefact: Artefact, fh: object, head: bytes,

@@ -13,6 +13,7 @@ from tidehunt.errors import SourceError
 from tidehunt.model.batch import TableBatch
 from tidehunt.model.times import parse_time
 from tidehunt.sources._cloud import cloud_batch
+from tidehunt.sources._json import obj, seq
 from tidehunt.sources.base import Artefact, Source
 from tidehunt.sources.m365_audit import MAX_BYTES
 
@@ -21,11 +22,13 @@ def activities(data: bytes) -> list[dict[str, Any]]:
     """The activity objects of an export."""
     s = data.lstrip()
     if s[:1] == b"[":
-        return [a for a in orjson.loads(s) if isinstance(a, dict)]
+        doc = orjson.loads(s)
+        return [a for a in doc if isinstance(a, dict)] if isinstance(doc, list) else []
     try:
         doc = orjson.loads(s)
     except orjson.JSONDecodeError:
-        return [orjson.loads(x) for x in s.splitlines() if x.strip()]
+        lines = [orjson.loads(x) for x in s.splitlines() if x.strip()]
+        return [a for a in lines if isinstance(a, dict)]
     if isinstance(doc, dict) and isinstance(doc.get("items"), list):
         return [a for a in doc["items"] if isinstance(a, dict)]
     return [doc] if isinstance(doc, dict) else []
@@ -33,9 +36,9 @@ def activities(data: bytes) -> list[dict[str, Any]]:
 
 def _params(ev: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for p in ev.get("parameters") or []:
+    for p in seq(ev.get("parameters")):
         if isinstance(p, dict) and p.get("name"):
-            out[p["name"]] = p.get("value", p.get("multiValue", p.get("boolValue")))
+            out[str(p["name"])] = p.get("value", p.get("multiValue", p.get("boolValue")))
     return out
 
 
@@ -62,14 +65,14 @@ class GwsAuditSource(Source):
             raise SourceError(f"{artefact.display}: not a Reports API export: {exc}") from exc
         rows, locs = [], []
         for i, a in enumerate(acts):
-            aid = a.get("id") or {}
+            aid = obj(a.get("id"))
             ts = parse_time(aid.get("time"))
             if ts is None:
                 ctx.warn(artefact.id, self.NAME, "activity without a readable id.time",
                          [f"activity {i}"], path=artefact.display)
                 continue
-            actor = (a.get("actor") or {}).get("email")
-            for j, ev in enumerate(a.get("events") or []):
+            actor = obj(a.get("actor")).get("email")
+            for j, ev in enumerate(seq(a.get("events"))):
                 if not isinstance(ev, dict):
                     continue
                 p = _params(ev)

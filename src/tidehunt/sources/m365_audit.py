@@ -15,6 +15,7 @@ from tidehunt.errors import SourceError
 from tidehunt.model.batch import TableBatch
 from tidehunt.model.times import parse_time
 from tidehunt.sources._cloud import cloud_batch
+from tidehunt.sources._json import seq
 from tidehunt.sources.base import Artefact, Source
 from tidehunt.sources.entra_signin import records
 
@@ -24,7 +25,7 @@ MAX_BYTES = 1 << 30
 def _params(rec: dict[str, Any]) -> dict[str, str]:
     """Exchange cmdlet parameters (New-InboxRule, Set-Mailbox...) as name -> value."""
     out = {}
-    for p in rec.get("Parameters") or []:
+    for p in seq(rec.get("Parameters")):
         if isinstance(p, dict) and p.get("Name"):
             out[str(p["Name"])] = str(p.get("Value", ""))
     return out
@@ -44,10 +45,10 @@ def row(rec: dict[str, Any], display: str) -> dict[str, Any] | None:
     app = None
     if op.lower().startswith(("consent to application", "add delegated permission",
                               "add app role assignment", "add service principal")):
-        for t in rec.get("Target") or []:
+        for t in seq(rec.get("Target")):
             if isinstance(t, dict) and t.get("Type") in (1, 2, "1", "2") and t.get("ID"):
                 app = str(t["ID"])
-        for m in rec.get("ModifiedProperties") or []:
+        for m in seq(rec.get("ModifiedProperties")):
             if isinstance(m, dict) and "DisplayName" in str(m.get("Name", "")):
                 app = str(m.get("NewValue") or app or "").strip('"[] ') or app
     detail = orjson.dumps(params).decode() if params else None
@@ -94,14 +95,23 @@ class M365AuditSource(Source):
             except (orjson.JSONDecodeError, SourceError) as exc:
                 raise SourceError(f"{artefact.display}: not an audit export: {exc}") from exc
         else:
-            reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig", "replace")))
-            for n, r in enumerate(reader, 2):
-                raw = {(k or "").strip().lower(): v for k, v in r.items()}
-                try:
-                    recs.append((f"line {n}", orjson.loads(raw.get("auditdata") or "")))
-                except orjson.JSONDecodeError:
-                    ctx.warn(artefact.id, self.NAME, "AuditData cell that is not JSON",
-                             [f"line {n}"], path=artefact.display)
+            reader = csv.DictReader(io.StringIO(data.decode("utf-8-sig", "replace"),
+                                                newline=""))
+            n = 1
+            try:
+                for n, r in enumerate(reader, 2):
+                    raw = {(k or "").strip().lower(): v for k, v in r.items()}
+                    cell = raw.get("auditdata")
+                    try:
+                        recs.append((f"line {n}", orjson.loads(cell if isinstance(cell, str)
+                                                               else "")))
+                    except orjson.JSONDecodeError:
+                        ctx.warn(artefact.id, self.NAME, "AuditData cell that is not JSON",
+                                 [f"line {n}"], path=artefact.display)
+            except csv.Error as exc:
+                ctx.warn(artefact.id, self.NAME, f"CSV unreadable after this row ({exc}); "
+                         "the rest of the file is not read", [f"line {n}"],
+                         path=artefact.display)
         rows, locs, bad = [], [], []
         for loc, r in recs:
             out = row(r, artefact.display) if isinstance(r, dict) else None

@@ -25,7 +25,7 @@ class MboxSource(MailSource):
 
     NAME: ClassVar[str] = "mbox"
     FORMAT: ClassVar[str] = "Unix mbox mailbox"
-    WRITES: ClassVar[tuple[str, ...]] = ("mail", "mail_attachment")
+    WRITES: ClassVar[tuple[str, ...]] = ("mail", "mail_attachment", "file")
 
     @classmethod
     def sniff(cls, artefact: Artefact, head: bytes) -> bool:

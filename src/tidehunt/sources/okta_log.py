@@ -13,15 +13,16 @@ from tidehunt.errors import SourceError
 from tidehunt.model.batch import TableBatch
 from tidehunt.model.times import parse_time
 from tidehunt.sources._auth import auth_batch, mfa_kind
+from tidehunt.sources._json import obj, seq
 from tidehunt.sources.base import Artefact, Source
 from tidehunt.sources.entra_signin import MAX_BYTES, records
 
 
 def _mfa(event: str, r: dict[str, Any]) -> tuple[str | None, str | None]:
     e = event.lower()
-    dbg = ((r.get("debugContext") or {}).get("debugData") or {})
+    dbg = obj(obj(r.get("debugContext")).get("debugData"))
     factor = dbg.get("factor") or dbg.get("factorType")
-    res = ((r.get("outcome") or {}).get("result") or "").upper()
+    res = str(obj(r.get("outcome")).get("result") or "").upper()
     if "push" in e or "factor" in e or "mfa" in e:
         kind = mfa_kind(str(factor or ("push" if "push" in e else "otp")))
         if "deny" in e or "reject" in e or res in ("DENY", "FAILURE"):
@@ -60,30 +61,30 @@ class OktaLogSource(Source):
             event = str(r.get("eventType") or "")
             if not event.startswith(("user.", "system.push", "policy.evaluate_sign_on")):
                 continue
-            client = r.get("client") or {}
-            geo = client.get("geographicalContext") or {}
-            gl = geo.get("geolocation") or {}
-            out = r.get("outcome") or {}
+            client = obj(r.get("client"))
+            geo = obj(client.get("geographicalContext"))
+            gl = obj(geo.get("geolocation"))
+            out = obj(r.get("outcome"))
             ts = parse_time(r.get("published"))
             if ts is None:
                 ctx.warn(artefact.id, self.NAME, "event without a readable published time",
                          [f"record {i}"], path=artefact.display)
                 continue
             kind, answer = _mfa(event, r)
-            targets = [t for t in r.get("target") or [] if isinstance(t, dict)]
+            targets = [t for t in seq(r.get("target")) if isinstance(t, dict)]
             app = next((t.get("displayName") for t in targets
                         if t.get("type") in ("AppInstance", "AppUser")), None)
             res = str(out.get("result") or "").upper()
             rows.append({
-                "ts": ts, "user": str((r.get("actor") or {}).get("alternateId") or "").lower()
+                "ts": ts, "user": str(obj(r.get("actor")).get("alternateId") or "").lower()
                 or None, "app": app, "src_ip": client.get("ipAddress"),
                 "result": "success" if res in ("SUCCESS", "ALLOW") else
                 "failure" if res in ("FAILURE", "DENY") else res.lower() or None,
                 "failure_reason": out.get("reason"), "mfa": kind, "mfa_result": answer,
                 "interactive": True,
-                "session_id": (r.get("authenticationContext") or {}).get("externalSessionId"),
+                "session_id": obj(r.get("authenticationContext")).get("externalSessionId"),
                 "token_id": None, "device": (client.get("device") or None),
-                "user_agent": (client.get("userAgent") or {}).get("rawUserAgent"),
+                "user_agent": obj(client.get("userAgent")).get("rawUserAgent"),
                 "country": geo.get("country"), "city": geo.get("city"),
                 "lat": gl.get("lat"), "lon": gl.get("lon"), "provider": "okta",
                 "event": event, "source_file": artefact.display})

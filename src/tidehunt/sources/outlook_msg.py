@@ -38,7 +38,7 @@ class OutlookMsgSource(MailSource):
 
     NAME: ClassVar[str] = "outlook_msg"
     FORMAT: ClassVar[str] = "Outlook message (.msg)"
-    WRITES: ClassVar[tuple[str, ...]] = ("mail", "mail_attachment")
+    WRITES: ClassVar[tuple[str, ...]] = ("mail", "mail_attachment", "file")
     PRIORITY: ClassVar[int] = 1
 
     @classmethod
@@ -68,7 +68,10 @@ class OutlookMsgSource(MailSource):
         header = msg.header
         headers, defects = header_list(header) if header is not None else ([], [])
         rec = MailRecord(locator, headers, defects=defects)
-        rec.text = _text(msg.body)[:MAX_BODY]
+        try:
+            rec.text = _text(msg.body)[:MAX_BODY]
+        except Exception as exc:  # noqa: BLE001 - a body stream in the wrong encoding
+            rec.defects.append(f"plain-text body not decodable ({type(exc).__name__})")
         try:
             rec.html = _text(msg.htmlBody)[:MAX_BODY]
         except Exception as exc:  # noqa: BLE001 - RTF/HTML decoding errors of the library

@@ -13,7 +13,7 @@ shape of each object is recognised from its keys, not from the file name:
 from __future__ import annotations
 
 import codecs
-import gzip
+import functools
 import io
 import json
 import zipfile
@@ -25,6 +25,14 @@ import orjson
 from tidehunt.context import RunContext
 from tidehunt.errors import SourceError, UnsupportedArtefact
 from tidehunt.model.batch import TableBatch
+from tidehunt.sources._lines import (
+    UTF8_BOM,
+    from_utf16,
+    gunzip,
+    gunzip_head,
+    text_head,
+    utf16_of,
+)
 from tidehunt.sources._winrows import (
     WindowsRows,
     WindowsSource,
@@ -36,6 +44,8 @@ from tidehunt.sources._winrows import (
 from tidehunt.sources.base import Artefact, Source
 
 CHUNK = 4 << 20
+#: A JSON event longer than this (a line, or a value not closed within it) is skipped.
+MAX_EVENT_BYTES = 16 << 20
 #: Limits for .zip evidence (zip bombs): per member and in total, and the ratio.
 ZIP_MAX_MEMBER = 8 << 30
 ZIP_MAX_TOTAL = 32 << 30
@@ -73,12 +83,8 @@ class WindowsJsonSource(WindowsSource, Source):
     @classmethod
     def sniff(cls, artefact: Artefact, head: bytes) -> bool:
         """JSON with event keys; gzip of it; or a zip whose first JSON member is such."""
-        if head.startswith(b"\x1f\x8b"):
-            try:
-                with gzip.open(artefact.path, "rb") as gz:
-                    return looks_like_events(gz.read(65536))
-            except (OSError, EOFError):
-                return False
+        if head.startswith(b"\x1f\x8b"):  # as far as a damaged stream goes
+            return looks_like_events(gunzip_head(head))
         if head.startswith(b"PK\x03\x04"):
             try:
                 with zipfile.ZipFile(artefact.path) as zf:
@@ -90,6 +96,8 @@ class WindowsJsonSource(WindowsSource, Source):
             except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError):
                 return False
             return False
+        if utf16_of(head):  # PowerShell's Out-File writes UTF-16
+            return looks_like_events(text_head(head).encode("utf-8"))
         return looks_like_events(head)
 
     def read_rows(self, artefact: Artefact, ctx: RunContext,
@@ -101,8 +109,15 @@ class WindowsJsonSource(WindowsSource, Source):
             if head.startswith(b"PK\x03\x04"):
                 yield from self._zip(artefact, raw, ctx, sink)
             elif head.startswith(b"\x1f\x8b"):
-                with gzip.GzipFile(fileobj=raw) as gz:
-                    yield from self._stream(artefact, gz, "", ctx, sink)  # type: ignore[arg-type]
+                # zlib, not GzipFile: a corrupt or truncated stream gives every byte before
+                # the damage (GzipFile drops what its failing read had), then a warning
+                def warn(message: str, locator: str) -> None:
+                    ctx.warn(artefact.id, self.NAME, message, [locator],
+                             path=artefact.display)
+
+                pieces = gunzip(iter(functools.partial(raw.read, 1 << 20), b""), warn)
+                yield from self._stream(artefact, cast(IO[bytes], _Pieces(pieces)), "", ctx,
+                                        sink)
             else:
                 yield from self._stream(artefact, raw, "", ctx, sink)
 
@@ -150,14 +165,30 @@ class WindowsJsonSource(WindowsSource, Source):
                 sink: WindowsRows) -> Iterator[TableBatch]:
         buf = fh if isinstance(fh, io.BufferedReader) else io.BufferedReader(
             cast(io.RawIOBase, fh), CHUNK)
+        mark = buf.peek(514)[:514]
+        enc = utf16_of(mark)
+        if mark.startswith(UTF8_BOM):
+            buf.read(3)
+        elif enc is not None:
+            buf.read(2)
+
+            def warn(msg: str, where: str, n: int) -> None:
+                ctx.warn(artefact.id, self.NAME, msg, [prefix + where], count=n,
+                         path=artefact.display)
+
+            pieces = from_utf16(iter(functools.partial(buf.read, CHUNK), b""), enc, warn)
+            buf = io.BufferedReader(_Pieces(pieces), CHUNK)
         first = _strip(buf.peek(65536)[:65536])
         first_line = first.split(b"\n", 1)[0].strip()
         jsonl = False
         if first_line.startswith(b"{"):
             try:
                 jsonl = isinstance(orjson.loads(first_line), dict)
-            except orjson.JSONDecodeError:
-                jsonl = False
+            except orjson.JSONDecodeError:  # not UTF-8 (Latin-1 text?): JSON all the same
+                try:
+                    jsonl = isinstance(json.loads(first_line.decode("utf-8", "replace")), dict)
+                except ValueError:
+                    jsonl = False
         values = (self._lines(artefact, buf, prefix, ctx) if jsonl
                   else self._concatenated(artefact, buf, prefix, ctx))
         for obj, loc in values:
@@ -173,7 +204,16 @@ class WindowsJsonSource(WindowsSource, Source):
     def _lines(self, artefact: Artefact, fh: IO[bytes], prefix: str,
                ctx: RunContext) -> Iterator[tuple[Any, str]]:
         loads = orjson.loads
-        for lineno, line in enumerate(fh, 1):
+        lineno = 0
+        while line := fh.readline(MAX_EVENT_BYTES + 1):
+            lineno += 1
+            if len(line) > MAX_EVENT_BYTES and not line.endswith(b"\n"):
+                while (rest := fh.readline(CHUNK)) and not rest.endswith(b"\n"):
+                    pass  # the rest of the line goes by without being kept
+                ctx.warn(artefact.id, self.NAME, f"line longer than {MAX_EVENT_BYTES >> 20} "
+                         "MiB (not an event) skipped", [f"{prefix}line {lineno}"],
+                         path=artefact.display)
+                continue
             if not line.strip():
                 continue
             try:
@@ -234,12 +274,18 @@ class WindowsJsonSource(WindowsSource, Source):
             try:
                 obj, end = dec.raw_decode(text, pos)
             except json.JSONDecodeError as exc:
-                if not eof and more():
+                open_long = len(text) - pos > MAX_EVENT_BYTES
+                if not eof and not open_long and more():
                     continue
-                ctx.warn(artefact.id, self.NAME, f"invalid JSON ({exc.msg}); skipped to the "
-                         "next object", [f"{prefix}offset {base + pos}"],
-                         path=artefact.display)
-                nxt = text.find("\n{", pos + 1)
+                why = (f"not closed within {MAX_EVENT_BYTES >> 20} MiB (too long or damaged)"
+                       if open_long else f"invalid JSON ({exc.msg})")
+                ctx.warn(artefact.id, self.NAME, f"{why}; skipped to the next object",
+                         [f"{prefix}offset {base + pos}"], path=artefact.display)
+                start = pos + 1
+                while (nxt := text.find("\n{", start)) < 0 and not eof:
+                    pos = max(pos, len(text) - 1)  # what was searched is dropped
+                    more()
+                    start = 0
                 if nxt < 0:
                     break
                 pos = nxt + 1
@@ -264,6 +310,28 @@ def _count_replace(exc: UnicodeError) -> tuple[str, int]:
 
 
 codecs.register_error(_COUNT_BAD, _count_replace)
+
+
+class _Pieces(io.RawIOBase):
+    """A stream over an iterator of byte strings (the transcoded UTF-16 of a file)."""
+
+    def __init__(self, pieces: Iterator[bytes]) -> None:
+        self._pieces = pieces
+        self._cur = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._cur:
+            nxt = next(self._pieces, None)
+            if nxt is None:
+                return 0
+            self._cur = nxt
+        n = min(len(b), len(self._cur))
+        b[:n] = self._cur[:n]
+        self._cur = self._cur[n:]
+        return n
 
 
 class _Prefixed(io.RawIOBase):

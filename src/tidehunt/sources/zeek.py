@@ -146,10 +146,14 @@ class ZeekSource(Source):
         parts, nums = parts.filter(ok), nums.filter(ok)
         if len(parts) == 0:
             return
-        df = pl.DataFrame({h: parts.list.get(i) for i, h in enumerate(header)})
+        names = list(dict.fromkeys(header))  # a field named twice: the first one is read
+        if len(names) < len(header):
+            ctx.warn(artefact.id, self.NAME, "#fields names a field twice; the first is read",
+                     [f"line {nums[0]}"], path=artefact.display)
+        df = pl.DataFrame({h: parts.list.get(header.index(h)) for h in names})
         df = df.with_columns([
             pl.when(pl.col(h) == unset).then(None).when(pl.col(h) == empty).then(pl.lit(""))
-            .otherwise(pl.col(h)).alias(h) for h in header])
+            .otherwise(pl.col(h)).alias(h) for h in names])
         yield self._batch(df, nums, log, artefact)
 
     def _json(self, lines: pl.Series, nums: pl.Series, log: str, artefact: Artefact,
@@ -181,7 +185,7 @@ class ZeekSource(Source):
             df = pl.DataFrame({k: [_cell(rows[i].get(k)) for i in idx] for k in keys},
                               schema=dict.fromkeys(keys, pl.String))
             yield self._batch(df, pl.Series([good[i] for i in idx], dtype=pl.Int64), lg,
-                              artefact, sensor=[rows[i].get("@system") for i in idx])
+                              artefact, sensor=[_cell(rows[i].get("@system")) for i in idx])
 
     def _batch(self, df: pl.DataFrame, nums: pl.Series, log: str, artefact: Artefact,
                sensor: list[Any] | None = None) -> TableBatch:
@@ -217,7 +221,9 @@ def _cell(v: Any) -> str | None:
 def _convert(col: str, s: pl.Series) -> Any:
     """A column in its declared type, as Arrow (no Python object per value)."""
     if col == "ts":
-        us = (s.cast(pl.Float64, strict=False) * 1_000_000).round().cast(pl.Int64)
+        # a time beyond the 64-bit microsecond range is unreadable: null, not an error
+        us = (s.cast(pl.Float64, strict=False) * 1_000_000).round().cast(pl.Int64,
+                                                                          strict=False)
         return us.cast(pl.Datetime("us", "UTC")).to_arrow()
     if col in INTS:
         return s.cast(pl.Float64, strict=False).cast(pl.Int64, strict=False).to_arrow()

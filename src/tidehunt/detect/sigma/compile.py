@@ -18,6 +18,7 @@ Condition trees are JSON lists: ``["and", [..]]``, ``["or", [..]]``, ``["not", x
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from tidehunt.model.rule import AttackRef, Severity
@@ -56,17 +57,18 @@ def string_pred(field: str | None, value: Any) -> Pred:
             text = text.lower()
         op = ("contains" if lead and trail else "endswith" if lead else
               "startswith" if trail else "eq")
-        if field is None and op == "eq":
-            op = "contains"  # keywords match anywhere in the event
+        if field is None:
+            op = "contains"  # keywords match anywhere in a field, as glob keywords do
         return {"kind": "str", "field": field, "op": op, "value": text, "cased": cased}
-    import re
-
     rx = []
+    # a keyword is searched in each field of the event, which the matcher joins with \x1f:
+    # its wildcards stay inside one field
+    any_char = "." if field is not None else "[^\x1f]"
     for p in parts:
         if p == multi:
-            rx.append(".*")
+            rx.append(any_char + "*")
         elif p == single:
-            rx.append(".")
+            rx.append(any_char)
         else:
             rx.append(re.escape(p.lower() if not cased else p))
     body = "".join(rx)
@@ -242,6 +244,34 @@ def _correlation(rule: Any) -> dict[str, Any]:
     }
 
 
+#: An anchor and an alias outside quotes: only such a file can be a YAML bomb.
+_ANCHOR = re.compile(r"(?:^|[\s\[\]{},:-])&[^\s\[\]{},]")
+_ALIAS = re.compile(r"(?:^|[\s\[\]{},:-])\*[^\s\[\]{},*]")
+
+
+def yaml_bomb(text: str) -> str | None:
+    """Why a rule file's aliases make it a YAML bomb, or None.
+
+    PyYAML shares aliased values, so "billion laughs" loads quickly and only explodes
+    when pySigma walks it (a hang, then the memory limit); the document is measured first,
+    as ``tidehunt.yamlconf`` does for the analyst's configuration files.
+    """
+    if not (_ANCHOR.search(text) and _ALIAS.search(text)):
+        return None
+    import yaml
+
+    from tidehunt.yamlconf import MAX_VALUES, expanded_size
+
+    try:
+        docs = list(yaml.safe_load_all(text))
+    except (yaml.YAMLError, RecursionError):
+        return None  # pySigma reports what is wrong with it
+    if expanded_size(docs) > MAX_VALUES:
+        return (f"YAML aliases expand to more than {MAX_VALUES:,} values or refer to "
+                "themselves (a YAML bomb?); not loaded")
+    return None
+
+
 def compile_text(text: str, path: str) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Parse one YAML file (may hold several documents) and compile its rules.
 
@@ -253,6 +283,9 @@ def compile_text(text: str, path: str) -> tuple[list[dict[str, Any]], list[dict[
 
     rules: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
+    bomb = yaml_bomb(text)
+    if bomb:
+        return [], [{"path": path, "id": "", "title": "", "reason": bomb}]
     try:
         col = SigmaCollection.from_yaml(text, collect_errors=True, resolve_references=False)
     except (SigmaError, ValueError, TypeError, KeyError, AttributeError) as exc:

@@ -15,7 +15,7 @@ import orjson
 from tidehunt.detect.sigma.compile import Tree
 from tidehunt.detect.sigma.logsource import partition
 
-PLAN_VERSION = 4
+PLAN_VERSION = 5  # 5: keywords are substrings of one field whatever their wildcards
 
 
 @dataclass

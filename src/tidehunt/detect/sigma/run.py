@@ -372,7 +372,9 @@ def _num(d: pa.Array, p: dict[str, Any]) -> np.ndarray:
         text = str(v) if isinstance(v, float) and not v.is_integer() else str(int(v))
         return _np(pc.equal(pc.utf8_trim_whitespace(d), text))
     ok = pc.match_substring_regex(d, r"^\s*-?\d+(\.\d+)?\s*$")
-    nums = pc.if_else(ok, d, pa.scalar(None, pa.string())).cast(pa.float64())
+    # Arrow's cast takes no blanks around a number (" 7" raised and ended the hunt)
+    nums = pc.if_else(ok, pc.utf8_trim_whitespace(d), pa.scalar(None, pa.string())).cast(
+        pa.float64())
     fn = {"lt": pc.less, "lte": pc.less_equal, "gt": pc.greater,
           "gte": pc.greater_equal}[p["op"]]
     return _np(fn(nums, float(v)))
