@@ -18,20 +18,11 @@ from typing import Any
 
 import atheris
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "tidehunt"
+from tests.fuzz._contract import raised_in_tidehunt
+
 #: Modules instrumented for coverage: ours and the parsers we feed hostile bytes to.
 INSTRUMENT = ["tidehunt", "olefile", "oletools", "LnkParse3", "extract_msg", "zipfile",
               "py7zr", "pycdlib"]
-
-
-def raised_in_tidehunt(exc: BaseException) -> bool:
-    """True when the innermost frame of ``exc`` is tidehunt's own code."""
-    tb = exc.__traceback__
-    last = None
-    while tb is not None:
-        last = tb.tb_frame.f_code.co_filename
-        tb = tb.tb_next
-    return last is not None and Path(last).resolve().is_relative_to(SRC)
 
 
 def source_target(name: str, filename: str, setup: Callable[[Any], None] | None = None

@@ -6,36 +6,19 @@ warning naming the path, nothing is read through a link, and every other file is
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
-import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import tidehunt.webroot as W
+from tests.fuzz._contract import no_hang
 from tidehunt.case.store import CaseStore
 from tidehunt.context import RunContext
 
 SHELL = b'<?php if (isset($_POST["c"])) { system($_POST["c"]); } eval(base64_decode("x")); ?>'
-
-
-@contextlib.contextmanager
-def _deadline(seconds: int) -> Iterator[None]:
-    """Fail (rather than hang the suite) if the block blocks, e.g. opening a FIFO."""
-    def alarm(_sig, _frame):
-        raise TimeoutError(f"scan still running after {seconds} s (blocked?)")
-
-    old = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def _tree(root: Path) -> None:
@@ -81,7 +64,7 @@ def scanned(tmp_path_factory):
 
     store = CaseStore(base / "case", create=True)
     ctx = RunContext()
-    with pytest.MonkeyPatch.context() as mp, _deadline(20):
+    with pytest.MonkeyPatch.context() as mp, no_hang(20):
         mp.setattr(W, "iter_tree", changing)
         res = W.scan_webroot(root, store, ctx)
     rec = next(iter(store.artefacts.values()))
