@@ -270,7 +270,7 @@ def run_task(case_root: str, task: list[Planned], evtx_threads: int = 0,
         status, error = "ingested", None
         try:
             if isinstance(src, WindowsSource):
-                sink = sinks.setdefault(item.source, WindowsRows(item.source))
+                sink = sinks.setdefault(item.source, src.new_sink())
                 sink.begin(item.id, item.display)
                 for b in src.read_rows(art, ctx, sink):
                     store.add(b.table, b.data)

@@ -387,9 +387,13 @@ class WindowsSource:
     def read_rows(self, artefact: Any, ctx: Any, sink: WindowsRows) -> Iterator[TableBatch]:
         """Add the artefact's rows to ``sink``; yield batches whenever it is full."""
 
+    def new_sink(self) -> WindowsRows:
+        """The buffer this Source's rows go through (one per Source in an ingest task)."""
+        return WindowsRows(self.NAME)
+
     def read(self, artefact: Any, ctx: Any) -> Iterator[TableBatch]:
         """Read one artefact into batches of its own."""
-        sink = WindowsRows(self.NAME)
+        sink = self.new_sink()
         sink.begin(artefact.id, artefact.display)
         yield from self.read_rows(artefact, ctx, sink)
         yield from sink.flush()

@@ -33,6 +33,10 @@ class Source(abc.ABC):
     WRITES: ClassVar[tuple[str, ...]]
     #: Higher wins when two Sources claim the same head (e.g. a generic JSON reader).
     PRIORITY: ClassVar[int] = 0
+    #: A binary signature the format always starts with. A head that starts with one is
+    #: sniffed only by the Sources declaring it: no text format can begin that way, and
+    #: the text sniffers' decoding of binary heads was most of the cost of sniffing EVTX.
+    MAGIC: ClassVar[bytes | None] = None
 
     def __init__(self) -> None:
         #: Ingest options that reach the readers (attachment passwords, unpack limits...).

@@ -37,6 +37,7 @@ class OutlookMsgSource(MailSource):
     """An Outlook .msg message: one ``mail`` row and its attachments."""
 
     NAME: ClassVar[str] = "outlook_msg"
+    MAGIC: ClassVar[bytes | None] = CFB_MAGIC
     FORMAT: ClassVar[str] = "Outlook message (.msg)"
     WRITES: ClassVar[tuple[str, ...]] = ("mail", "mail_attachment", "file")
     PRIORITY: ClassVar[int] = 1

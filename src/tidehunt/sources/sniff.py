@@ -25,7 +25,10 @@ def sniff(artefact: Artefact, head: bytes | None = None,
     if head is None:
         with artefact.open() as fh:
             head = fh.read(HEAD)
-    sources = registry.all_of("sources").values()
+    sources = list(registry.all_of("sources").values())
+    signed = [cls for cls in sources if cls.MAGIC and head.startswith(cls.MAGIC)]
+    if signed:  # a binary signature: only its readers decide (and may still refuse)
+        sources = signed
     if options:
         claimed: list[type[Source]] = [cls for cls in sources
                                        if cls.claims(artefact, head, options)]
