@@ -134,7 +134,8 @@ def _prepare_network(con: Any, org: OrgProfile | None, risky: str | None,
             work.mkdir(parents=True, exist_ok=True)
             flow = work / "net_flow.parquet"
             con.execute(net_flow_sql(have, str(flow)))
-            con.execute(f"CREATE VIEW net_flow AS SELECT * FROM read_parquet('{flow}')")
+            quoted = str(flow).replace("'", "''")  # a case folder may have a quote
+            con.execute(f"CREATE VIEW net_flow AS SELECT * FROM read_parquet('{quoted}')")
         else:
             con.execute(net_flow_sql(have))
         con.execute(CLOUD_NAME_SQL)
