@@ -28,6 +28,7 @@ from tidehunt.ingest import IngestResult, ingest
 from tidehunt.intel.ageing import AgeingPolicy
 from tidehunt.intel.live import IntelOptions
 from tidehunt.intel.store import load_intel
+from tidehunt.memory import DEFAULT_MAX_MEMORY, MemoryBudget
 from tidehunt.model.finding import FINDINGS_SCHEMA
 from tidehunt.model.report import Meta, RuleSource, RunReport
 from tidehunt.model.rule import Severity
@@ -90,8 +91,10 @@ class HuntOptions:
     spark_master: str = "local[*]"
     #: Extra Spark settings (spark.executor.memory=4g ...).
     spark_conf: dict[str, str] = field(default_factory=dict)
-    #: Memory budget of the analytics ("2GB"): DuckDB gets 70% and spills beyond it.
-    max_memory: str | None = "2GB"
+    #: Memory budget of the whole run ("2GB"; None: unbounded): it sets the ingest and
+    #: match workers and their buffers, and each DuckDB connection gets 70% of it as its
+    #: memory limit and spills into the case beyond (see ``tidehunt.memory``).
+    max_memory: str | None = DEFAULT_MAX_MEMORY
     #: Options for the readers (see :func:`tidehunt.ingest.ingest`).
     source_options: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -99,13 +102,16 @@ class HuntOptions:
 
 def run_ingest(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
                workers: int | None = None, strict: bool = False,
-               options: dict[str, Any] | None = None) -> tuple[CaseStore, IngestResult]:
-    """Create or open the case and add evidence to it."""
+               options: dict[str, Any] | None = None, max_memory: str | None = None
+               ) -> tuple[CaseStore, IngestResult]:
+    """Create or open the case and add evidence to it (within ``max_memory``, if given)."""
     store = CaseStore(case_dir, create=True)
-    res = ingest(evidence, store, ctx, workers=workers, strict=strict, options=options)
+    store.budget = MemoryBudget.parse(max_memory)
+    res = ingest(evidence, store, ctx, workers=workers, strict=strict, options=options,
+                 budget=store.budget)
     store.manifest.setdefault("runs", []).append({
         "command": "ingest", "finished": utcnow(), "evidence": list(evidence),
-        "ingest": _ingest_dict(res)})
+        "ingest": _ingest_dict(res), "memory": memory_stats(max_memory, res, None)})
     store.save()
     return store, res
 
@@ -136,7 +142,20 @@ def _ingest_dict(res: IngestResult) -> dict[str, Any]:
     d["seconds"] = round(d["seconds"], 3)
     d["parse_seconds"] = round(d["parse_seconds"], 3)
     d.pop("errors")
+    d.pop("plan")  # in "memory"
     return d
+
+
+def memory_stats(max_memory: str | None, ingest_result: IngestResult | None,
+                 det: SigmaDetector | None) -> dict[str, Any]:
+    """How the run's memory budget was split: what report.json and the manifest record."""
+    budget = MemoryBudget.parse(max_memory)
+    ip = ingest_result.plan if ingest_result is not None else None
+    mp = det.stats.match_plan if det is not None else None
+    return {"max_memory": max_memory,
+            "duckdb_memory_limit": budget.duckdb_limit() if budget else None,
+            "ingest": {"workers": ip.workers, **asdict(ip.limits)} if ip else None,
+            "match": asdict(mp) if mp else None}
 
 
 def _rule_paths(opts: HuntOptions) -> list[tuple[str, str]]:
@@ -172,8 +191,10 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
         from tidehunt.detect.sigma.spark import SparkOptions
 
         spark = SparkOptions(opts.spark_master, dict(opts.spark_conf))
+    store.budget = MemoryBudget.parse(opts.max_memory)
     det = SigmaDetector(plan, SigmaOptions(opts.min_level, opts.exclude, opts.since,
-                                           opts.until, opts.workers, opts.engine, spark))
+                                           opts.until, opts.workers, opts.engine, spark,
+                                           store.budget))
     org = OrgProfile.for_case(store.root, opts.org)
     from tidehunt.intel.feeds import fetched_files
 
@@ -215,6 +236,7 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
     report = _report(store, opts, command, started, det, findings, warnings, sources,
                      ingest_result, timings)
     report.stats["analytics"] = ana.summary()
+    report.stats["memory"] = memory_stats(opts.max_memory, ingest_result, det)
     report.stats["inventory"] = {"files": inventory, "assets": store.rows("inventory"),
                                  "kev": str(kev) if kev else None}
     report.stats["intel"] = {"files": intel_load.files, "added": intel_load.indicators,
@@ -247,6 +269,7 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
         "rules_not_applicable": det.stats.rules_skipped,
         "sigma": det.summary(), "findings": report.findings_count, "seconds": timings,
         "ingest": _ingest_dict(ingest_result) if ingest_result else None,
+        "memory": report.stats["memory"],
     })
     store.manifest["rules"] = [s.model_dump() for s in sources]
     store.save()
@@ -353,7 +376,7 @@ def hunt(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
             res: IngestResult | None = None
             if evidence:
                 store, res = run_ingest(evidence, case_dir, ctx, opts.workers, opts.strict,
-                                        _with_yara(opts))
+                                        _with_yara(opts), opts.max_memory)
             else:
                 store = CaseStore(case_dir, create=True)
             for root in opts.webroots:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import itertools
 import logging
 import multiprocessing
 import os
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.thread import ThreadPoolExecutor
@@ -29,7 +31,15 @@ from tidehunt import registry
 from tidehunt.case.store import CaseStore, utcnow, write_part
 from tidehunt.context import RunContext
 from tidehunt.errors import CaseError, NoUsableInput, SourceError
+from tidehunt.memory import (
+    IngestLimits,
+    IngestPlan,
+    MemoryBudget,
+    configure_arrow_memory,
+    ingest_plan,
+)
 from tidehunt.model.warning import IngestWarning
+from tidehunt.sources import _lines, _winrows
 from tidehunt.sources._winrows import WindowsRows, WindowsSource
 from tidehunt.sources.base import Artefact
 from tidehunt.sources.sniff import HEAD, sniff
@@ -44,6 +54,10 @@ SAVE_SECONDS = 2.0
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 MAX_TASK_BYTES = 64 << 20
 MIN_TASK_BYTES = 4 << 20
+#: Files hashed and sniffed ahead of the tasks handed out (their heads are held).
+PLAN_AHEAD = 64
+#: Tasks queued per worker: planning waits (backpressure) rather than run far ahead.
+QUEUED_PER_WORKER = 4
 
 
 @dataclass
@@ -72,6 +86,8 @@ class IngestResult:
     seconds: float = 0.0
     parse_seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
+    #: Worker processes and buffers used (from ``--max-memory``; not in the run record).
+    plan: IngestPlan | None = field(default=None, repr=False)
 
 
 def artefact_id(path: Path, sha256: str) -> str:
@@ -155,8 +171,7 @@ def plan_files(files: list[tuple[Path, str, int]], store: CaseStore, ctx: RunCon
     """
     seen: set[str] = set()
     with ThreadPoolExecutor(max_workers=2) as pool:
-        for (real, display, _), scanned in zip(files, pool.map(lambda f: _scan(f[0]), files),
-                                               strict=True):
+        for (real, display, _), scanned in zip(files, _ahead(pool, files), strict=True):
             if isinstance(scanned, OSError):
                 msg = f"{display}: unreadable: {scanned.strerror or scanned}"
                 _record_failed(store, Planned(artefact_id(real, ""), real, display, 0, ""),
@@ -189,6 +204,26 @@ def plan_files(files: list[tuple[Path, str, int]], store: CaseStore, ctx: RunCon
             item.source = src.NAME
             yield item
     store.save()
+
+
+def _ahead(pool: ThreadPoolExecutor, files: list[tuple[Path, str, int]]
+           ) -> Iterator[tuple[int, str, bytes] | OSError]:
+    """``_scan`` of each file in order, at most PLAN_AHEAD in flight or waiting (each
+    result holds a file's head: ``pool.map`` would hold every file's at once)."""
+    queue: deque[Future[tuple[int, str, bytes] | OSError]] = deque()
+    todo = iter(files)
+    for f in itertools.islice(todo, PLAN_AHEAD):
+        queue.append(pool.submit(_scan, f[0]))
+    try:
+        while queue:
+            got = queue.popleft().result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                queue.append(pool.submit(_scan, nxt[0]))
+            yield got
+    finally:
+        for fut in queue:
+            fut.cancel()
 
 
 def _record(item: Planned, reader: str, status: str, **extra: Any) -> dict[str, Any]:
@@ -251,9 +286,21 @@ def stream_tasks(items: Iterable[Planned], target: int) -> Iterator[list[Planned
 
 
 def run_task(case_root: str, task: list[Planned], evtx_threads: int = 0,
-             strict: bool = False, options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Read every artefact of a task into temporary parts (runs in a worker process)."""
-    store = _PartWriter(case_root)
+             strict: bool = False, options: dict[str, Any] | None = None,
+             limits: IngestLimits | None = None) -> dict[str, Any]:
+    """Read every artefact of a task into temporary parts (runs in a worker process).
+
+    ``limits`` bound what the task buffers (from ``--max-memory``); None: the defaults.
+    """
+    if limits is None:
+        limits = IngestLimits(_winrows.FLUSH_ROWS, PART_ROWS, _lines.BLOCK_BYTES)
+    with _lines.block_size(limits.block_bytes):
+        return _run_task(case_root, task, evtx_threads, strict, options, limits)
+
+
+def _run_task(case_root: str, task: list[Planned], evtx_threads: int, strict: bool,
+              options: dict[str, Any] | None, limits: IngestLimits) -> dict[str, Any]:
+    store = _PartWriter(case_root, limits.part_rows)
     ctx = RunContext(log=logging.getLogger("tidehunt.worker"))
     sinks: dict[str, WindowsRows] = {}
     recs: dict[str, dict[str, Any]] = {}
@@ -271,6 +318,7 @@ def run_task(case_root: str, task: list[Planned], evtx_threads: int = 0,
         try:
             if isinstance(src, WindowsSource):
                 sink = sinks.setdefault(item.source, src.new_sink())
+                sink.flush_rows = limits.flush_rows
                 sink.begin(item.id, item.display)
                 for b in src.read_rows(art, ctx, sink):
                     store.add(b.table, b.data)
@@ -335,10 +383,11 @@ def _disk_full(case_root: str | Path, exc: OSError) -> CaseError:
 
 
 class _PartWriter:
-    """Collects batches per table and writes a temporary part every PART_ROWS rows."""
+    """Collects batches per table and writes a temporary part every ``part_rows`` rows."""
 
-    def __init__(self, case_root: str) -> None:
+    def __init__(self, case_root: str, part_rows: int = PART_ROWS) -> None:
         self.root = Path(case_root)
+        self.part_rows = part_rows
         self.pending: dict[str, list[pa.RecordBatch]] = {}
         self.rows: dict[str, int] = {}
         self.parts: list[dict[str, Any]] = []
@@ -348,7 +397,7 @@ class _PartWriter:
             return
         self.pending.setdefault(table, []).append(batch)
         self.rows[table] = self.rows.get(table, 0) + batch.num_rows
-        if self.rows[table] >= PART_ROWS:
+        if self.rows[table] >= self.part_rows:
             self._write(table)
 
     def _write(self, table: str) -> None:
@@ -384,17 +433,25 @@ class _PartWriter:
 
 def _in_workers(planned: Iterable[Planned], store: CaseStore, ctx: RunContext,
                 absorb: Callable[[dict[str, Any]], None], total: int, workers: int,
-                strict: bool, options: dict[str, Any] | None) -> None:
-    """Run tasks in worker processes as planning yields them; absorb each result."""
+                strict: bool, options: dict[str, Any] | None, limits: IngestLimits) -> None:
+    """Run tasks in worker processes as planning yields them; absorb each result.
+
+    At most QUEUED_PER_WORKER tasks per worker are queued: beyond that, planning (hashing
+    and sniffing the next files) waits for a task to finish.
+    """
     # workers start on the first tasks while the rest is still hashed and sniffed;
     # small tasks keep the tail balanced without knowing the sizes ahead
     target = max(MIN_TASK_BYTES, min(MAX_TASK_BYTES, total // (workers * 8)))
     mp = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp,
+                             initializer=configure_arrow_memory) as pool:
         pending: set[Future[dict[str, Any]]] = set()
         try:
             for task in stream_tasks(planned, target):
-                pending.add(pool.submit(run_task, str(store.root), task, 1, strict, options))
+                pending.add(pool.submit(run_task, str(store.root), task, 1, strict, options,
+                                        limits))
+                if len(pending) >= workers * QUEUED_PER_WORKER:
+                    wait(pending, return_when=FIRST_COMPLETED)
                 for fut in [f for f in pending if f.done()]:
                     pending.discard(fut)
                     absorb(fut.result())
@@ -411,19 +468,26 @@ def _in_workers(planned: Iterable[Planned], store: CaseStore, ctx: RunContext,
 
 def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
            workers: int | None = None, strict: bool = False,
-           options: dict[str, Any] | None = None) -> IngestResult:
+           options: dict[str, Any] | None = None,
+           budget: MemoryBudget | None = None) -> IngestResult:
     """Add evidence to the case; returns counts. Raises NoUsableInput if nothing is readable.
 
     ``options`` reach every reader (see :class:`tidehunt.sources.base.Source`): for mail,
     ``attachment_passwords``, ``unpack_limits``, ``extract_attachments`` and ``yara``;
     ``net_mapping`` (proxy, firewall and flow exports) and ``auth_mapping`` (sign-in CSV)
     column mappings, which may also claim files the readers would not recognise.
+
+    ``budget`` (``--max-memory``) bounds the worker processes and what each buffers (see
+    :meth:`tidehunt.memory.MemoryBudget.ingest`): ``workers`` is then the most.
     """
     t0 = time.perf_counter()
     result = IngestResult()
     files = list(iter_files(evidence, ctx))
     result.found = len(files)
-    workers = workers or min(2, os.cpu_count() or 1)
+    result.plan = ingest_plan(budget, workers or min(2, os.cpu_count() or 1),
+                              flush_rows=_winrows.FLUSH_ROWS, part_rows=PART_ROWS,
+                              block_bytes=_lines.BLOCK_BYTES)
+    workers, limits = result.plan.workers, result.plan.limits
     total = sum(f[2] for f in files)
     done_bytes = 0
     ctx.on_progress("ingest", 0, total)
@@ -460,9 +524,9 @@ def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
             for task in group(list(planned), workers):
                 if ctx.should_stop():
                     break
-                absorb(run_task(str(store.root), task, 0, strict, options))
+                absorb(run_task(str(store.root), task, 0, strict, options, limits))
         else:
-            _in_workers(planned, store, ctx, absorb, total, workers, strict, options)
+            _in_workers(planned, store, ctx, absorb, total, workers, strict, options, limits)
     except CaseError:
         # the case cannot be written (disk full): keep the record of what was committed;
         # the task that failed left only temporary parts, removed when the case reopens

@@ -1,17 +1,29 @@
-"""Process-wide memory settings for Arrow.
+"""Process-wide memory settings for Arrow, and how ``--max-memory`` is split.
 
 Arrow's default pool here (mimalloc) keeps freed pages, so a run's resident memory is the
 sum of every stage's peak. jemalloc with no decay hands them back as soon as a stage lets
 go of its tables: on the 100x benchmark case, detection peaked at 982 MiB against
 1,302 MiB (see docs/PERFORMANCE.md), for about 20% more CPU in the stages that allocate
 most. ``TIDEHUNT_JEMALLOC_DECAY_MS`` trades the other way (250: faster, ~15% more memory);
-``ARROW_DEFAULT_MEMORY_POOL`` set by the user wins over both.
+``ARROW_DEFAULT_MEMORY_POOL`` set by the user wins over both. Worker processes set the
+same pool when they start.
+
+``--max-memory`` (:class:`MemoryBudget`) is the whole run's: the main process and its
+workers together. :meth:`MemoryBudget.ingest` and :meth:`MemoryBudget.match` say how many
+worker processes fit and how many rows each may buffer; every DuckDB connection of the
+run gets ``DUCKDB_SHARE`` of it as its ``memory_limit`` and spills into the case beyond.
+The default budget (2GB on up to 2 workers) gives the buffers their full default sizes,
+so only smaller budgets (or more workers) change anything, and then only resource use:
+the rows read, matched and written are the same.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("tidehunt")
 
@@ -43,3 +55,176 @@ def _decay_ms() -> int:
                     raw)
         return 0
     return value
+
+
+_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+          "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40}
+
+
+def size_bytes(text: str) -> int:
+    """Bytes of a size such as 512MB, 2GiB or 1.5GB."""
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B)\s*", text, re.I)
+    if not m:
+        raise ValueError(f"not a size: {text!r}")
+    return int(float(m[1]) * _UNITS[m[2].upper()])
+
+
+#: The budget when none is given (``--max-memory``'s default).
+DEFAULT_MAX_MEMORY = "2GB"
+#: Share of the budget given to a DuckDB connection (``memory_limit``); the rest is the
+#: Python process around it (Arrow tables of findings, the interpreter, the plan)...
+DUCKDB_SHARE = 0.7
+#: ... and at most this share of what MAIN_RESERVE leaves, which is the smaller one below
+#: about 2.1 GB (measured: the intel join over 8M events took its 667 MiB limit and 10%
+#: more next to a 350 MiB main process, 1,090 MiB against a 1GB budget).
+DUCKDB_OF_FREE = 0.9
+#: What the main process holds while workers run: interpreter and libraries, the rule
+#: plan, the manifest (measured: 300-360 MiB during a hunt's ingest and match).
+MAIN_RESERVE = 384 << 20
+#: An ingest worker before it buffers anything (interpreter, pyarrow, the readers).
+INGEST_BASE = 192 << 20
+#: Memory per buffered Windows row: its Python values, then its Arrow batch and the
+#: part being gathered (measured ~3 KiB for 1.2 KB evtx_dump events; some headroom).
+INGEST_ROW_BYTES = 3584
+#: In-process ingest adds the readers to the main process (no second interpreter).
+IN_PROCESS_BASE = 96 << 20
+#: The fewest rows a Windows buffer flushes at, and the fewest for a worker to be worth
+#: starting (below it, fewer workers with larger buffers).
+MIN_FLUSH_ROWS = 4096
+MIN_WORKER_FLUSH_ROWS = 16384
+#: The fewest rows a part is cut at, whatever the buffer: a scan of a table keeps a
+#: Parquet reader per part (DuckDB, outside its memory_limit: ~0.2 MiB each), and the
+#: manifest and catalogue grow with the parts (8M events in 4,096-row parts: 1,953
+#: parts, 1.2 GiB at the analytics against a 512MB budget).
+MIN_PART_ROWS = 32768
+#: Memory per row of a part being gathered (its Arrow batches only: ~1.2 KB events).
+PART_ROW_BYTES = 1536
+#: A match worker before its chunk: interpreter, pyarrow, Polars and the loaded plan.
+MATCH_BASE = 256 << 20
+#: Memory per matched row: the chunk's columns, their lower-cased dictionaries and the
+#: rule bitmaps. Measured: 3.9 KB a row for SigmaHQ's rules (keyword rules read all 336
+#: columns) over EVTX-ATTACK-SAMPLES, 0.9 KB for the bundled pack over Windows JSON.
+MATCH_ROW_BYTES = 4096
+MIN_CHUNK_ROWS = 8192
+MIN_WORKER_CHUNK_ROWS = 32768
+
+
+@dataclass(frozen=True, slots=True)
+class IngestLimits:
+    """What one ingest task may buffer (passed to each worker)."""
+
+    #: Rows a Windows buffer holds before it becomes Arrow batches (``WindowsRows``).
+    flush_rows: int
+    #: Rows per table a task gathers before it writes a Parquet part.
+    part_rows: int
+    #: Bytes of text a line reader parses as one block.
+    block_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class IngestPlan:
+    """Worker processes for ingest, and what each may buffer."""
+
+    workers: int
+    limits: IngestLimits
+
+
+@dataclass(frozen=True, slots=True)
+class MatchPlan:
+    """Worker processes for Sigma matching, and the rows of a chunk."""
+
+    workers: int
+    chunk_rows: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryBudget:
+    """A run's memory budget in bytes (the main process and its workers together)."""
+
+    total: int
+
+    @classmethod
+    def parse(cls, text: str | None) -> MemoryBudget | None:
+        """The budget of ``--max-memory`` (``"2GB"``, ``"512MiB"``); None for none."""
+        return cls(size_bytes(text)) if text else None
+
+    def duckdb_limit(self) -> str:
+        """DuckDB's ``memory_limit`` for this budget, in MiB: ``DUCKDB_SHARE`` of it, but
+        at most ``DUCKDB_OF_FREE`` of what the main process leaves (a DuckDB connection
+        lives in the main process, and goes a little past its limit at its peak)."""
+        free = int((self.total - MAIN_RESERVE) * DUCKDB_OF_FREE)
+        return f"{max(64, min(int(self.total * DUCKDB_SHARE), free) >> 20)}MiB"
+
+    def ingest(self, workers: int, *, flush_rows: int, part_rows: int,
+               block_bytes: int) -> IngestPlan:
+        """At most ``workers`` ingest workers, each with an equal share of what the main
+        process leaves (``(total - MAIN_RESERVE) / workers``); the defaults given are the
+        largest buffers. Workers are dropped while a share cannot hold
+        ``MIN_WORKER_FLUSH_ROWS`` rows; one worker means ingest in the main process."""
+        free = self.total - MAIN_RESERVE
+
+        def limits(share: int) -> IngestLimits:
+            rows = min(flush_rows, max(MIN_FLUSH_ROWS, _rows(share, INGEST_ROW_BYTES)))
+            if rows >= flush_rows:
+                return IngestLimits(rows, part_rows, block_bytes)
+            # a smaller buffer gathers smaller parts too (the two stack up in a worker),
+            # but not below MIN_PART_ROWS, whose Arrow rows beyond the buffer's come out
+            # of the share
+            part = min(part_rows, max(rows, MIN_PART_ROWS))
+            if part > rows:  # rows * ROW + (part - rows) * PART_ROW <= share
+                rows = max(MIN_FLUSH_ROWS, _rows(share - part * PART_ROW_BYTES,
+                                                 INGEST_ROW_BYTES - PART_ROW_BYTES))
+            return IngestLimits(rows, part, max(1 << 20, min(block_bytes, share // 32)))
+
+        while workers > 1 and limits(free // workers - INGEST_BASE).flush_rows \
+                < MIN_WORKER_FLUSH_ROWS:
+            workers -= 1
+        share = free // workers - INGEST_BASE if workers > 1 else free - IN_PROCESS_BASE
+        return IngestPlan(workers, limits(max(share, 0)))
+
+    def match(self, workers: int, *, chunk_rows: int) -> MatchPlan:
+        """At most ``workers`` match workers, each with an equal share of what the main
+        process leaves; fewer while a share cannot hold ``MIN_WORKER_CHUNK_ROWS`` rows (one:
+        matching in the main process, which already holds the plan)."""
+        free = self.total - MAIN_RESERVE
+        while workers > 1 and _rows(free // workers - MATCH_BASE,
+                                    MATCH_ROW_BYTES) < MIN_WORKER_CHUNK_ROWS:
+            workers -= 1
+        share = free // workers - MATCH_BASE if workers > 1 else free
+        return MatchPlan(workers, min(chunk_rows, max(MIN_CHUNK_ROWS,
+                                                      _rows(share, MATCH_ROW_BYTES))))
+
+
+def _rows(share: int, per_row: int) -> int:
+    """Whole thousands (1,024) of rows that fit in ``share`` bytes."""
+    return max(0, share // per_row) // 1024 * 1024
+
+
+def ingest_plan(budget: MemoryBudget | None, workers: int, *, flush_rows: int,
+                part_rows: int, block_bytes: int) -> IngestPlan:
+    """The budget's ingest plan, or the defaults unchanged when there is no budget."""
+    if budget is None:
+        return IngestPlan(workers, IngestLimits(flush_rows, part_rows, block_bytes))
+    return budget.ingest(workers, flush_rows=flush_rows, part_rows=part_rows,
+                         block_bytes=block_bytes)
+
+
+def match_plan(budget: MemoryBudget | None, workers: int, *, chunk_rows: int) -> MatchPlan:
+    """The budget's match plan, or the defaults unchanged when there is no budget."""
+    if budget is None:
+        return MatchPlan(workers, chunk_rows)
+    return budget.match(workers, chunk_rows=chunk_rows)
+
+
+def limit_duckdb(con: Any, budget: MemoryBudget | None, spill: Path | None = None) -> None:
+    """Bound a DuckDB connection by ``budget``: ``memory_limit`` (``DUCKDB_SHARE`` of it) and,
+    if given, ``temp_directory`` ``spill`` to spill into (DuckDB creates that folder, but
+    not its parent, when it first spills, and removes it when the connection closes).
+    Nothing without a budget (DuckDB's own default: 80% of the machine's memory)."""
+    if budget is None:
+        return
+    con.execute(f"SET memory_limit = '{budget.duckdb_limit()}'")
+    if spill is not None:
+        con.execute("SET temp_directory = '" + str(spill).replace("'", "''") + "'")

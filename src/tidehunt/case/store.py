@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ import pyarrow.parquet as pq
 
 from tidehunt import __version__
 from tidehunt.errors import CaseError
+from tidehunt.memory import MemoryBudget, limit_duckdb
 from tidehunt.model.tables import SCHEMA_VERSION, TABLES
 
 MANIFEST = "manifest.json"
@@ -50,6 +52,10 @@ class CaseStore:
             raise CaseError(f"{self.root}: not a tidehunt case (no {MANIFEST}); "
                             "create one with 'tidehunt ingest EVIDENCE -o CASE'")
         self.manifest = self._load()
+        #: The run's memory budget (``--max-memory``): each DuckDB connection of ``connect``
+        #: gets its share as ``memory_limit`` and spills into the case; None: DuckDB's own.
+        self.budget: MemoryBudget | None = None
+        self._connections = 0
         self._gc()
 
     # ---- manifest -------------------------------------------------------------------
@@ -102,6 +108,10 @@ class CaseStore:
 
     def _gc(self) -> None:
         """Delete parts a killed run left behind (not in the manifest) and temp files."""
+        for d in self.root.glob(".tmp-duckdb-*"):  # DuckDB spill of a killed run
+            pid = d.name.removeprefix(".tmp-duckdb-").removeprefix("corr-").split("-")[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(d, ignore_errors=True)
         listed = set(self.manifest.get("parts", {}))
         tables = self.root / "tables"
         if not tables.is_dir():
@@ -214,10 +224,16 @@ class CaseStore:
         """An in-memory DuckDB connection with one view per table over its parts.
 
         ``where`` (SQL over the common columns, e.g. a ``ts`` window) filters every view.
+        Under a ``budget`` it spills into ``.tmp-duckdb-PID-N`` in the case (created when
+        needed, removed when the connection closes).
         """
         import duckdb
 
         con = duckdb.connect()
+        if self.budget is not None:
+            self._connections += 1
+            limit_duckdb(con, self.budget,
+                         self.root / f".tmp-duckdb-{os.getpid()}-{self._connections}")
         cond = f" WHERE {where}" if where else ""
         for table in TABLES:
             files = [str(p) for p in self.parts(table)]
@@ -248,6 +264,7 @@ class CaseStore:
             tmp.unlink()
         try:
             con = duckdb.connect(str(tmp))
+            limit_duckdb(con, self.budget)
             try:
                 for table in TABLES:
                     files = [str(p) for p in self.parts(table)]
@@ -266,6 +283,17 @@ class CaseStore:
             raise CaseError(f"{path}: the catalogue cannot be written ({exc}); the case's "
                             "tables are intact: free space and run the command again") from exc
         return path
+
+
+def _alive(pid: int) -> bool:
+    """True if process ``pid`` runs (or cannot be signalled: someone else's)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 _DUCK_TYPES = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.int32(): "INTEGER",

@@ -126,9 +126,19 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spark-conf", action="append", default=[], type=_key_value,
                    metavar="KEY=VALUE", help="a Spark setting, e.g. spark.executor.memory=8g "
                                              "(repeatable)")
+    _memory_arg(p)
+
+
+def _memory_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-memory", type=_size, default="2GB", metavar="SIZE",
-                   help="memory budget of the analytics (default 2GB; e.g. 512MB, 8GB): "
-                        "their DuckDB gets 70%% of it and spills to the case folder beyond")
+                   help="memory budget of the whole run, main process and workers together "
+                        "(default 2GB; e.g. 1GB, 8GB). Ingest and Sigma matching start as "
+                        "many of --workers as fit, each with (budget - 384 MiB) / workers "
+                        "for its row buffers (fewer workers and smaller buffers when the "
+                        "budget is small; at 2GB with 2 workers they have their full "
+                        "default sizes); each DuckDB connection (analytics, correlations, "
+                        "posture) gets 70%% of it, at most 90%% of what the main process "
+                        "leaves, and spills into the case folder beyond. See docs/scale.md")
 
 
 def _mapping_args(p: argparse.ArgumentParser) -> None:
@@ -173,8 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--debug", action="store_true", help="tracebacks for internal errors")
     ap.add_argument("--log-json", action="store_true", help="log as JSON lines on stderr")
     ap.add_argument("--workers", type=int, metavar="N",
-                    help="worker processes for ingest and rule compilation (default: cores, "
-                         "at most 2)")
+                    help="worker processes for ingest, matching and rule compilation "
+                         "(default: cores, at most 2; fewer if --max-memory cannot hold "
+                         "them)")
     ap.add_argument("--strict", action="store_true",
                     help="stop at the first unreadable evidence file instead of going on")
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -213,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", "--case", dest="case", required=True, metavar="CASE")
     _mail_args(p)
     _mapping_args(p)
+    _memory_arg(p)
 
     p = sub.add_parser("merge", help="join cases ingested on several machines into one "
                        "(parts hard-linked or copied; evidence already there is skipped)")
@@ -467,7 +479,8 @@ def _run(args: argparse.Namespace, err: Any) -> int:
         ctx = RunContext(on_progress=prog.update)
         if args.command == "ingest":
             store, res = engine.run_ingest(args.evidence, args.case, ctx, args.workers,
-                                           args.strict, _source_options(args))
+                                           args.strict, _source_options(args),
+                                           args.max_memory)
             if not args.quiet:
                 print(f"{res.ingested} evidence files ingested ({res.records:,} events), "
                       f"{res.skipped} already in case, {res.failed} failed, "

@@ -14,6 +14,8 @@ after it stay true.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import itertools
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -30,6 +32,8 @@ UTF8_BOM = b"\xef\xbb\xbf"
 #: Byte-order marks of UTF-16 text, and the codec that reads what follows them.
 UTF16_BOMS = {b"\xff\xfe": "utf-16-le", b"\xfe\xff": "utf-16-be"}
 BLOCK_BYTES = 8 << 20
+#: The block size of this ingest task (BLOCK_BYTES unless ``--max-memory`` leaves less).
+_BLOCK = contextvars.ContextVar("tidehunt_block_bytes", default=0)
 #: A line longer than this is cut there, the rest of it skipped (one warning per file).
 MAX_LINE = 1 << 20
 LONG_LINE = "line longer than 1 MiB: cut there, the rest of the line skipped"
@@ -121,15 +125,27 @@ class LineBlock:
     lineno: pl.Series
 
 
+@contextlib.contextmanager
+def block_size(block_bytes: int) -> Iterator[None]:
+    """Line blocks read inside this context hold about ``block_bytes`` of text."""
+    token = _BLOCK.set(block_bytes)
+    try:
+        yield
+    finally:
+        _BLOCK.reset(token)
+
+
 def iter_line_blocks(artefact: Artefact, ctx: RunContext, source: str, stats: LineStats,
-                     block_bytes: int = BLOCK_BYTES) -> Iterator[LineBlock]:
-    """Blocks of lines of a (possibly gzipped) text file.
+                     block_bytes: int | None = None) -> Iterator[LineBlock]:
+    """Blocks of lines of a (possibly gzipped) text file (``block_bytes`` each, by default
+    BLOCK_BYTES or what ``block_size`` set).
 
     Bytes that are not UTF-8 are replaced (U+FFFD) and reported with their line numbers;
     a truncated or corrupt gzip stream ends the file with a warning after the lines it
     gave. Blank lines are counted in ``stats`` and not yielded. UTF-16 (with a byte-order
     mark) is transcoded; a line longer than ``MAX_LINE`` is cut there (see ``_cut_long``).
     """
+    block_bytes = block_bytes or _BLOCK.get() or BLOCK_BYTES
     lineno = 0
     buf: list[bytes] = []
     size = 0

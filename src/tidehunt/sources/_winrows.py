@@ -185,6 +185,9 @@ class WindowsRows:
         self._arts: list[tuple[str, str]] = []
         self._cur = -1
         self.n = 0
+        #: Rows held before a flush is due; None: FLUSH_ROWS (an ingest worker sets it
+        #: from its share of ``--max-memory``).
+        self.flush_rows: int | None = None
         #: (artefact id, source_file, message) -> [count, first locators]; filled at flush,
         #: because values are checked in bulk when a batch is built.
         self._defects: dict[tuple[str, str, str], list[Any]] = {}
@@ -222,7 +225,7 @@ class WindowsRows:
 
     def full(self) -> bool:
         """True when a flush is due."""
-        return self.n >= FLUSH_ROWS
+        return self.n >= (self.flush_rows or FLUSH_ROWS)
 
     def flush(self) -> Iterator[TableBatch]:
         """Yield one batch per buffered partition and clear the buffer."""

@@ -22,6 +22,8 @@ from tidehunt.detect.analytics.base import Analytic, has_table
 from tidehunt.detect.base import Detector
 from tidehunt.intel.live import IntelOptions, live_table, warn_net_table
 from tidehunt.intel.warninglist import Warninglist
+from tidehunt.memory import DUCKDB_SHARE as DUCKDB_SHARE  # (was defined here)
+from tidehunt.memory import MemoryBudget, limit_duckdb, size_bytes
 from tidehunt.model.finding import FINDINGS_SCHEMA, Finding, findings_batch
 from tidehunt.model.rule import Severity
 from tidehunt.org import OrgProfile
@@ -153,26 +155,9 @@ def _prepare_network(con: Any, org: OrgProfile | None, risky: str | None,
     con.register("net_addr", addr_table(ips, org, load_risky(risky)))
 
 
-#: Share of --max-memory given to DuckDB; the rest is the Python process around it
-#: (Arrow tables of findings, the interpreter, the engine's own structures).
-DUCKDB_SHARE = 0.7
-_UNITS = {"KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
-          "KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "TIB": 1 << 40}
-
-
-def size_bytes(text: str) -> int:
-    """Bytes of a size such as 512MB, 2GiB or 1.5GB."""
-    import re
-
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B)\s*", text, re.I)
-    if not m:
-        raise ValueError(f"not a size: {text!r}")
-    return int(float(m[1]) * _UNITS[m[2].upper()])
-
-
 def duckdb_limit(max_memory: str) -> str:
     """DuckDB's memory_limit for a whole-process budget (its DUCKDB_SHARE), in MiB."""
-    return f"{max(64, int(size_bytes(max_memory) * DUCKDB_SHARE) >> 20)}MiB"
+    return MemoryBudget(size_bytes(max_memory)).duckdb_limit()
 
 
 def calendar_macros(org: OrgProfile | None) -> list[str]:
@@ -288,11 +273,12 @@ class AnalyticsDetector(Detector):
         excluded = {x.lower() for x in opt.exclude}
         con = store.connect(window_sql(opt.since, opt.until))
         work = store.root / f".work-analytics-{os.getpid()}"
-        if opt.max_memory:
-            con.execute(f"SET memory_limit = '{duckdb_limit(opt.max_memory)}'")
-            con.execute(f"SET temp_directory = '{str(work / 'spill').replace(chr(39), '')}'")
         out: list[Finding] = []
         try:
+            budget = MemoryBudget.parse(opt.max_memory)
+            if budget is not None:  # its DuckDB share, spilling into the work folder
+                work.mkdir(exist_ok=True)  # (DuckDB makes the spill folder, not its parent)
+            limit_duckdb(con, budget, work / "spill")
             self.stats.intel = prepare(con, opt.org, opt.intel, opt.kev, opt.geoip,
                                        opt.risky_networks, work)
             for name, cls in analytics().items():

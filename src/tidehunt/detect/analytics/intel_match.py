@@ -145,6 +145,8 @@ class IntelMatch(Analytic):
         if not has_table(con, "intel_live"):
             return
         obs = []
+        #: (table, host, src, loc) -> [(kind, expr)]: one scan of the table for them all
+        scans: dict[tuple[str, str, str, str], list[tuple[str, str]]] = {}
         cols: dict[str, dict[str, str]] = {}
         for table, kind, expr, host in TARGETS:
             if not has_table(con, table):
@@ -162,10 +164,23 @@ class IntelMatch(Analytic):
             src = "root || '/' || path" if table == "file" else "source_file"
             loc = "line" if table in ("web_access", "net_conn", "dns", "http", "tls",
                                       "proxy") else loc
+            if "unnest(" not in sql_expr:
+                scans.setdefault((table, host, src, loc), []).append((kind, sql_expr))
+                continue
             obs.append(f"""SELECT '{table}' AS tbl, '{kind}' AS kind, {sql_expr} AS v,
                            {host} AS host, ts, _artefact, _locator, {src} AS src_file,
                            {loc} AS line
                            FROM {table}""")
+        for (table, host, src, loc), values in scans.items():
+            # the values of one table's columns from one scan of it: each scan of a view
+            # over many parts holds a reader per part (memory beyond DuckDB's limit)
+            pairs = ", ".join(f"{{'kind': '{kind}', 'v': {expr}}}" for kind, expr in values)
+            obs.append(f"""SELECT tbl, x.kind AS kind, x.v AS v, host, ts, _artefact,
+                           _locator, src_file, line
+                           FROM (SELECT '{table}' AS tbl, {host} AS host, ts, _artefact,
+                                        _locator, {src} AS src_file, {loc} AS line,
+                                        unnest([{pairs}]) AS x
+                                 FROM {table})""")
         if not obs:
             return
         union = "\nUNION ALL\n".join(obs)

@@ -12,6 +12,7 @@ import operator
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -19,6 +20,7 @@ import orjson
 import pyarrow as pa
 
 from tidehunt.detect.sigma.plan import Plan
+from tidehunt.memory import MemoryBudget, limit_duckdb
 from tidehunt.model.finding import FINDINGS_SCHEMA, finding_id
 from tidehunt.model.rule import Severity
 
@@ -59,12 +61,19 @@ def _path(field: str) -> str:
     return '$."' + field.replace('"', '\\"') + '"'
 
 
-def run_correlations(plan: Plan, hits: pa.Table, corr: dict[int, list[int]]) -> pa.Table:
-    """Findings of every correlation rule in ``corr`` over the detection hits."""
+def run_correlations(plan: Plan, hits: pa.Table, corr: dict[int, list[int]], *,
+                     budget: MemoryBudget | None = None, spill: Path | None = None
+                     ) -> pa.Table:
+    """Findings of every correlation rule in ``corr`` over the detection hits.
+
+    With a ``budget`` the DuckDB sort of the hits gets its share as ``memory_limit`` and
+    spills into ``spill`` (a folder it creates and removes) beyond it.
+    """
     rows: list[dict[str, Any]] = []
     if not corr or hits.num_rows == 0:
         return FINDINGS_SCHEMA.empty_table()
     con = duckdb.connect()
+    limit_duckdb(con, budget, spill)
     con.register("hits", hits)
     for ci, refs in corr.items():
         r = plan.rules[ci]
@@ -79,7 +88,7 @@ def run_correlations(plan: Plan, hits: pa.Table, corr: dict[int, list[int]]) -> 
         q = (f"SELECT rule, ts, host, finding_id, fields, evidence, {vexpr} AS v"
              f"{', ' + cols if cols else ''} FROM hits WHERE list_contains($refs, rule) "
              f"AND ts IS NOT NULL ORDER BY {', '.join(f'g{k}' for k in range(len(gb))) or '1'},"
-             " ts")
+             " ts, finding_id")  # ties by ID: windows never depend on how parts were cut
         table = con.sql(q, params=params).to_arrow_table()
         groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
         for h in table.to_pylist():

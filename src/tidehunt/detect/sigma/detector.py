@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from tidehunt.detect.sigma.correlate import resolve_refs, run_correlations
 from tidehunt.detect.sigma.findings import build_findings
 from tidehunt.detect.sigma.plan import Plan
 from tidehunt.detect.sigma.run import match
+from tidehunt.memory import MatchPlan, MemoryBudget
 from tidehunt.model.rule import Severity
 
 
@@ -32,6 +34,9 @@ class SigmaOptions:
     #: "duckdb" (this machine's processes) or "spark" (mapInArrow on a Spark cluster).
     engine: str = "duckdb"
     spark: Any = None  # tidehunt.detect.sigma.spark.SparkOptions
+    #: The run's memory budget (``--max-memory``): match workers and chunk rows, and the
+    #: correlations' DuckDB; None: the defaults.
+    budget: MemoryBudget | None = None
 
 
 @dataclass
@@ -47,6 +52,8 @@ class SigmaStats:
     events: int = 0
     hits: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    #: Match workers and chunk rows used (not in ``summary``).
+    match_plan: MatchPlan | None = None
 
 
 class SigmaDetector(Detector):
@@ -101,11 +108,13 @@ class SigmaDetector(Detector):
         else:
             res = match(self.plan, store, sorted(detect), since=self.options.since,
                         until=self.options.until, on_progress=ctx.on_progress,
-                        workers=self.options.workers)
+                        workers=self.options.workers, budget=self.options.budget)
+        self.stats.match_plan = res.plan
         t1 = time.perf_counter()
         findings, hits = build_findings(self.plan, res, emit, with_hits=bool(corr))
         t2 = time.perf_counter()
-        corr_findings = run_correlations(self.plan, hits, corr)
+        corr_findings = run_correlations(self.plan, hits, corr, budget=self.options.budget,
+                                         spill=store.root / f".tmp-duckdb-corr-{os.getpid()}")
         t3 = time.perf_counter()
         self.stats.events = res.events
         self.stats.hits = len(res.rule)

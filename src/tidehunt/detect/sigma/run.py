@@ -26,6 +26,7 @@ from tidehunt.case.store import CaseStore
 from tidehunt.detect.sigma.compile import Tree
 from tidehunt.detect.sigma.logsource import AUDIT_4688, AUDIT_FIELDS
 from tidehunt.detect.sigma.plan import Group, Plan, regex_of
+from tidehunt.memory import MatchPlan, MemoryBudget, configure_arrow_memory, match_plan
 from tidehunt.model.tables import WINDOWS_ALIASES
 
 log = logging.getLogger("tidehunt.sigma")
@@ -513,6 +514,8 @@ class MatchResult:
     row: np.ndarray
     parts: list[str]
     events: int
+    #: Worker processes and chunk size used (None: not matched here, e.g. on Spark).
+    plan: MatchPlan | None = None
 
 
 #: Above this many rows, chunks are matched in parallel worker processes.
@@ -521,20 +524,24 @@ PARALLEL_MATCH_ROWS = 2_000_000
 
 def match(plan: Plan, store: CaseStore, rules: Sequence[int] | None = None, *,
           since: datetime | None = None, until: datetime | None = None,
-          on_progress: Any = None, workers: int | None = None) -> MatchResult:
+          on_progress: Any = None, workers: int | None = None,
+          budget: MemoryBudget | None = None) -> MatchResult:
     """Evaluate the plan's detection rules over the case's ``windows`` table.
 
     Chunks of parts are matched in this process, or, for large cases, in up to ``workers``
     processes that each load the plan once (spawn start-up costs about a second, so small
-    cases stay in-process).
+    cases stay in-process). ``budget`` (``--max-memory``) may lower both the workers and
+    the rows of a chunk (:meth:`tidehunt.memory.MemoryBudget.match`); a chunk is still at
+    least one part.
     """
     import os
 
     active = sorted(set(plan.detection_rules() if rules is None else rules))
     parts = [str(p) for p in store.parts("windows")]
     total = store.rows("windows")
-    chunks = list(_chunks(store, parts))
-    workers = workers or min(2, os.cpu_count() or 1)
+    mplan = match_plan(budget, workers or min(2, os.cpu_count() or 1), chunk_rows=CHUNK_ROWS)
+    chunks = list(_chunks(store, parts, mplan.chunk_rows))
+    workers = mplan.workers
     out: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = []
     if on_progress:
         on_progress("match", 0, total)
@@ -560,7 +567,7 @@ def match(plan: Plan, store: CaseStore, rules: Sequence[int] | None = None, *,
             if on_progress:
                 on_progress("match", events, total)
     return MatchResult(_cat([o[0] for o in out], np.int32), _cat([o[1] for o in out], np.int32),
-                       _cat([o[2] for o in out], np.int64), parts, events)
+                       _cat([o[2] for o in out], np.int64), parts, events, mplan)
 
 
 def match_chunk(plan: Plan, chunk: list[tuple[int, str]], active: Sequence[int],
@@ -579,6 +586,7 @@ _WORKER_PLAN: list[Plan] = []
 
 
 def _init_worker(plan_json: bytes) -> None:
+    configure_arrow_memory()
     plan = Plan.from_json(plan_json)
     if plan is None:
         raise RuntimeError("plan version mismatch in worker")
@@ -597,7 +605,10 @@ def _cat(xs: list[np.ndarray], dtype: Any) -> np.ndarray:
     return np.concatenate(xs) if xs else np.zeros(0, dtype=dtype)
 
 
-def _chunks(store: CaseStore, parts: list[str]) -> Iterator[list[tuple[int, str]]]:
+def _chunks(store: CaseStore, parts: list[str], chunk_rows: int | None = None
+            ) -> Iterator[list[tuple[int, str]]]:
+    """Runs of consecutive parts of at least ``chunk_rows`` rows (CHUNK_ROWS) each."""
+    chunk_rows = chunk_rows or CHUNK_ROWS
     rows = {k: v["rows"] for k, v in store.manifest["parts"].items()}
     cur: list[tuple[int, str]] = []
     n = 0
@@ -605,7 +616,7 @@ def _chunks(store: CaseStore, parts: list[str]) -> Iterator[list[tuple[int, str]
         rel = p[len(str(store.root)) + 1:]
         cur.append((i, p))
         n += rows.get(rel, 0)
-        if n >= CHUNK_ROWS:
+        if n >= chunk_rows:
             yield cur
             cur, n = [], 0
     if cur:
