@@ -57,3 +57,57 @@ def test_corpus_evtx_case_same_findings(tmp_path: Path) -> None:
     assert res.records > 10_000
     n = _compare(store, [str(rules), str(corpus_path("sigma/rules/windows/builtin"))])
     assert n > 100
+
+
+#: More correlations than the engine tests': an unordered temporal one without group-by
+#: (ordered by time, not by rule), a "fewer than" count, and hits that share a timestamp.
+MORE_CORR = """
+title: staging and upload anywhere
+id: 2a1b3c4d-0000-4000-8000-0000000000b1
+status: test
+level: high
+correlation:
+  type: temporal
+  rules: [upload, archive]
+  timespan: 2h
+---
+title: few failures
+id: 2a1b3c4d-0000-4000-8000-0000000000b2
+status: test
+level: low
+correlation:
+  type: event_count
+  rules: [failed_logon]
+  group-by: [IpAddress]
+  timespan: 10m
+  condition: {lt: 5}
+"""
+
+
+def test_correlations_same_findings(tmp_path: Path) -> None:
+    """Every kind of correlation rule gives the same findings as a Spark job as locally."""
+    from tests.unit.test_sigma_engine import BASE, CORR, _logons, write_events
+
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    _logons(ev, "203.0.113.5", 5, 3, "a.json")
+    _logons(ev, "203.0.113.6", 4, 4, "b.json")
+    _logons(ev, "203.0.113.7", 6, 1, "c.json", 120)
+    same = ["2026-10-06T02:00:00Z"] * 3  # ties: the order comes from the finding IDs
+    write_events(ev / "t.json", [{"IpAddress": "198.51.100.9", "TargetUserName": f"x{i}"}
+                                 for i in range(3)], channel="Security", event_id=4625,
+                 times=same, start=900)
+    write_events(ev / "d.json", [{"Image": "c:\\rar.exe"}, {"Image": "c:\\rclone.exe"}],
+                 host="ws9", times=["2026-10-06T03:00:00Z", "2026-10-06T03:30:00Z"])
+    write_events(ev / "e.json", [{"Image": "c:\\rclone.exe"}, {"Image": "c:\\rar.exe"}],
+                 host="ws8", times=["2026-10-06T04:00:00Z", "2026-10-06T04:30:00Z"],
+                 start=50)
+    rdir = tmp_path / "rules"
+    rdir.mkdir()
+    for i, text in enumerate((BASE, CORR, MORE_CORR)):
+        (rdir / f"r{i}.yml").write_text(text)
+    store, _ = run_ingest([str(ev)], tmp_path / "case", RunContext(), workers=1)
+    local = _findings(store, "duckdb", [str(rdir)])
+    corr = {r[1][-2:] for r in local}
+    assert {"a1", "a2", "a3", "b1", "b2"} <= corr, corr  # each kind fired
+    assert _findings(store, "spark", [str(rdir)]) == local

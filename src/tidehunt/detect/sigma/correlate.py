@@ -77,30 +77,53 @@ def run_correlations(plan: Plan, hits: pa.Table, corr: dict[int, list[int]], *,
     con.register("hits", hits)
     for ci, refs in corr.items():
         r = plan.rules[ci]
-        gb = r["group_by"]
-        vf = r.get("field")
-        cols = ", ".join(f"json_extract_string(fields, $g{k}) AS g{k}" for k in range(len(gb)))
-        params: dict[str, Any] = {f"g{k}": _path(g) for k, g in enumerate(gb)}
-        params["refs"] = refs
-        vexpr = "json_extract_string(fields, $vf)" if vf else "NULL"
-        if vf:
-            params["vf"] = _path(vf)
-        q = (f"SELECT rule, ts, host, finding_id, fields, evidence, {vexpr} AS v"
-             f"{', ' + cols if cols else ''} FROM hits WHERE list_contains($refs, rule) "
-             f"AND ts IS NOT NULL ORDER BY {', '.join(f'g{k}' for k in range(len(gb))) or '1'},"
-             " ts, finding_id")  # ties by ID: windows never depend on how parts were cut
-        table = con.sql(q, params=params).to_arrow_table()
+        q, params = keyed_sql(r, refs)
+        table = con.sql(q + f" ORDER BY {group_order(r)}ts, finding_id", params=params
+                        ).to_arrow_table()  # ties by ID: windows never depend on parts
         groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
         for h in table.to_pylist():
-            key = tuple(h[f"g{k}"] for k in range(len(gb)))
-            if any(v is None for v in key):
-                continue  # an event without the group-by field takes no part
-            groups.setdefault(key, []).append(h)
+            key = group_key(r, h)
+            if key is not None:
+                groups.setdefault(key, []).append(h)
         for key, evs in groups.items():
-            for window in _windows(r, refs, evs):
-                rows.append(_row(plan, r, ci, refs, dict(zip(gb, key, strict=True)), window))
+            rows.extend(group_findings(plan, ci, refs, key, evs))
     con.close()
     return pa.Table.from_pylist(rows, schema=FINDINGS_SCHEMA)
+
+
+def keyed_sql(r: dict[str, Any], refs: list[int]) -> tuple[str, dict[str, Any]]:
+    """The hits of a correlation's rules (from a relation named ``hits``) with its value
+    field as ``v`` and its group-by fields as ``g0``, ``g1``...: SQL and its parameters."""
+    gb = r["group_by"]
+    vf = r.get("field")
+    cols = ", ".join(f"json_extract_string(fields, $g{k}) AS g{k}" for k in range(len(gb)))
+    params: dict[str, Any] = {f"g{k}": _path(g) for k, g in enumerate(gb)}
+    params["refs"] = refs
+    vexpr = "json_extract_string(fields, $vf)" if vf else "NULL"
+    if vf:
+        params["vf"] = _path(vf)
+    return (f"SELECT rule, ts, host, finding_id, fields, evidence, {vexpr} AS v"
+            f"{', ' + cols if cols else ''} FROM hits WHERE list_contains($refs, rule) "
+            "AND ts IS NOT NULL", params)
+
+
+def group_order(r: dict[str, Any]) -> str:
+    """ORDER BY terms of the group-by columns of ``keyed_sql`` (with a trailing comma)."""
+    return "".join(f"g{k}, " for k in range(len(r["group_by"])))
+
+
+def group_key(r: dict[str, Any], h: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The group of a keyed hit; None when it lacks a group-by field (it takes no part)."""
+    key = tuple(h[f"g{k}"] for k in range(len(r["group_by"])))
+    return None if any(v is None for v in key) else key
+
+
+def group_findings(plan: Plan, ci: int, refs: list[int], key: tuple[Any, ...],
+                   evs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Finding rows of correlation ``ci`` over one group's hits (in time order)."""
+    r = plan.rules[ci]
+    group = dict(zip(r["group_by"], key, strict=True))
+    return [_row(plan, r, ci, refs, group, w) for w in _windows(r, refs, evs)]
 
 
 def _windows(r: dict[str, Any], refs: list[int],

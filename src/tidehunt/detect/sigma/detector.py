@@ -113,8 +113,15 @@ class SigmaDetector(Detector):
         t1 = time.perf_counter()
         findings, hits = build_findings(self.plan, res, emit, with_hits=bool(corr))
         t2 = time.perf_counter()
-        corr_findings = run_correlations(self.plan, hits, corr, budget=self.options.budget,
-                                         spill=store.root / f".tmp-duckdb-corr-{os.getpid()}")
+        if self.options.engine == "spark":
+            from tidehunt.detect.sigma.spark import SparkOptions, correlations_spark, session
+
+            corr_findings = correlations_spark(
+                self.plan, hits, corr, session(self.options.spark or SparkOptions()))
+        else:
+            corr_findings = run_correlations(
+                self.plan, hits, corr, budget=self.options.budget,
+                spill=store.root / f".tmp-duckdb-corr-{os.getpid()}")
         t3 = time.perf_counter()
         self.stats.events = res.events
         self.stats.hits = len(res.rule)

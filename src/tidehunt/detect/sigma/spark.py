@@ -151,3 +151,80 @@ def _norm(uri: str) -> str:
     if uri.startswith("file:///"):
         return "file:/" + uri[len("file:///"):]
     return uri
+
+
+
+CORR_SCHEMA = "ci int, key binary, seq int, row binary"
+
+
+def correlations_spark(plan: Plan, hits: pa.Table, corr: dict[int, list[int]],
+                       spark: Any) -> pa.Table:
+    """The Sigma correlation rules as one Spark job over the detection hits.
+
+    Each partition keys its hits for every correlation with DuckDB (the local engine's
+    SQL: ``keyed_sql``), Spark shuffles them by (correlation, group), and each group's
+    windows are found by the local engine's code (``group_findings``) over its hits in
+    (time, finding ID) order. The rows come back in the local engine's order: correlation,
+    group, window. Hits travel pickled (their fields and evidence are nested, and partly
+    null-typed, which Spark's Arrow conversion does not take).
+    """
+    import pickle
+
+    from tidehunt.detect.sigma.correlate import group_findings, group_key, keyed_sql
+    from tidehunt.model.finding import FINDINGS_SCHEMA
+
+    if not corr or hits.num_rows == 0:
+        return FINDINGS_SCHEMA.empty_table()
+    blob = plan.to_json()
+    order = list(corr)
+    schema = hits.schema
+    src = pa.table({"hit": pa.array([pickle.dumps(h) for h in hits.to_pylist()],
+                                    pa.binary())})
+
+    def keyed(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import duckdb
+
+        plan_ = _plan_of(blob)
+        con = duckdb.connect()
+        try:
+            for b in batches:
+                con.register("hits", pa.Table.from_pylist(
+                    [pickle.loads(x) for x in b.column("hit").to_pylist()], schema=schema))
+                ci_col: list[int] = []
+                keys: list[bytes] = []
+                out: list[bytes] = []
+                for ci in order:
+                    r = plan_.rules[ci]
+                    q, params = keyed_sql(r, corr[ci])
+                    for h in con.sql(q, params=params).to_arrow_table().to_pylist():
+                        key = group_key(r, h)
+                        if key is not None:
+                            ci_col.append(ci)
+                            keys.append(pickle.dumps(key))
+                            out.append(pickle.dumps(h))
+                con.unregister("hits")
+                if out:
+                    yield pa.RecordBatch.from_arrays(
+                        [pa.array(ci_col, pa.int32()), pa.array(keys, pa.binary()),
+                         pa.array(out, pa.binary())], ["ci", "key", "hit"])
+        finally:
+            con.close()
+
+    def windows(t: pa.Table) -> pa.Table:
+        plan_ = _plan_of(blob)
+        ci = t.column("ci")[0].as_py()
+        key = t.column("key")[0].as_py()
+        evs = sorted((pickle.loads(x) for x in t.column("hit").to_pylist()),
+                     key=lambda h: (h["ts"], h["finding_id"]))
+        rows = group_findings(plan_, ci, corr[ci], pickle.loads(key), evs)
+        return pa.table({"ci": pa.array([ci] * len(rows), pa.int32()),
+                         "key": pa.array([key] * len(rows), pa.binary()),
+                         "seq": pa.array(range(len(rows)), pa.int32()),
+                         "row": pa.array([pickle.dumps(r) for r in rows], pa.binary())})
+
+    out = (spark.createDataFrame(src).mapInArrow(keyed, "ci int, key binary, hit binary")
+           .groupBy("ci", "key").applyInArrow(windows, CORR_SCHEMA).toArrow())
+    got = sorted(((order.index(ci), pickle.loads(k), seq, row) for ci, k, seq, row in
+                  zip(*(out.column(c).to_pylist() for c in ("ci", "key", "seq", "row")),
+                      strict=True)), key=lambda x: x[:3])
+    return pa.Table.from_pylist([pickle.loads(g[3]) for g in got], schema=FINDINGS_SCHEMA)
