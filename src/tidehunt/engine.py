@@ -207,7 +207,7 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
         opts.min_level, opts.exclude, opts.since, opts.until, org,
         IntelOptions(retro=opts.retro, policy=AgeingPolicy.parse(list(opts.intel_lifetimes)),
                      warninglists=list(opts.warninglists)), str(kev) if kev else None,
-        opts.geoip, opts.risky_networks, opts.max_memory))
+        opts.geoip, opts.risky_networks, opts.max_memory, spark))
     t1 = time.perf_counter()
     findings = concat(pa.Table.from_batches([b], schema=FINDINGS_SCHEMA)
                       for d in (det, ana) for b in d.run(store, ctx))

@@ -19,33 +19,42 @@ if shutil.which("java") is None:  # pragma: no cover - Java 17 is on every CI ma
     pytest.skip("Spark needs Java (17 or newer) on PATH", allow_module_level=True)
 
 
-def _findings(store: CaseStore, engine: str, rules: list[str] | None = None) -> list[tuple]:
-    opts = HuntOptions(engine=engine, spark_master="local[2]", bundled_intel=False,
+def _findings(store: CaseStore, engine: str, rules: list[str] | None = None,
+              intel: bool = False) -> list[tuple]:
+    opts = HuntOptions(engine=engine, spark_master="local[2]", bundled_intel=intel,
                        feeds=False, outputs=("jsonl",), rules=rules or [],
                        spark_conf={"spark.sql.shuffle.partitions": "4"})
     report = detect(store, RunContext(), opts)
     assert report.stats["analytics"]["failed"] == []
+    if engine == "spark" and store.rows("indicator"):  # the IOC join ran on Spark
+        assert "intel_match" in report.stats["analytics"]["spark"]
     rows = [json.loads(x) for x in (store.root / "findings.jsonl").read_text().splitlines()]
     return sorted((r["finding_id"], r["rule_id"], r["ts"], json.dumps(r["evidence"]),
                    json.dumps(r["fields"], sort_keys=True)) for r in rows)
 
 
-def _compare(store: CaseStore, rules: list[str] | None = None) -> int:
-    local = _findings(store, "duckdb", rules)
-    spark = _findings(store, "spark", rules)
+def _compare(store: CaseStore, rules: list[str] | None = None, intel: bool = False) -> int:
+    local = _findings(store, "duckdb", rules, intel)
+    spark = _findings(store, "spark", rules, intel)
     assert local, "the case should give findings"
     assert spark == local
     return len(local)
 
 
 def test_demo_case_same_findings(tmp_path: Path) -> None:
-    from tidehunt.demo.generate import write_demo_evidence
+    """The whole demo case (Windows, web, mail, network, intel): every finding the same."""
+    from tidehunt.cli.main import main
 
-    ev = tmp_path / "ev"
-    write_demo_evidence(ev)
-    store, _ = run_ingest([str(ev)], tmp_path / "case", RunContext(), workers=1)
+    assert main(["-q", "--no-color", "demo", "-o", str(tmp_path / "demo")]) == 0
+    store = CaseStore(tmp_path / "demo" / "case")
     n = _compare(store)
-    assert n >= 50  # the demo's Windows stages, correlations included
+    assert n >= 60  # every stage of the demo, correlations and analytics included
+    rows = [json.loads(x) for x in (store.root / "findings.jsonl").read_text().splitlines()]
+    intel = [r for r in rows if r["rule_id"] == "th-analytic-0034"]
+    assert len(intel) >= 3  # the IOC join on Spark: addresses, domains, hashes of the demo
+    assert {r["fields"]["type"] for r in intel} >= {"ip", "domain"}
+    assert any(r["rule_id"].startswith("th-analytic") and r["rule_id"] != "th-analytic-0034"
+               for r in rows)
 
 
 def test_corpus_evtx_case_same_findings(tmp_path: Path) -> None:
@@ -55,7 +64,9 @@ def test_corpus_evtx_case_same_findings(tmp_path: Path) -> None:
     rules = corpus_path("sigma/rules/windows/process_creation")
     store, res = run_ingest([str(evtx)], tmp_path / "case", RunContext(), workers=2)
     assert res.records > 10_000
-    n = _compare(store, [str(rules), str(corpus_path("sigma/rules/windows/builtin"))])
+    n = _compare(store, [str(rules), str(corpus_path("sigma/rules/windows/builtin"))],
+                 intel=True)  # the bundled APT40 pack: the IOC join scans every table
+    assert store.rows("indicator") > 0
     assert n > 100
 
 

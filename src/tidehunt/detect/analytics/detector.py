@@ -49,6 +49,9 @@ class AnalyticsOptions:
     #: Memory budget of the analytics, e.g. "2GB": DuckDB gets DUCKDB_SHARE of it and
     #: spills to the case's work folder beyond that; None for DuckDB's default (80% RAM).
     max_memory: str | None = DEFAULT_MAX_MEMORY
+    #: Spark (``--engine spark``): a ``tidehunt.detect.sigma.spark.SparkOptions``; the
+    #: analytics that can (``Analytic.SPARK``) scan and join the tables on it.
+    spark: Any = None
 
 
 #: Own domains when the profile names none: those that receive at least this share of the
@@ -235,6 +238,8 @@ class AnalyticsStats:
     findings: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
     intel: dict[str, Any] = field(default_factory=dict)
+    #: Analytics whose scans ran on Spark (``--engine spark``).
+    spark: list[str] = field(default_factory=list)
 
 
 def window_sql(since: datetime | None, until: datetime | None) -> str | None:
@@ -281,6 +286,12 @@ class AnalyticsDetector(Detector):
             limit_duckdb(con, budget, work / "spill")
             self.stats.intel = prepare(con, opt.org, opt.intel, opt.kev, opt.geoip,
                                        opt.risky_networks, work)
+            job = None
+            if opt.spark is not None:
+                from tidehunt.detect.sigma.spark import session
+                from tidehunt.detect.spark_tables import SparkCase
+
+                job = SparkCase(session(opt.spark), store, opt.since, opt.until)
             for name, cls in analytics().items():
                 if cls.META.id.lower() in excluded or name in excluded:
                     self.stats.excluded += 1
@@ -296,8 +307,12 @@ class AnalyticsDetector(Detector):
                     continue
                 t0 = time.perf_counter()
                 try:
-                    found = [f for f in cls().run(con, ctx)
-                             if f.rule.severity >= opt.min_level]
+                    if job is not None and cls.SPARK:
+                        found_it = cls().run_spark(con, ctx, job)
+                        self.stats.spark.append(name)
+                    else:
+                        found_it = cls().run(con, ctx)
+                    found = [f for f in found_it if f.rule.severity >= opt.min_level]
                 except Exception as exc:  # noqa: BLE001 - reported; one broken analytic ends no hunt
                     self.stats.failed.append({"analytic": name, "id": cls.META.id,
                                               "error": f"{type(exc).__name__}: {exc}"})
@@ -320,5 +335,6 @@ class AnalyticsDetector(Detector):
         """Stats as plain data."""
         s = self.stats
         return {"ran": len(s.ran), "not_applicable": len(s.not_applicable),
+                "spark": s.spark,
                 "failed": s.failed, "excluded": s.excluded, "findings": s.findings,
                 "seconds": s.seconds, "intel": s.intel}

@@ -51,12 +51,14 @@ class HttpAuthBruteforce(Analytic):
                    f.n || ' refused logins (HTTP 401) to ' || f.app || ' from ' ||
                    coalesce(f.client_ip, '?') ||
                    coalesce('; then logged in: ' || string_agg(DISTINCT l.user || ' from ' ||
-                            l.client_ip, ', '), '') AS summary,
+                            l.client_ip, ', '
+                                ORDER BY l.user || ' from ' || l.client_ip), '') AS summary,
                    CASE WHEN count(l.user) > 0 THEN 'high' END AS level,
                    min(l.user) AS user,
                    {{'application': f.app, 'client_ip': f.client_ip, 'failures': f.n,
                      'first': f.t0, 'last': f.t1,
-                     'logins_after': string_agg(DISTINCT l.user || '@' || l.client_ip, ', ')}}
+                     'logins_after': string_agg(DISTINCT l.user || '@' || l.client_ip, ', '
+                         ORDER BY l.user || '@' || l.client_ip)}}
                      AS matched,
                    f.ev AS ev
             FROM fails f LEFT JOIN logins l

@@ -46,9 +46,11 @@ class HttpExeDownload(Analytic):
             g AS (
                 SELECT src_ip, dst_ip, dst_port, count(*) AS n,
                        sum(coalesce(response_body_len, 0))::BIGINT AS down,
-                       string_agg(DISTINCT coalesce(uri, '(no URI logged)'), ', ') AS uris,
-                       string_agg(DISTINCT resp_mime_types, ', ') AS mimes,
-                       string_agg(DISTINCT user_agent, ', ') AS uas, min(ts) AS t0,
+                       string_agg(DISTINCT coalesce(uri, '(no URI logged)'), ', '
+                           ORDER BY coalesce(uri, '(no URI logged)')) AS uris,
+                       string_agg(DISTINCT resp_mime_types, ', ' ORDER BY resp_mime_types) AS mimes,
+                       string_agg(DISTINCT user_agent, ', '
+                           ORDER BY user_agent) AS uas, min(ts) AS t0,
                        {ev} AS ev
                 FROM h GROUP BY ALL)
             SELECT {host_of('src_ip')} AS host, src_ip AS src, dst_ip AS dst,

@@ -47,9 +47,10 @@ class HttpWebdavUpload(Analytic):
                        count(*) FILTER (WHERE upper(method) = 'PUT') AS puts,
                        sum(CASE WHEN upper(method) = 'PUT'
                                 THEN coalesce(request_body_len, 0) END)::BIGINT AS up,
-                       string_agg(DISTINCT CASE WHEN upper(method) = 'PUT' THEN uri END, ', ')
+                       string_agg(DISTINCT CASE WHEN upper(method) = 'PUT' THEN uri END, ', '
+                           ORDER BY CASE WHEN upper(method) = 'PUT' THEN uri END)
                            AS uris,
-                       string_agg(DISTINCT user_agent, ', ') AS uas,
+                       string_agg(DISTINCT user_agent, ', ' ORDER BY user_agent) AS uas,
                        bool_or(coalesce(public, false)) AS public, min(ts) AS t0, {ev} AS ev
                 FROM h GROUP BY src_ip, dst_ip
                 HAVING sum(CASE WHEN upper(method) = 'PUT'

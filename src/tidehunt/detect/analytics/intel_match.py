@@ -10,8 +10,11 @@ import re
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
+import pyarrow as pa
+
 from tidehunt.context import RunContext
 from tidehunt.detect.analytics.base import Analytic, findings_from_rows, has_table, meta, query
+from tidehunt.detect.spark_tables import SparkCase, duckdb_map
 from tidehunt.model.finding import Finding
 from tidehunt.model.rule import RuleMeta
 
@@ -123,6 +126,7 @@ class IntelMatch(Analytic):
     """Every live (or, in retro-hunt mode, expired) indicator value found in the case."""
 
     NAME: ClassVar[str] = "intel_match"
+    SPARK: ClassVar[bool] = True
     #: Why META names no ATT&CK technique: a value from a feed is evidence of the actor,
     #: not of a technique; the findings it confirms carry theirs.
     NO_TECHNIQUE: ClassVar[str] = "indicator matches are not techniques"
@@ -142,60 +146,36 @@ class IntelMatch(Analytic):
 
     def run(self, con: Any, ctx: RunContext) -> Iterator[Finding]:
         """One finding per (indicator, host or table)."""
+        yield from self._run(con, None)
+
+    def run_spark(self, con: Any, ctx: RunContext, job: SparkCase) -> Iterator[Finding]:
+        """The same findings, the tables scanned and joined to the indicators on Spark."""
+        yield from self._run(con, job)
+
+    def _run(self, con: Any, job: SparkCase | None) -> Iterator[Finding]:
         if not has_table(con, "intel_live"):
             return
-        obs = []
-        #: (table, host, src, loc) -> [(kind, expr)]: one scan of the table for them all
-        scans: dict[tuple[str, str, str, str], list[tuple[str, str]]] = {}
-        cols: dict[str, dict[str, str]] = {}
-        for table, kind, expr, host in TARGETS:
-            if not has_table(con, table):
-                continue
-            if table not in cols:
-                cols[table] = {r[0].lower(): r[0] for r in con.execute(
-                    "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
-                    [table]).fetchall()}
-            have = cols[table]
-            names = re.findall(r"(?<!\{)\{([A-Za-z]+)\}(?!\})", expr)
-            if not all(n.lower() in have for n in names):
-                continue
-            sql_expr = expr.format(**{n: f'"{have[n.lower()]}"' for n in names})
-            loc = "NULL::BIGINT"
-            src = "root || '/' || path" if table == "file" else "source_file"
-            loc = "line" if table in ("web_access", "net_conn", "dns", "http", "tls",
-                                      "proxy") else loc
-            if "unnest(" not in sql_expr:
-                scans.setdefault((table, host, src, loc), []).append((kind, sql_expr))
-                continue
-            obs.append(f"""SELECT '{table}' AS tbl, '{kind}' AS kind, {sql_expr} AS v,
-                           {host} AS host, ts, _artefact, _locator, {src} AS src_file,
-                           {loc} AS line
-                           FROM {table}""")
-        for (table, host, src, loc), values in scans.items():
-            # the values of one table's columns from one scan of it: each scan of a view
-            # over many parts holds a reader per part (memory beyond DuckDB's limit)
-            pairs = ", ".join(f"{{'kind': '{kind}', 'v': {expr}}}" for kind, expr in values)
-            obs.append(f"""SELECT tbl, x.kind AS kind, x.v AS v, host, ts, _artefact,
-                           _locator, src_file, line
-                           FROM (SELECT '{table}' AS tbl, {host} AS host, ts, _artefact,
-                                        _locator, {src} AS src_file, {loc} AS line,
-                                        unnest([{pairs}]) AS x
-                                 FROM {table})""")
+        obs = observations(con)
         if not obs:
             return
-        union = "\nUNION ALL\n".join(obs)
         cidr = bool(con.execute("SELECT count(*) FROM intel_live WHERE type = 'cidr'")
-                    .fetchone()[0]) and has_table(con, "intel_warn_net")
+                    .fetchall()[0][0]) and has_table(con, "intel_warn_net")
         if cidr:
             for macro in IP_NUM_MACROS:
                 con.execute(macro)
+        if job is None:
+            union = "\nUNION ALL\n".join(q for qs in obs.values() for q in qs)
+            source = f"SELECT * FROM ({union}) WHERE v IS NOT NULL AND v <> ''"
+        else:  # the observations that can match, found on Spark (the rest never join)
+            con.register("intel_obs", spark_candidates(con, job, obs, cidr))
+            source = "SELECT * FROM intel_obs"
         rows = query(con, f"""
-            WITH o AS (SELECT * FROM ({union}) WHERE v IS NOT NULL AND v <> ''),
+            WITH o AS ({source}),
             {_CIDR_SQL if cidr else ""}
             hit AS (
                 SELECT o.*, {_HIT_COLS}
                 FROM o JOIN intel_live i ON i.type = o.kind
-                 AND (o.v = i.value OR (i.type = 'domain' AND o.v LIKE '%.' || i.value))
+                 AND (o.v = i.value OR (i.type = 'domain' AND ends_with(o.v, '.' || i.value)))
                 {"UNION ALL SELECT * FROM cidr_hit" if cidr else ""})
             SELECT host, CASE WHEN type = 'cidr' AND count(DISTINCT v) = 1 THEN min(v)
                               ELSE value END AS dst, NULL AS src,
@@ -232,3 +212,109 @@ class IntelMatch(Analytic):
             FROM hit GROUP BY type, value, host
             ORDER BY min(ts), type, value, host""")
         yield from findings_from_rows(self.META, rows, "indicator")
+
+
+def observations(con: Any) -> dict[str, list[str]]:
+    """Per table, the SELECTs of its observed values (``OBS_COLUMNS``), one per scan."""
+    obs: dict[str, list[str]] = {}
+    #: (table, host, src, loc) -> [(kind, expr)]: one scan of the table for them all
+    scans: dict[tuple[str, str, str, str], list[tuple[str, str]]] = {}
+    cols: dict[str, dict[str, str]] = {}
+    for table, kind, expr, host in TARGETS:
+        if not has_table(con, table):
+            continue
+        if table not in cols:
+            cols[table] = {r[0].lower(): r[0] for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ?",
+                [table]).fetchall()}
+        have = cols[table]
+        names = re.findall(r"(?<!\{)\{([A-Za-z]+)\}(?!\})", expr)
+        if not all(n.lower() in have for n in names):
+            continue
+        sql_expr = expr.format(**{n: f'"{have[n.lower()]}"' for n in names})
+        src = "root || '/' || path" if table == "file" else "source_file"
+        loc = "line" if table in ("web_access", "net_conn", "dns", "http", "tls",
+                                  "proxy") else "NULL::BIGINT"
+        if "unnest(" not in sql_expr:
+            scans.setdefault((table, host, src, loc), []).append((kind, sql_expr))
+            continue
+        obs.setdefault(table, []).append(
+            f"""SELECT '{table}' AS tbl, '{kind}' AS kind, {sql_expr} AS v,
+                {host} AS host, ts, _artefact, _locator, {src} AS src_file,
+                {loc} AS line
+                FROM {table}""")
+    for (table, host, src, loc), values in scans.items():
+        # the values of one table's columns from one scan of it: each scan of a view
+        # over many parts holds a reader per part (memory beyond DuckDB's limit)
+        pairs = ", ".join(f"{{'kind': '{kind}', 'v': {expr}}}" for kind, expr in values)
+        obs.setdefault(table, []).append(
+            f"""SELECT tbl, x.kind AS kind, x.v AS v, host, ts, _artefact,
+                _locator, src_file, line
+                FROM (SELECT '{table}' AS tbl, {host} AS host, ts, _artefact,
+                             _locator, {src} AS src_file, {loc} AS line,
+                             unnest([{pairs}]) AS x
+                      FROM {table})""")
+    return obs
+
+
+#: The observations as they leave a Spark executor (typed for Spark's Arrow conversion).
+OBS_SCHEMA = pa.schema([("tbl", pa.string()), ("kind", pa.string()), ("v", pa.string()),
+                        ("host", pa.string()), ("ts", pa.timestamp("us", "UTC")),
+                        ("_artefact", pa.string()), ("_locator", pa.string()),
+                        ("src_file", pa.string()), ("line", pa.int64())])
+OBS_DDL = ("tbl string, kind string, v string, host string, ts timestamp, "
+           "_artefact string, _locator string, src_file string, line long")
+_OBS_CAST = ("SELECT tbl, kind, CAST(v AS VARCHAR) AS v, CAST(host AS VARCHAR) AS host, "
+             "ts, _artefact, CAST(_locator AS VARCHAR) AS _locator, src_file, "
+             "CAST(line AS BIGINT) AS line FROM ({q}) WHERE v IS NOT NULL AND v <> ''")
+#: What an observation can match: its value as it is, every suffix after a dot of a
+#: domain, and an address inside a network (``inside``, found on the driver).
+_KEEP = """SELECT * FROM ({q}) o
+    WHERE EXISTS (SELECT 1 FROM keys WHERE keys.type = o.kind AND keys.value = o.v)
+    OR (o.kind = 'domain' AND EXISTS (
+        SELECT 1 FROM (SELECT unnest(list_transform(
+            range(1, len(string_split(o.v, '.'))),
+            lambda k: array_to_string(string_split(o.v, '.')[k + 1:], '.'))) AS s) x
+        WHERE x.s IN (SELECT value FROM keys WHERE type = 'domain')))
+    OR (o.kind = 'ip' AND o.v IN (SELECT v FROM inside))"""
+
+
+def spark_candidates(con: Any, job: SparkCase, obs: dict[str, list[str]],
+                     cidr: bool) -> pa.Table:
+    """The observations of every table that can match an indicator, as a Spark job.
+
+    Each table is scanned on Spark, and each partition takes its observations with the
+    local engine's SQL and keeps those whose value, a domain suffix of it, or its address
+    being inside a network can match (the indicator values travel with the job: a
+    broadcast join in each partition). Networks need 128-bit numbers, which Spark lacks:
+    the distinct addresses observed are collected and the driver's DuckDB finds those
+    inside a network, as the local engine does. The kept rows are a superset of the
+    matches, so the local engine's join over them gives its findings exactly."""
+    keys = con.sql("SELECT DISTINCT type, value FROM intel_live WHERE type <> 'cidr'"
+                   ).to_arrow_table()
+    frames = []
+    for table, queries in obs.items():
+        df = job.frame(table)
+        for q in queries:
+            frames.append(duckdb_map(df, table, _OBS_CAST.format(q=q), OBS_SCHEMA, OBS_DDL))
+    union = frames[0]
+    for f in frames[1:]:
+        union = union.unionAll(f)
+    inside = pa.table({"v": pa.array([], pa.string())})
+    if cidr:
+        ips = union.where("kind = 'ip'").select("v").distinct().toArrow()
+        con.register("intel_obs_ip", ips)
+        inside = con.sql(f"""WITH o AS (SELECT 'ip' AS kind, v FROM intel_obs_ip),
+            {_CIDR_SQL.split("cidr_hit AS")[0].rstrip().rstrip(",")}
+            SELECT DISTINCT v FROM inside""").to_arrow_table()
+        con.unregister("intel_obs_ip")
+    keep = []
+    for table, queries in obs.items():
+        df = job.frame(table)
+        for q in queries:
+            keep.append(duckdb_map(df, table, _KEEP.format(q=_OBS_CAST.format(q=q)),
+                                   OBS_SCHEMA, OBS_DDL, {"keys": keys, "inside": inside}))
+    out = keep[0]
+    for f in keep[1:]:
+        out = out.unionAll(f)
+    return out.toArrow().cast(OBS_SCHEMA)

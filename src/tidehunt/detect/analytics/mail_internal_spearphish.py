@@ -41,7 +41,8 @@ class MailInternalSpearphish(Analytic):
     def run(self, con: Any, ctx: RunContext) -> Iterator[Finding]:
         """One finding per message."""
         att = ("(SELECT string_agg(a.filename || ' (' || a.severity || ': ' || "
-               "coalesce(a.indicators, '') || ')', '; ') FROM mail_attachment a "
+               "coalesce(a.indicators, '') || ')', '; ' ORDER BY a.filename, a.severity, "
+               "a.indicators) FROM mail_attachment a "
                "WHERE a._artefact = m._artefact AND a.mail_locator = m._locator AND "
                "a.severity IN ('medium', 'high', 'critical'))"
                if has_table(con, "mail_attachment") else "NULL")

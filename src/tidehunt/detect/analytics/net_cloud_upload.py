@@ -76,7 +76,7 @@ class NetCloudUpload(Analytic):
                        sum(coalesce(bytes_out, 0))::BIGINT AS up,
                        sum(coalesce(bytes_in, 0))::BIGINT AS down,
                        count(*) AS n, min(name) AS name,
-                       string_agg(DISTINCT "user", ', ') AS users,
+                       string_agg(DISTINCT "user", ', ' ORDER BY "user") AS users,
                        {FLOW_EVIDENCE_SQL} AS ev
                 FROM f GROUP BY src_ip, cloud_service, hour),
             host_h AS (SELECT src_ip, hour, sum(up) AS up FROM h GROUP BY ALL),
@@ -120,7 +120,7 @@ class NetCloudUpload(Analytic):
                        max(score) AS score, arg_max(why, score) AS why,
                        arg_max(slot_name, score) AS slot_name,
                        bool_and(business) AS all_business, bool_or(business) AS some_business,
-                       min(name) AS name, string_agg(DISTINCT users, ', ') AS users,
+                       min(name) AS name, string_agg(DISTINCT users, ', ' ORDER BY users) AS users,
                        min(med) AS med, min(hours) AS hours, max(weeks) AS weeks,
                        arg_max(base_how, score) AS base_how, arg_max(pmed, score) AS pmed,
                        flatten(list(ev ORDER BY hour))[1:100] AS ev

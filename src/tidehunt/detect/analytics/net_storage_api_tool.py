@@ -63,7 +63,7 @@ class NetStorageApiTool(Analytic):
             g AS (
                 SELECT src_ip, service, ua0, count(*) AS n, min(name) AS name,
                        sum(coalesce(bytes_out, 0))::BIGINT AS up,
-                       string_agg(DISTINCT "user", ', ') AS users, min(ts) AS t0,
+                       string_agg(DISTINCT "user", ', ' ORDER BY "user") AS users, min(ts) AS t0,
                        {FLOW_EVIDENCE_SQL} AS ev
                 FROM hits
                 WHERE ua0 = '{ua}' OR regexp_matches(ua0, '{TOOL_UA_RX}')

@@ -70,7 +70,7 @@ class NetUploadAsymmetric(Analytic):
                        sum(CASE WHEN NOT in_business(f.ts) THEN coalesce(f.bytes_out, 0) END)
                            AS off_up,
                        list(DISTINCT f.dst_port ORDER BY f.dst_port) AS ports,
-                       string_agg(DISTINCT f."user", ', ') AS users,
+                       string_agg(DISTINCT f."user", ', ' ORDER BY f."user") AS users,
                        {FLOW_EVIDENCE_SQL} AS ev,
                        (SELECT min(date_trunc('day', x.ts)) FROM net_flow x
                         WHERE coalesce(x.name, x.dst_ip) = g.dest) AS first_any

@@ -53,8 +53,9 @@ class NewScriptAfterDeploy(Analytic):
                    date_diff('second', n.deployed, n.first_ts) ||
                    ' s after a WAR deploy; ' || count(*) || ' requests (' ||
                    count(*) FILTER (WHERE r.method = 'POST') || ' POST) from ' ||
-                   string_agg(DISTINCT r.client_ip, ', ') AS summary,
-                   {{'uri': min(r.uri_stem), 'clients': string_agg(DISTINCT r.client_ip, ', '),
+                   string_agg(DISTINCT r.client_ip, ', ' ORDER BY r.client_ip) AS summary,
+                   {{'uri': min(r.uri_stem), 'clients': string_agg(DISTINCT r.client_ip, ', '
+                       ORDER BY r.client_ip),
                      'requests': count(*), 'deployed': n.deployed,
                      'first_seen': n.first_ts}} AS matched,
                    {EVIDENCE_SQL.replace("_artefact", "r._artefact")} AS ev

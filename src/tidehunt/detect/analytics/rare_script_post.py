@@ -51,9 +51,11 @@ class RareScriptPost(Analytic):
                     FROM r WHERE regexp_matches(s, '{SCRIPT_EXT}') GROUP BY h, s)
             SELECT r.h AS host, min(r.client_ip) AS src, min(r.uri_stem) AS dst,
                    u.posts || ' POSTs to ' || min(r.uri_stem) || ', used only by ' ||
-                   string_agg(DISTINCT r.client_ip, ', ') || ' (the site has ' ||
+                   string_agg(DISTINCT r.client_ip, ', '
+                       ORDER BY r.client_ip) || ' (the site has ' ||
                    site.clients || ' clients)' AS summary,
-                   {{'uri': min(r.uri_stem), 'clients': string_agg(DISTINCT r.client_ip, ', '),
+                   {{'uri': min(r.uri_stem), 'clients': string_agg(DISTINCT r.client_ip, ', '
+                       ORDER BY r.client_ip),
                      'posts': u.posts, 'site_clients': site.clients}} AS matched,
                    {EVIDENCE_SQL} AS ev
             FROM r JOIN uri u ON r.h IS NOT DISTINCT FROM u.h AND r.s = u.s

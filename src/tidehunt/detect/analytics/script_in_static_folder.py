@@ -45,10 +45,13 @@ class ScriptInStaticFolder(Analytic):
                        WHERE status BETWEEN 200 AND 299)
             SELECT h AS host, min(client_ip) AS src, min(uri_stem) AS dst,
                    'Script ' || min(uri_stem) || ' served from a static folder: ' ||
-                   count(*) || ' requests from ' || string_agg(DISTINCT client_ip, ', ')
+                   count(*) || ' requests from ' || string_agg(DISTINCT client_ip, ', '
+                       ORDER BY client_ip)
                    AS summary,
-                   {{'uri': min(uri_stem), 'clients': string_agg(DISTINCT client_ip, ', '),
-                     'methods': string_agg(DISTINCT method, ','), 'requests': count(*)}}
+                   {{'uri': min(uri_stem), 'clients': string_agg(DISTINCT client_ip, ', '
+                       ORDER BY client_ip),
+                     'methods': string_agg(DISTINCT method, ','
+                         ORDER BY method), 'requests': count(*)}}
                      AS matched,
                    {EVIDENCE_SQL} AS ev
             FROM r WHERE regexp_matches(s, ?) AND regexp_matches(s, '{EXECUTED_EXT}')

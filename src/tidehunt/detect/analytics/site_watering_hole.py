@@ -47,7 +47,8 @@ class SiteWateringHole(Analytic):
                         WHEN max(traits) IS NULL AND NOT bool_or(third_party) THEN 'medium'
                    END AS level,
                    {'script': what, 'origin': min(origin), 'traits': max(traits),
-                    'baseline': max(baseline), 'pages': string_agg(DISTINCT page, ', ')}
+                    'baseline': max(baseline), 'pages': string_agg(DISTINCT page, ', '
+                        ORDER BY page)}
                      AS matched,
                    list({'table': 'site_script', 'artefact': _artefact, 'locator': _locator,
                          'source_file': source_file, 'line': NULL::BIGINT, 'ts': ts}

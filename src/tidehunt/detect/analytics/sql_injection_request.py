@@ -51,7 +51,7 @@ class SqlInjectionRequest(Analytic):
             SELECT {HOST_SQL} AS host, client_ip AS src, uri_stem AS dst,
                    count(*) || ' SQL injection request(s) to ' || uri_stem || ' from ' ||
                    coalesce(client_ip, '?') || ' (statuses ' ||
-                   string_agg(DISTINCT status::VARCHAR, ',') || ')' ||
+                   string_agg(DISTINCT status::VARCHAR, ',' ORDER BY status::VARCHAR) || ')' ||
                    CASE WHEN bool_or(status = 500 OR regexp_matches(q, ?))
                         THEN '; the database answered with an error' ELSE '' END AS summary,
                    CASE WHEN bool_or(status = 500 OR regexp_matches(q, ?)) THEN 'high' END

@@ -44,10 +44,12 @@ class WarDeploy(Analytic):
         """One finding per (host, client, user)."""
         rows = query(con, f"""
             SELECT {HOST_SQL} AS host, client_ip AS src, user,
-                   count(*) || ' deploy request(s) to ' || string_agg(DISTINCT uri_stem, ', ')
+                   count(*) || ' deploy request(s) to ' || string_agg(DISTINCT uri_stem, ', '
+                       ORDER BY uri_stem)
                    || ' from ' || coalesce(client_ip, '?') || coalesce(' as ' || user, '')
                    AS summary,
-                   {{'uris': string_agg(DISTINCT uri_stem, ', '), 'client_ip': client_ip,
+                   {{'uris': string_agg(DISTINCT uri_stem, ', '
+                       ORDER BY uri_stem), 'client_ip': client_ip,
                      'user': user, 'deploys': count(*)}} AS matched,
                    {EVIDENCE_SQL} AS ev
             FROM web_access WHERE {DEPLOY_SQL}

@@ -56,7 +56,8 @@ class WebCommandRequest(Analytic):
                    arg_min(q, ts) || ')' AS summary,
                    {{'uri': uri_stem, 'client_ip': client_ip, 'requests': count(*),
                      'first_query': arg_min(q, ts), 'last_query': arg_max(q, ts),
-                     'statuses': string_agg(DISTINCT status::VARCHAR, ',')}} AS matched,
+                     'statuses': string_agg(DISTINCT status::VARCHAR, ','
+                         ORDER BY status::VARCHAR)}} AS matched,
                    {EVIDENCE_SQL} AS ev
             FROM r WHERE regexp_matches(q, ?)
             GROUP BY 1, 2, 3 ORDER BY min(ts)""", [COMMAND_RX])

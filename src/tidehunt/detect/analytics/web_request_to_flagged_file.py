@@ -59,7 +59,8 @@ class WebRequestToFlaggedFile(Analytic):
                    strftime(max(r.ts), '%Y-%m-%d %H:%M') || ' UTC' AS summary,
                    {{'file': min(f.path), 'uri': min(r.uri_stem), 'client_ip': r.client_ip,
                      'requests': count(*),
-                     'statuses': string_agg(DISTINCT r.status::VARCHAR, ',')}} AS matched,
+                     'statuses': string_agg(DISTINCT r.status::VARCHAR, ','
+                         ORDER BY r.status::VARCHAR)}} AS matched,
                    {EVIDENCE_SQL} AS ev
             FROM r JOIN f ON f.p LIKE '%' || r.s
              AND regexp_matches(left(f.p, length(f.p) - length(r.s)), ?)

@@ -47,7 +47,8 @@ class WebScan(Analytic):
                    {{'client_ip': client_ip, 'requests': count(*),
                      'paths': count(DISTINCT uri_stem),
                      'not_found': count(*) FILTER (WHERE status = 404),
-                     'user_agents': left(string_agg(DISTINCT user_agent, ' | '), 300)}}
+                     'user_agents': left(string_agg(DISTINCT user_agent, ' | '
+                         ORDER BY user_agent), 300)}}
                      AS matched,
                    {EVIDENCE_SQL} AS ev
             FROM web_access GROUP BY 1, 2

@@ -89,7 +89,7 @@ class WebShellHostChain(Analytic):
                    count(DISTINCT rl) || ' POST(s) to ' || uri_stem || ' from ' ||
                    coalesce(client_ip, '?') || ' followed on ' || min(win_host) || ' by ' ||
                    count(DISTINCT al) || ' action(s) of the web server: ' ||
-                   left(string_agg(DISTINCT what, ' | '), 300) AS summary,
+                   left(string_agg(DISTINCT what, ' | ' ORDER BY what), 300) AS summary,
                    {{'uri': uri_stem, 'client_ip': client_ip, 'host': min(win_host),
                      'posts': count(DISTINCT rl), 'actions': count(DISTINCT al),
                      'first_post': min(rts), 'first_action': min(ats)}} AS matched,

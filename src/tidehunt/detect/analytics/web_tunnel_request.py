@@ -46,7 +46,8 @@ class WebTunnelRequest(Analytic):
             SELECT {HOST_SQL} AS host, client_ip AS src, uri_stem AS dst,
                    'Tunnel commands to ' || uri_stem || ' from ' || coalesce(client_ip, '?')
                    || ' (' || count(*) || ' requests: ' ||
-                   string_agg(DISTINCT regexp_extract(q, 'cmd=([a-z]+)', 1), ', ') || ')'
+                   string_agg(DISTINCT regexp_extract(q, 'cmd=([a-z]+)', 1), ', '
+                       ORDER BY regexp_extract(q, 'cmd=([a-z]+)', 1)) || ')'
                    AS summary,
                    {{'uri': uri_stem, 'client_ip': client_ip, 'requests': count(*),
                      'first_query': arg_min(q, ts)}} AS matched,

@@ -64,8 +64,11 @@ def session(opts: SparkOptions) -> Any:
          .config("spark.sql.execution.arrow.pyspark.enabled", "true")
          .config("spark.ui.showConsoleProgress", "false"))
     if opts.master.startswith("local"):
-        b = b.config("spark.ui.enabled", "false").config("spark.driver.bindAddress",
-                                                         "127.0.0.1")
+        # bound and advertised on loopback: shuffle and broadcast fetches otherwise go to
+        # the host name's address, where nothing listens
+        b = (b.config("spark.ui.enabled", "false")
+             .config("spark.driver.bindAddress", "127.0.0.1")
+             .config("spark.driver.host", "127.0.0.1"))
     for k, v in opts.conf.items():
         b = b.config(k, v)
     return b.getOrCreate()
