@@ -7,6 +7,7 @@ import csv
 import io
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 import pytest
@@ -31,9 +32,9 @@ def _g(n: int, minutes: float, user: str, app: str, name: str, **params) -> dict
             {"name": k, "value": v} for k, v in params.items()]}]}
 
 
-@pytest.fixture(scope="module")
-def found(tmp_path_factory):
-    root = tmp_path_factory.mktemp("cloud")
+def build_cloud_case(root: Path) -> tuple[Path, dict]:
+    """Cloud audit logs (M365 and Google Workspace) for every cloud analytic; returns
+    the case folder to hunt them into and the hunt options they need (the org profile)."""
     ev = root / "ev"
     ev.mkdir()
     m = []
@@ -83,9 +84,14 @@ def found(tmp_path_factory):
                                                "items": g}))
     org = root / "org.yaml"
     org.write_text("own_domains: [corp.example]\n")
-    case = root / "case"
-    report = hunt([str(ev)], case, RunContext(), HuntOptions(
-        workers=1, org=str(org), bundled_intel=False, feeds=False))
+    return root / "case", {"org": str(org)}
+
+
+@pytest.fixture(scope="module")
+def found(tmp_path_factory):
+    case, extra = build_cloud_case(tmp_path_factory.mktemp("cloud"))
+    report = hunt([str(case.parent / "ev")], case, RunContext(), HuntOptions(
+        workers=1, bundled_intel=False, feeds=False, **extra))
     rows = [orjson.loads(x) for x in (case / "findings.jsonl").read_bytes().splitlines()]
     return report, rows
 

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import orjson
 import pytest
@@ -40,9 +41,9 @@ def _okta(n: int, minutes: float, user: str, event: str, result: str) -> dict:
             "debugContext": {"debugData": {"factor": "OKTA_VERIFY_PUSH"}}}
 
 
-@pytest.fixture(scope="module")
-def found(tmp_path_factory):
-    root = tmp_path_factory.mktemp("identity")
+def build_identity_case(root: Path) -> tuple[Path, dict]:
+    """Sign-in logs (Entra, Okta, a VPN CSV) for every identity analytic, hunted into
+    ``root/case``; returns the case and the hunt options it needs (org, GeoIP, risky)."""
     ev = root / "ev"
     ev.mkdir()
     entra = [
@@ -100,10 +101,15 @@ def found(tmp_path_factory):
     org = root / "org.yaml"
     org.write_text("own_domains: [corp.example]\nmfa_required:\n  users: "
                    "[vpn-user@corp.example]\n  apps: [corp vpn]\n")
-    case = root / "case"
-    report = hunt([str(ev)], case, RunContext(), HuntOptions(
-        workers=1, org=str(org), geoip=str(geo), risky_networks=str(risky),
-        bundled_intel=False, feeds=False))
+    return root / "case", {"org": str(org), "geoip": str(geo),
+                           "risky_networks": str(risky)}
+
+
+@pytest.fixture(scope="module")
+def found(tmp_path_factory):
+    case, extra = build_identity_case(tmp_path_factory.mktemp("identity"))
+    report = hunt([str(case.parent / "ev")], case, RunContext(), HuntOptions(
+        workers=1, bundled_intel=False, feeds=False, **extra))
     rows = [orjson.loads(x) for x in (case / "findings.jsonl").read_bytes().splitlines()]
     return report, rows
 

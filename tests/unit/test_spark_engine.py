@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,10 +21,10 @@ if shutil.which("java") is None:  # pragma: no cover - Java 17 is on every CI ma
 
 
 def _findings(store: CaseStore, engine: str, rules: list[str] | None = None,
-              intel: bool = False) -> list[tuple]:
+              intel: bool = False, **extra: Any) -> list[tuple]:
     opts = HuntOptions(engine=engine, spark_master="local[2]", bundled_intel=intel,
                        feeds=False, outputs=("jsonl",), rules=rules or [],
-                       spark_conf={"spark.sql.shuffle.partitions": "4"})
+                       spark_conf={"spark.sql.shuffle.partitions": "4"}, **extra)
     report = detect(store, RunContext(), opts)
     assert report.stats["analytics"]["failed"] == []
     if engine == "spark" and store.rows("indicator"):  # the IOC join ran on Spark
@@ -122,3 +123,46 @@ def test_correlations_same_findings(tmp_path: Path) -> None:
     corr = {r[1][-2:] for r in local}
     assert {"a1", "a2", "a3", "b1", "b2"} <= corr, corr  # each kind fired
     assert _findings(store, "spark", [str(rdir)]) == local
+
+
+def _partitioned(case: Path, expect: set[str], **extra: Any) -> None:
+    """The analytics partitioned by key (``Analytic.PARTITION``) give the same findings
+    on Spark's executors, bucket by bucket, as over the whole case; ``expect``: rule IDs
+    that must be among them."""
+    store = CaseStore(case)
+    local = _findings(store, "duckdb", **extra)
+    got = {r[1] for r in local}
+    assert expect <= got, expect - got
+    opts = HuntOptions(engine="spark", spark_master="local[2]", bundled_intel=False,
+                       feeds=False, outputs=("jsonl",),
+                       spark_conf={"spark.sql.shuffle.partitions": "3"}, **extra)
+    report = detect(store, RunContext(), opts)
+    assert report.stats["analytics"]["failed"] == []
+    ran = report.stats["analytics"]["spark"]
+    from tidehunt.detect.analytics.detector import analytics
+
+    part = {n for n, c in analytics().items() if c.PARTITION and c.META.id in expect}
+    assert part and part <= set(ran), part - set(ran)
+    rows = [json.loads(x) for x in (store.root / "findings.jsonl").read_text().splitlines()]
+    assert sorted((r["finding_id"], r["rule_id"], r["ts"], json.dumps(r["evidence"]),
+                   json.dumps(r["fields"], sort_keys=True)) for r in rows) == local
+
+
+def _ingested(build: Any, root: Path) -> tuple[Path, dict]:
+    case, extra = build(root)
+    run_ingest([str(case.parent / "ev")], case, RunContext(), workers=1)
+    return case, extra
+
+
+def test_identity_analytics_partitioned_by_user(tmp_path: Path) -> None:
+    from tests.unit.test_identity import build_identity_case
+
+    case, extra = _ingested(build_identity_case, tmp_path)
+    _partitioned(case, {f"th-analytic-00{n}" for n in range(36, 42)}, **extra)
+
+
+def test_cloud_analytics_partitioned_by_user(tmp_path: Path) -> None:
+    from tests.unit.test_cloud_audit import build_cloud_case
+
+    case, extra = _ingested(build_cloud_case, tmp_path)
+    _partitioned(case, {f"th-analytic-00{n}" for n in range(42, 46)}, **extra)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
@@ -20,6 +20,8 @@ class AuthImpossibleTravel(Analytic):
 
     NAME: ClassVar[str] = "auth_impossible_travel"
     READS: ClassVar[frozenset[str]] = frozenset({"auth"})
+    #: Every finding is of one user (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = {"auth": '"user"'}
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0038", "Impossible travel between two sign-ins of one account", "high",
         ["T1078", "T1550"], ["initial-access", "defense-evasion", "lateral-movement"],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
@@ -19,6 +19,8 @@ class AuthMfaFatigue(Analytic):
 
     NAME: ClassVar[str] = "auth_mfa_fatigue"
     READS: ClassVar[frozenset[str]] = frozenset({"auth"})
+    #: Every finding is of one user (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = {"auth": '"user"'}
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0037", "MFA fatigue: a burst of push challenges to one account", "high",
         ["T1621", "T1110"], ["credential-access"],

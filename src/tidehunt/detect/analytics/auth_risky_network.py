@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
@@ -17,6 +17,8 @@ class AuthRiskyNetwork(Analytic):
 
     NAME: ClassVar[str] = "auth_risky_network"
     READS: ClassVar[frozenset[str]] = frozenset({"auth"})
+    #: Every finding is of one user (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = {"auth": '"user"'}
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0039", "Sign-in from a Tor exit, VPS range or compromised SOHO router",
         "high", ["T1090.003", "T1584.008", "T1078"],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
@@ -18,6 +18,8 @@ class AuthServiceInteractive(Analytic):
 
     NAME: ClassVar[str] = "auth_service_interactive"
     READS: ClassVar[frozenset[str]] = frozenset({"auth"})
+    #: Every finding is of one user (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = {"auth": '"user"'}
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0041", "Service account used interactively", "high",
         ["T1078.002", "T1078.004"], ["initial-access", "persistence",

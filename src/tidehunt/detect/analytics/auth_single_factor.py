@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
@@ -18,6 +18,8 @@ class AuthSingleFactor(Analytic):
 
     NAME: ClassVar[str] = "auth_single_factor"
     READS: ClassVar[frozenset[str]] = frozenset({"auth"})
+    #: Every finding is of one user (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = {"auth": '"user"'}
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0036", "Single-factor sign-in where MFA is required", "high",
         ["T1078", "T1133", "T1556.006"], ["initial-access", "persistence", "defense-evasion"],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -84,6 +84,11 @@ class Analytic(abc.ABC):
 
     #: True when ``run_spark`` scans the case's tables as Spark jobs (``--engine spark``).
     SPARK: ClassVar[bool] = False
+    #: ``--engine spark``: the key of each table it reads (a DuckDB expression over that
+    #: table) such that its findings over all rows are the union of its findings over the
+    #: rows of each key: it then runs on the Spark executors, on one bucket of keys at a
+    #: time (``tidehunt.detect.spark_tables.run_partitioned``). None: on the driver.
+    PARTITION: ClassVar[Mapping[str, str] | None] = None
 
     def run_spark(self, con: Any, ctx: RunContext, job: Any) -> Iterator[Finding]:
         """The same findings with the table scans on Spark (``job``: a
@@ -113,11 +118,8 @@ def _ts(v: Any) -> datetime | None:
 
 def has_table(con: Any, name: str) -> bool:
     """True if the case has rows for ``name`` (a view exists)."""
-    # the catalogue functions, not information_schema (a view over them): half the time,
-    # and every analytic asks for each table it reads
-    rows = con.execute("SELECT 1 FROM duckdb_views() WHERE view_name = $n AND NOT internal "
-                       "UNION ALL SELECT 1 FROM duckdb_tables() WHERE table_name = $n "
-                       "AND NOT internal LIMIT 1", {"n": name}).fetchall()
+    rows = con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = ?",
+                       [name]).fetchall()
     return bool(rows)
 
 

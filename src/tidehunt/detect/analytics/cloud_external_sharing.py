@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
@@ -22,6 +22,8 @@ class CloudExternalSharing(Analytic):
 
     NAME: ClassVar[str] = "cloud_external_sharing"
     READS: ClassVar[frozenset[str]] = frozenset({"cloud_audit"})
+    #: Every finding is of one user (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = {"cloud_audit": '"user"'}
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0043", "Cloud file shared externally or by an anonymous link", "medium",
         ["T1567.002", "T1537", "T1530"], ["exfiltration", "collection"],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
@@ -18,6 +18,8 @@ class CloudMailForwarding(Analytic):
 
     NAME: ClassVar[str] = "cloud_mail_forwarding"
     READS: ClassVar[frozenset[str]] = frozenset({"cloud_audit"})
+    #: Every finding is of one user (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = {"cloud_audit": '"user"'}
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0045", "Mailbox forwarding or redirect rule created", "high",
         ["T1114.003", "T1564.008"], ["collection", "defense-evasion"],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
@@ -18,6 +18,8 @@ class CloudOauthConsent(Analytic):
 
     NAME: ClassVar[str] = "cloud_oauth_consent"
     READS: ClassVar[frozenset[str]] = frozenset({"cloud_audit"})
+    #: Every finding is of one user (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = {"cloud_audit": '"user"'}
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0044", "OAuth application granted access to an account", "medium",
         ["T1098", "T1528", "T1550.001"], ["persistence", "credential-access"],

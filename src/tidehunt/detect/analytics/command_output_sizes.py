@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
@@ -29,6 +29,8 @@ class CommandOutputSizes(Analytic):
 
     NAME: ClassVar[str] = "command_output_sizes"
     READS: ClassVar[frozenset[str]] = frozenset({"web_access"})
+    #: Every finding is of one server (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = {"web_access": HOST_SQL}
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0007", "Web-shell conversation: varying output sizes to one client",
         "high", ["T1505.003", "T1059"], ["persistence", "execution"],

@@ -242,6 +242,15 @@ class AnalyticsStats:
     spark: list[str] = field(default_factory=list)
 
 
+#: The prepared tables a partitioned analytic may read besides its own (``prepare``):
+#: small, or per value (an address, a name) rather than per event; each Spark task gets
+#: the driver's copy of those the case has.
+SHARED_TABLES = ("org_calendar", "org_host", "org_zone", "org_allow", "org_mfa",
+                 "org_service", "org_domain", "org_trusted", "intel_live", "intel_warn_net",
+                 "vuln_exposure", "auth_geo", "auth_ip_class", "cloud_catalogue", "cloud_api",
+                 "net_addr", "host_ip", "mail_own_domain", "cloud_name")
+
+
 def window_sql(since: datetime | None, until: datetime | None) -> str | None:
     """A ``ts`` filter for every table view, or None."""
     conds = []
@@ -279,6 +288,7 @@ class AnalyticsDetector(Detector):
         con = store.connect(window_sql(opt.since, opt.until))
         work = store.root / f".work-analytics-{os.getpid()}"
         out: list[Finding] = []
+        spark_out: list[pa.Table] = []
         try:
             budget = MemoryBudget.parse(opt.max_memory)
             if budget is not None:  # its DuckDB share, spilling into the work folder
@@ -292,6 +302,7 @@ class AnalyticsDetector(Detector):
                 from tidehunt.detect.spark_tables import SparkCase
 
                 job = SparkCase(session(opt.spark), store, opt.since, opt.until)
+            schemes: dict[tuple[tuple[str, str], ...], dict[str, type[Analytic]]] = {}
             for name, cls in analytics().items():
                 if cls.META.id.lower() in excluded or name in excluded:
                     self.stats.excluded += 1
@@ -304,6 +315,9 @@ class AnalyticsDetector(Detector):
                     self.stats.not_applicable.append(
                         {"analytic": name, "id": cls.META.id,
                          "reason": f"case has no {', '.join(missing)} rows"})
+                    continue
+                if job is not None and cls.PARTITION:  # on the executors, below
+                    schemes.setdefault(tuple(sorted(cls.PARTITION.items())), {})[name] = cls
                     continue
                 t0 = time.perf_counter()
                 try:
@@ -322,14 +336,45 @@ class AnalyticsDetector(Detector):
                 self.stats.seconds[name] = round(time.perf_counter() - t0, 3)
                 self.stats.ran.append(name)
                 out.extend(found)
+            if job is not None and schemes:
+                spark_out = self._partitioned(con, job, schemes)
         finally:
             con.close()
             shutil.rmtree(work, ignore_errors=True)
-        self.stats.findings = len(out)
+        self.stats.findings = len(out) + sum(t.num_rows for t in spark_out)
         if out:
             yield findings_batch(out)
-        else:
+        for t in spark_out:
+            yield from t.cast(FINDINGS_SCHEMA).to_batches()
+        if not self.stats.findings:
             yield pa.RecordBatch.from_pylist([], schema=FINDINGS_SCHEMA)
+
+    def _partitioned(self, con: Any, job: Any,
+                     schemes: dict[tuple[tuple[str, str], ...], dict[str, type[Analytic]]]
+                     ) -> list[pa.Table]:
+        """The partitioned analytics on Spark, one job per partitioning scheme."""
+        from tidehunt.detect.spark_tables import run_partitioned
+
+        shared = {n: con.sql(f'SELECT * FROM "{n}"').to_arrow_table()
+                  for n in SHARED_TABLES if has_table(con, n)}
+        setup = calendar_macros(self.options.org)
+        buckets = int(job.spark.conf.get("spark.sql.shuffle.partitions", "200"))
+        tables: list[pa.Table] = []
+        for scheme, group in schemes.items():
+            res = run_partitioned(job, dict(scheme), group, shared, setup,
+                                  int(self.options.min_level), buckets)
+            for name, r in res.items():
+                cls = group[name]
+                if r.errors:
+                    self.stats.failed.append({"analytic": name, "id": cls.META.id,
+                                              "error": r.errors[0]})
+                    log.warning("analytic %s failed on Spark: %s", name, r.errors[0])
+                    continue
+                self.stats.seconds[name] = round(r.seconds, 3)
+                self.stats.ran.append(name)
+                self.stats.spark.append(name)
+                tables.extend(r.findings)
+        return tables
 
     def summary(self) -> dict[str, Any]:
         """Stats as plain data."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
@@ -26,6 +26,8 @@ class HttpAuthBruteforce(Analytic):
 
     NAME: ClassVar[str] = "http_auth_bruteforce"
     READS: ClassVar[frozenset[str]] = frozenset({"web_access"})
+    #: Every finding is of one server (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = {"web_access": HOST_SQL}
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0003", "HTTP authentication brute force (e.g. Tomcat manager)", "medium",
         ["T1110.001", "T1078", "T1190"], ["credential-access", "initial-access"],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
@@ -29,6 +29,8 @@ class LongEncodedParameter(Analytic):
 
     NAME: ClassVar[str] = "long_encoded_parameter"
     READS: ClassVar[frozenset[str]] = frozenset({"web_access"})
+    #: Every finding is of one server (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = {"web_access": HOST_SQL}
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0009", "Long encoded parameter sent to a script", "medium",
         ["T1505.003", "T1027", "T1132.001"], ["persistence", "defense-evasion"],

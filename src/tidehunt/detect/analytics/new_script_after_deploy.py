@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
@@ -28,6 +28,8 @@ class NewScriptAfterDeploy(Analytic):
 
     NAME: ClassVar[str] = "new_script_after_deploy"
     READS: ClassVar[frozenset[str]] = frozenset({"web_access"})
+    #: Every finding is of one server (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = {"web_access": HOST_SQL}
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0005", "New server-side script used right after a WAR deploy",
         "critical", ["T1505.003"], ["persistence"],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
@@ -30,6 +30,8 @@ class RareScriptPost(Analytic):
 
     NAME: ClassVar[str] = "rare_script_post"
     READS: ClassVar[frozenset[str]] = frozenset({"web_access"})
+    #: Every finding is of one server (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = {"web_access": HOST_SQL}
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0006", "POSTs to a script only one or two clients use", "medium",
         ["T1505.003"], ["persistence"],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
@@ -29,6 +29,8 @@ class ScanboxBeacon(Analytic):
 
     NAME: ClassVar[str] = "scanbox_beacon"
     READS: ClassVar[frozenset[str]] = frozenset({"web_access"})
+    #: Every finding is of one server (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = {"web_access": HOST_SQL}
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0011", "ScanBox watering-hole beacon request", "high",
         ["T1189", "T1592", "T1056.003"], ["initial-access", "reconnaissance", "collection"],

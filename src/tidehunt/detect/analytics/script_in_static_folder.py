@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
@@ -30,6 +30,8 @@ class ScriptInStaticFolder(Analytic):
 
     NAME: ClassVar[str] = "script_in_static_folder"
     READS: ClassVar[frozenset[str]] = frozenset({"web_access"})
+    #: Every finding is of one server (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = {"web_access": HOST_SQL}
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0008", "Server-side script served from an upload or static folder",
         "high", ["T1505.003", "T1036"], ["persistence", "defense-evasion"],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
@@ -36,6 +36,8 @@ class WebCommandRequest(Analytic):
 
     NAME: ClassVar[str] = "web_command_request"
     READS: ClassVar[frozenset[str]] = frozenset({"web_access"})
+    #: Every finding is of one server (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = {"web_access": HOST_SQL}
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0001", "Web request carrying an OS command (web shell in use)", "high",
         ["T1505.003", "T1059"], ["persistence", "execution"],

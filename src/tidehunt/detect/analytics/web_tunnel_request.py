@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
@@ -30,6 +30,8 @@ class WebTunnelRequest(Analytic):
 
     NAME: ClassVar[str] = "web_tunnel_request"
     READS: ClassVar[frozenset[str]] = frozenset({"web_access"})
+    #: Every finding is of one server (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = {"web_access": HOST_SQL}
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0002", "HTTP tunnel commands sent to a web shell (reGeorg style)", "high",
         ["T1572", "T1090.003", "T1505.003"], ["command-and-control", "persistence"],
