@@ -121,8 +121,8 @@ conn_named AS (
 #: so the catalogue is matched once per name, not once per connection.
 CLOUD_NAME_SQL = """
 CREATE TEMP TABLE cloud_name AS
-SELECT n.name, arg_max(cat.service, length(cat.domain)) AS cloud_service,
-       arg_max(cat.category, length(cat.domain)) AS cloud_category
+SELECT n.name, arg_max(cat.service, (length(cat.domain), cat.service)) AS cloud_service,
+       arg_max(cat.category, (length(cat.domain), cat.service)) AS cloud_category
 FROM (SELECT DISTINCT name FROM net_flow WHERE name IS NOT NULL) n
 JOIN cloud_catalogue cat ON n.name = cat.domain OR n.name LIKE '%.' || cat.domain
 GROUP BY n.name

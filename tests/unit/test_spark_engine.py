@@ -166,3 +166,16 @@ def test_cloud_analytics_partitioned_by_user(tmp_path: Path) -> None:
 
     case, extra = _ingested(build_cloud_case, tmp_path)
     _partitioned(case, {f"th-analytic-00{n}" for n in range(42, 46)}, **extra)
+
+
+def test_network_analytics_partitioned_by_client(tmp_path: Path) -> None:
+    """The network analytics that are each of one client build their flows (connection,
+    TLS, HTTP and DNS of the client) and find the same on Spark, bucket by bucket."""
+    from tests.fixtures.nettraffic import build
+
+    p = build(tmp_path)
+    case = tmp_path / "case"
+    run_ingest([str(p["evidence"])], case, RunContext(), workers=1)
+    _partitioned(case, {f"th-analytic-00{n}" for n in (50, 51, 52, 53, 54, 56, 58, 59, 60)}
+                 | {"th-analytic-0046", "th-analytic-0047", "th-analytic-0055"},
+                 org=str(p["org"]), risky_networks=str(p["risky"]))

@@ -46,7 +46,8 @@ class AttachmentIndicators(Analytic):
                    CASE WHEN min(depth) > 0 THEN ', inside ' || min(parent) ELSE '' END ||
                    ') in mail "' || coalesce(min(mail_subject), '(no subject)') || '" from ' ||
                    coalesce(min(mail_from), '?') || ': ' ||
-                   arg_max(ind_detail, ind_rank * 1000 - length(ind_id)) ||
+                   arg_max(ind_detail, (ind_rank * 1000 - length(ind_id), ind_detail))
+                       FILTER (WHERE ind_rank * 1000 - length(ind_id) IS NOT NULL) ||
                    CASE WHEN count(DISTINCT ind_id) > 1
                         THEN ' (+' || (count(DISTINCT ind_id) - 1) || ': ' ||
                              string_agg(DISTINCT ind_id, ', ' ORDER BY ind_id) || ')' ELSE '' END ||

@@ -19,6 +19,12 @@ def host_of(ip: str) -> str:
 
 
 #: A user agent a person's browser sends (every browser starts with Mozilla/).
+#: ``--engine spark``: the network tables partitioned by client address. ``net_flow``
+#: joins a connection to the TLS, HTTP and DNS records of its own client, so each bucket
+#: of clients builds its own flows; an analytic whose findings are each of one client
+#: (grouped by ``src_ip`` first, nothing compared across clients) declares it.
+NET_PARTITION = {"net_conn": "src_ip", "proxy": "src_ip", "dns": "src_ip", "tls": "src_ip",
+                 "http": "src_ip"}
 BROWSER_UA_RX = r"^Mozilla/\d"
 #: User agents of tools and libraries that upload to storage APIs.
 TOOL_UA_RX = (r"(?i)(rclone|python-requests|python-urllib|aiohttp|curl/|wget/|"

@@ -354,14 +354,21 @@ class AnalyticsDetector(Detector):
                      ) -> list[pa.Table]:
         """The partitioned analytics on Spark, one job per partitioning scheme."""
         from tidehunt.detect.spark_tables import run_partitioned
+        from tidehunt.network import net_cloud_sql, net_flow_sql
 
         shared = {n: con.sql(f'SELECT * FROM "{n}"').to_arrow_table()
                   for n in SHARED_TABLES if has_table(con, n)}
-        setup = calendar_macros(self.options.org)
         buckets = int(job.spark.conf.get("spark.sql.shuffle.partitions", "200"))
         tables: list[pa.Table] = []
         for scheme, group in schemes.items():
-            res = run_partitioned(job, dict(scheme), group, shared, setup,
+            mapping = {t: key for t, key in scheme if has_table(con, t)}
+            # a bucket without rows of a table still has it (empty), as the case has
+            empty = {t: con.sql(f'SELECT * FROM "{t}" LIMIT 0').to_arrow_table()
+                     for t in mapping}
+            setup = calendar_macros(self.options.org)
+            if set(mapping) & {"net_conn", "proxy"}:  # each bucket's clients' own flows
+                setup += [net_flow_sql(set(mapping)), net_cloud_sql(set(mapping))]
+            res = run_partitioned(job, mapping, group, {**shared, **empty}, setup,
                                   int(self.options.min_level), buckets)
             for name, r in res.items():
                 cls = group[name]

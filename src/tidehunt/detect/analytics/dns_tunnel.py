@@ -3,11 +3,17 @@ answers by the hundred, from one client."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
-from tidehunt.detect.analytics._net import TABLE_EVIDENCE_SQL, host_of, level_sql, parts_sql
+from tidehunt.detect.analytics._net import (
+    NET_PARTITION,
+    TABLE_EVIDENCE_SQL,
+    host_of,
+    level_sql,
+    parts_sql,
+)
 from tidehunt.detect.analytics.base import Analytic, findings_from_rows, has_table, meta, query
 from tidehunt.model.finding import Finding
 from tidehunt.model.rule import RuleMeta
@@ -26,6 +32,8 @@ class DnsTunnel(Analytic):
 
     NAME: ClassVar[str] = "dns_tunnel"
     READS: ClassVar[frozenset[str]] = frozenset({"dns"})
+    #: Every finding is of one client (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = NET_PARTITION
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0053", "DNS tunnelling", "high",
         ["T1071.004", "T1048.003", "T1572"], ["command-and-control", "exfiltration"],
@@ -74,7 +82,8 @@ class DnsTunnel(Analytic):
                            AS txt_share,
                        avg(CASE WHEN upper(rcode_name) = 'NXDOMAIN' THEN 1 ELSE 0 END)
                            AS nx_share,
-                       min(ts) AS t0, max(ts) AS t1, arg_max(sub, length(sub)) AS longest,
+                       min(ts) AS t0, max(ts) AS t1, arg_max(sub, (length(sub), sub))
+                           FILTER (WHERE length(sub) IS NOT NULL) AS longest,
                        {ev} AS ev
                 FROM n WHERE domain NOT IN (SELECT d FROM own)
                   AND NOT EXISTS (SELECT 1 FROM own WHERE n.domain LIKE '%.' || own.d)

@@ -3,11 +3,11 @@ host: how payloads arrive after a lure or an exploit (certutil, bitsadmin, a sta
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
-from tidehunt.detect.analytics._net import TABLE_EVIDENCE_SQL, host_of
+from tidehunt.detect.analytics._net import NET_PARTITION, TABLE_EVIDENCE_SQL, host_of
 from tidehunt.detect.analytics.base import Analytic, findings_from_rows, has_table, meta, query
 from tidehunt.model.finding import Finding
 from tidehunt.model.rule import RuleMeta
@@ -21,6 +21,8 @@ class HttpExeDownload(Analytic):
 
     NAME: ClassVar[str] = "http_exe_download"
     READS: ClassVar[frozenset[str]] = frozenset({"http"})
+    #: Every finding is of one client (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = NET_PARTITION
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0058", "Executable downloaded over HTTP from a bare address", "high",
         ["T1105"], ["command-and-control"],

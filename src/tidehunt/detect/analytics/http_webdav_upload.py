@@ -3,11 +3,11 @@ attacker's server and a copy is exfiltration that no proxy category catches."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
-from tidehunt.detect.analytics._net import TABLE_EVIDENCE_SQL, host_of
+from tidehunt.detect.analytics._net import NET_PARTITION, TABLE_EVIDENCE_SQL, host_of
 from tidehunt.detect.analytics.base import Analytic, findings_from_rows, has_table, meta, query
 from tidehunt.model.finding import Finding
 from tidehunt.model.rule import RuleMeta
@@ -22,6 +22,8 @@ class HttpWebdavUpload(Analytic):
 
     NAME: ClassVar[str] = "http_webdav_upload"
     READS: ClassVar[frozenset[str]] = frozenset({"http"})
+    #: Every finding is of one client (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = NET_PARTITION
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0059", "Upload to a WebDAV share", "medium",
         ["T1048.003", "T1567"], ["exfiltration"],

@@ -48,7 +48,8 @@ class LongEncodedParameter(Analytic):
                    coalesce(client_ip, '?') || ' with an encoded parameter of up to ' ||
                    max(length(uri_query)) || ' characters' AS summary,
                    {{'uri': uri_stem, 'client_ip': client_ip, 'requests': count(*),
-                     'first_query': left(arg_min(uri_query, ts), 300)}} AS matched,
+                     'first_query': left(arg_min(uri_query, (ts, uri_query))
+                         FILTER (WHERE ts IS NOT NULL), 300)}} AS matched,
                    {EVIDENCE_SQL} AS ev
             FROM r WHERE regexp_matches(q, ?)
             GROUP BY 1, 2, 3 ORDER BY min(ts)""", [ENCODED_RX])

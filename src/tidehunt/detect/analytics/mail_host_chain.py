@@ -105,8 +105,12 @@ class MailHostChain(Analytic):
                 SELECT art, mloc, whost, min(wts) AS t1,
                        string_agg(DISTINCT kind || ' ' || needle, ', '
                                   ORDER BY kind || ' ' || needle) AS what,
-                       arg_min(coalesce(nullif(tgt, ''), img), wts) AS first_path,
-                       arg_min(regexp_extract(img, '[^\\\\]+$'), wts) AS first_proc,
+                       arg_min(coalesce(nullif(tgt, ''), img),
+                               (wts, coalesce(nullif(tgt, ''), img)))
+                           FILTER (WHERE wts IS NOT NULL) AS first_path,
+                       arg_min(regexp_extract(img, '[^\\\\]+$'),
+                               (wts, regexp_extract(img, '[^\\\\]+$')))
+                           FILTER (WHERE wts IS NOT NULL) AS first_proc,
                        min(mts) AS mts, min(subject) AS subject, min(from_addr) AS from_addr,
                        min(msrc) AS msrc,
                        list({{'table': 'windows', 'artefact': wart, 'locator': wloc,

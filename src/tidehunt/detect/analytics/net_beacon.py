@@ -3,11 +3,11 @@ intervals are, how regular the sizes are, and how much of the span the beats cov
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
-from tidehunt.detect.analytics._net import FLOW_EVIDENCE_SQL, host_of
+from tidehunt.detect.analytics._net import FLOW_EVIDENCE_SQL, NET_PARTITION, host_of
 from tidehunt.detect.analytics.base import Analytic, findings_from_rows, has_table, meta, query
 from tidehunt.model.finding import Finding
 from tidehunt.model.rule import RuleMeta
@@ -31,6 +31,8 @@ class NetBeacon(Analytic):
     NAME: ClassVar[str] = "net_beacon"
     READS: ClassVar[frozenset[str]] = frozenset()
     READS_ANY: ClassVar[frozenset[str]] = frozenset({"net_conn", "proxy"})
+    #: Every finding is of one client (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = NET_PARTITION
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0051", "Beaconing to one destination", "high",
         ["T1071.001", "T1573", "T1102"], ["command-and-control"],

@@ -117,12 +117,16 @@ class NetCloudUpload(Analytic):
                 SELECT src_ip, cloud_service, local_ts(hour)::DATE AS day,
                        sum(up)::BIGINT AS up, sum(down)::BIGINT AS down, sum(n) AS n,
                        count(*) AS hours_flagged, min(hour) AS h0, max(hour) AS h1,
-                       max(score) AS score, arg_max(why, score) AS why,
-                       arg_max(slot_name, score) AS slot_name,
+                       max(score) AS score, arg_max(why, (score, why))
+                           FILTER (WHERE score IS NOT NULL) AS why,
+                       arg_max(slot_name, (score, slot_name))
+                           FILTER (WHERE score IS NOT NULL) AS slot_name,
                        bool_and(business) AS all_business, bool_or(business) AS some_business,
                        min(name) AS name, string_agg(DISTINCT users, ', ' ORDER BY users) AS users,
                        min(med) AS med, min(hours) AS hours, max(weeks) AS weeks,
-                       arg_max(base_how, score) AS base_how, arg_max(pmed, score) AS pmed,
+                       arg_max(base_how, (score, base_how))
+                           FILTER (WHERE score IS NOT NULL) AS base_how,
+                       arg_max(pmed, (score, pmed)) FILTER (WHERE score IS NOT NULL) AS pmed,
                        flatten(list(ev ORDER BY hour))[1:100] AS ev
                 FROM flagged GROUP BY src_ip, cloud_service, day)
             SELECT {host_of('src_ip')} AS host, src_ip AS src, cloud_service AS dst,

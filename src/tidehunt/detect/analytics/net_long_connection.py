@@ -3,11 +3,17 @@ connection open for as long as the operator works."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
-from tidehunt.detect.analytics._net import TABLE_EVIDENCE_SQL, host_of, level_sql, parts_sql
+from tidehunt.detect.analytics._net import (
+    NET_PARTITION,
+    TABLE_EVIDENCE_SQL,
+    host_of,
+    level_sql,
+    parts_sql,
+)
 from tidehunt.detect.analytics.base import Analytic, findings_from_rows, has_table, meta, query
 from tidehunt.model.finding import Finding
 from tidehunt.model.rule import RuleMeta
@@ -23,6 +29,8 @@ class NetLongConnection(Analytic):
 
     NAME: ClassVar[str] = "net_long_connection"
     READS: ClassVar[frozenset[str]] = frozenset({"net_conn"})
+    #: Every finding is of one client (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = NET_PARTITION
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0052", "Long-lived connection", "medium",
         ["T1071", "T1572", "T1090"], ["command-and-control"],
@@ -58,7 +66,8 @@ class NetLongConnection(Analytic):
                   AND (c.dst_port NOT IN ({sessions}) OR coalesce(a.public, false))),
             s AS (SELECT c.*, {score} AS score, {why} AS why FROM c),
             g AS (SELECT src_ip, dst_ip, dst_port, proto, max(duration) AS duration,
-                         count(*) AS n, max(score) AS score, arg_max(why, score) AS why,
+                         count(*) AS n, max(score) AS score, arg_max(why, (score, why))
+                             FILTER (WHERE score IS NOT NULL) AS why,
                          sum(coalesce(bytes_out, 0))::BIGINT AS up,
                          sum(coalesce(bytes_in, 0))::BIGINT AS down, min(ts) AS t0,
                          {ev} AS ev

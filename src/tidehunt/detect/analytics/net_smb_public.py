@@ -3,11 +3,11 @@ files copied out over a protocol that should never leave the network."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
-from tidehunt.detect.analytics._net import TABLE_EVIDENCE_SQL, host_of
+from tidehunt.detect.analytics._net import NET_PARTITION, TABLE_EVIDENCE_SQL, host_of
 from tidehunt.detect.analytics.base import Analytic, findings_from_rows, has_table, meta, query
 from tidehunt.model.finding import Finding
 from tidehunt.model.rule import RuleMeta
@@ -21,6 +21,8 @@ class NetSmbPublic(Analytic):
 
     NAME: ClassVar[str] = "net_smb_public"
     READS: ClassVar[frozenset[str]] = frozenset({"net_conn"})
+    #: Every finding is of one client (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = NET_PARTITION
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0054", "SMB to an internet address", "medium",
         ["T1187", "T1048.003", "T1021.002"], ["credential-access", "exfiltration"],

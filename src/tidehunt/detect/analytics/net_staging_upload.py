@@ -61,7 +61,8 @@ class NetStagingUpload(Analytic):
                    OR (event_id = 11 AND regexp_matches({c('TargetFilename')}, '{ARCHIVE_RX}')
                        AND regexp_matches({c('TargetFilename')}, '{STAGING_RX}'))),
             first_stage AS (
-                SELECT h, min(ts) AS t0, arg_min(what, ts) AS what, count(*) AS n_stage,
+                SELECT h, min(ts) AS t0, arg_min(what, (ts, what))
+                    FILTER (WHERE ts IS NOT NULL) AS what, count(*) AS n_stage,
                        list({{'table': 'windows', 'artefact': _artefact, 'locator': _locator,
                              'source_file': source_file, 'line': record_id, 'ts': ts}}
                             ORDER BY ts)[1:20] AS ev_s

@@ -3,7 +3,7 @@ on Dropbox, Graph, Google Drive, GitHub and paste APIs, and APT40's own Dropbox 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
@@ -11,6 +11,7 @@ from tidehunt.detect.analytics._net import (
     APT40_DROPBOX_UA,
     BROWSER_UA_RX,
     FLOW_EVIDENCE_SQL,
+    NET_PARTITION,
     TOOL_UA_RX,
     host_of,
 )
@@ -31,6 +32,8 @@ class NetStorageApiTool(Analytic):
     NAME: ClassVar[str] = "net_storage_api_tool"
     READS: ClassVar[frozenset[str]] = frozenset()
     READS_ANY: ClassVar[frozenset[str]] = frozenset({"net_conn", "proxy"})
+    #: Every finding is of one client (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = NET_PARTITION
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0050", "Non-browser client on a cloud storage API", "medium",
         ["T1567.002", "T1071.001"], ["exfiltration", "command-and-control"],

@@ -3,12 +3,13 @@ domain controller, a web server opening SMB or RDP to workstations."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
 from tidehunt.detect.analytics._net import (
     LATERAL_PORTS,
+    NET_PARTITION,
     TABLE_EVIDENCE_SQL,
     host_of,
     violation_sql,
@@ -26,6 +27,8 @@ class NetZoneViolation(Analytic):
 
     NAME: ClassVar[str] = "net_zone_violation"
     READS: ClassVar[frozenset[str]] = frozenset({"net_conn"})
+    #: Every finding is of one client (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = NET_PARTITION
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0056", "Connection the zone policy does not allow", "medium",
         ["T1021", "T1021.001", "T1021.002", "T1570"], ["lateral-movement"],

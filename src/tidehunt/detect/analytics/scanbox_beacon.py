@@ -50,8 +50,10 @@ class ScanboxBeacon(Analytic):
                    count(*) || ' ScanBox-style beacon request(s) to ' || uri_stem ||
                    ' from ' || coalesce(client_ip, '?') AS summary,
                    {{'uri': uri_stem, 'client_ip': client_ip, 'requests': count(*),
-                     'first_query': left(arg_min(uri_query, ts), 300),
-                     'referer': arg_min(referer, ts)}} AS matched,
+                     'first_query': left(arg_min(uri_query, (ts, uri_query))
+                         FILTER (WHERE ts IS NOT NULL), 300),
+                     'referer': arg_min(referer, (ts, referer))
+                         FILTER (WHERE ts IS NOT NULL)}} AS matched,
                    {EVIDENCE_SQL} AS ev
             FROM r WHERE regexp_matches(s, ?) AND regexp_matches(q, ?)
             GROUP BY 1, 2, 3 ORDER BY min(ts)""", [BEACON_RX, QUERY_RX])

@@ -59,7 +59,8 @@ class SqlInjectionRequest(Analytic):
                    CASE WHEN bool_or(status = 500 OR regexp_matches(q, ?)) THEN 'high' END
                      AS level,
                    {{'uri': uri_stem, 'client_ip': client_ip, 'requests': count(*),
-                     'first_query': left(arg_min(uri_query, ts), 300)}} AS matched,
+                     'first_query': left(arg_min(uri_query, (ts, uri_query))
+                         FILTER (WHERE ts IS NOT NULL), 300)}} AS matched,
                    {EVIDENCE_SQL} AS ev
             FROM r WHERE regexp_matches(q, ?)
             GROUP BY 1, 2, 3 ORDER BY min(ts)""", [DB_ERROR_RX, DB_ERROR_RX, SQLI_RX])

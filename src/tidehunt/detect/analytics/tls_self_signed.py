@@ -3,11 +3,11 @@ frameworks and tunnels (Meterpreter, Cobalt Strike, Empire listeners, SSF)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
-from tidehunt.detect.analytics._net import TABLE_EVIDENCE_SQL, host_of
+from tidehunt.detect.analytics._net import NET_PARTITION, TABLE_EVIDENCE_SQL, host_of
 from tidehunt.detect.analytics.base import Analytic, findings_from_rows, has_table, meta, query
 from tidehunt.model.finding import Finding
 from tidehunt.model.rule import RuleMeta
@@ -19,6 +19,8 @@ class TlsSelfSigned(Analytic):
 
     NAME: ClassVar[str] = "tls_self_signed"
     READS: ClassVar[frozenset[str]] = frozenset({"tls"})
+    #: Every finding is of one client (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = NET_PARTITION
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0060", "TLS to a self-signed server with no name", "medium",
         ["T1573.002", "T1071.001"], ["command-and-control"],

@@ -55,9 +55,11 @@ class WebCommandRequest(Analytic):
             SELECT {HOST_SQL} AS host, client_ip AS src, uri_stem AS dst,
                    'OS command in requests to ' || uri_stem || ' from ' ||
                    coalesce(client_ip, '?') || ' (' || count(*) || ' requests, first: ' ||
-                   arg_min(q, ts) || ')' AS summary,
+                   arg_min(q, (ts, q)) FILTER (WHERE ts IS NOT NULL) || ')' AS summary,
                    {{'uri': uri_stem, 'client_ip': client_ip, 'requests': count(*),
-                     'first_query': arg_min(q, ts), 'last_query': arg_max(q, ts),
+                     'first_query': arg_min(q, (ts, q))
+                         FILTER (WHERE ts IS NOT NULL), 'last_query': arg_max(q, (ts, q))
+                         FILTER (WHERE ts IS NOT NULL),
                      'statuses': string_agg(DISTINCT status::VARCHAR, ','
                          ORDER BY status::VARCHAR)}} AS matched,
                    {EVIDENCE_SQL} AS ev

@@ -52,7 +52,7 @@ class WebTunnelRequest(Analytic):
                        ORDER BY regexp_extract(q, 'cmd=([a-z]+)', 1)) || ')'
                    AS summary,
                    {{'uri': uri_stem, 'client_ip': client_ip, 'requests': count(*),
-                     'first_query': arg_min(q, ts)}} AS matched,
+                     'first_query': arg_min(q, (ts, q)) FILTER (WHERE ts IS NOT NULL)}} AS matched,
                    {EVIDENCE_SQL} AS ev
             FROM r WHERE regexp_matches(q, ?)
             GROUP BY 1, 2, 3 ORDER BY min(ts)""", [TUNNEL_RX])
