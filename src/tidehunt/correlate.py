@@ -17,6 +17,7 @@ always gives the same incident IDs, order and text.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import re
@@ -29,6 +30,9 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
+
+from tidehunt.model.finding import distinct, table_rows
 
 #: ATT&CK enterprise tactics in kill-chain order (the order of the steps' phases).
 TACTIC_ORDER = ("reconnaissance", "resource-development", "initial-access", "execution",
@@ -175,6 +179,7 @@ def _iso(t: datetime | None) -> str | None:
     return t.isoformat().replace("+00:00", "Z") if t else None
 
 
+@functools.lru_cache(maxsize=65536)
 def _host(name: str | None) -> str | None:
     if not name:
         return None
@@ -198,18 +203,41 @@ def _ip_entity(v: str) -> str | None:
 
 def entities(row: dict[str, Any]) -> set[str]:
     """The entities one finding names, as ``kind:value`` keys."""
+    return _row_entities(row) | _fields_entities(row.get("fields"))
+
+
+def _row_entities(row: dict[str, Any]) -> set[str]:
+    """The entities of a finding's host, user, src, dst and evidence (not its fields)."""
+    out = set(_who_entities(row.get("host"), row.get("user"), row.get("src"), row.get("dst")))
+    for ev in row.get("evidence") or []:
+        if ev.get("table") == "site_script":
+            out.add(f"site:{ev.get('artefact')}")
+        if str(ev.get("table", "")).startswith("mail"):
+            loc = str(ev.get("locator") or "").split("/attachment", 1)[0]
+            out.add(f"mail:{ev.get('artefact')}/{loc}")
+    return out
+
+
+@functools.lru_cache(maxsize=65536)
+def _who_entities(host: Any, user: Any, src: Any, dst: Any) -> frozenset[str]:
+    """The entities of a host, user, source and destination (many findings share them)."""
     out: set[str] = set()
-    h = _host(row.get("host"))
+    h = _host(host)
     if h:
         out.add(f"host:{h}")
-    u = (row.get("user") or "").strip().lower()
+    u = (user or "").strip().lower()
     if u not in _GENERIC_USERS and not u.endswith("$"):
         out.add(f"user:{u.rsplit(chr(92), 1)[-1]}")
     elif u.endswith("$"):
         out.add(f"host:{u[:-1].rsplit(chr(92), 1)[-1]}")
-    for v in (row.get("src"), row.get("dst")):
+    for v in (src, dst):
         out |= _value_entities(v)
-    fields = row.get("fields")
+    return frozenset(out)
+
+
+def _fields_entities(fields: Any) -> set[str]:
+    """The entities among a finding's fields (JSON text, or already a dict)."""
+    out: set[str] = set()
     if fields:
         try:
             doc = orjson.loads(fields) if isinstance(fields, str | bytes) else fields
@@ -241,13 +269,18 @@ def entities(row: dict[str, Any]) -> set[str]:
             for k in ("sha256", "SHA256"):
                 if isinstance(doc.get(k), str) and len(doc[k]) == 64:
                     out.add(f"hash:{doc[k].lower()}")
-    for ev in row.get("evidence") or []:
-        if ev.get("table") == "site_script":
-            out.add(f"site:{ev.get('artefact')}")
-        if str(ev.get("table", "")).startswith("mail"):
-            loc = str(ev.get("locator") or "").split("/attachment", 1)[0]
-            out.add(f"mail:{ev.get('artefact')}/{loc}")
     return out
+
+
+def _fields_entities_column(col: pa.ChunkedArray | pa.Array) -> list[frozenset[str]]:
+    """``_fields_entities`` of every row of a fields column, each distinct text parsed once.
+
+    Several rules hitting one event share its fields, and so do copies of one log.
+    """
+    values, idx = distinct(col)
+    per = [frozenset(_fields_entities(v)) for v in values]
+    none: frozenset[str] = frozenset()
+    return [none if i is None else per[i] for i in idx]
 
 
 def _value_entities(v: Any) -> set[str]:
@@ -292,9 +325,18 @@ def correlate(findings: pa.Table, gap: timedelta = DEFAULT_GAP) -> list[Incident
     cols = ["finding_id", "ts", "ts_last", "rule_id", "rule_title", "engine", "level",
             "techniques", "tactics", "host", "user", "src", "dst", "summary", "evidence",
             "fields"]
-    rows = findings.select([c for c in cols if c in findings.column_names]).to_pylist()
-    rows.sort(key=lambda r: (r["ts"] is None, r["ts"] or _MIN, r["finding_id"]))
-    ents = [entities(r) for r in rows]
+    # the fields (the matched event's JSON) are read only for their entities, per distinct
+    # text, and never become part of the rows
+    rows = table_rows(findings.select([c for c in cols
+                                       if c in findings.column_names and c != "fields"]))
+    docs = (_fields_entities_column(findings.column("fields"))
+            if "fields" in findings.column_names else [frozenset()] * len(rows))
+    # by time (none last: Arrow's default), then finding ID: Arrow's sort is stable, so
+    # this is the order Python's sort of the rows gave
+    order = pc.sort_indices(findings, [("ts", "ascending"), ("finding_id", "ascending")]
+                            ).to_pylist()
+    ents = [_row_entities(rows[i]) | docs[i] for i in order]
+    rows = [rows[i] for i in order]
     uf = _Union(len(rows))
     by_entity: dict[str, list[int]] = defaultdict(list)
     for i, es in enumerate(ents):

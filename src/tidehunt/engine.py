@@ -9,7 +9,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
@@ -18,26 +18,25 @@ import pyarrow.parquet as pq
 from tidehunt import __version__
 from tidehunt.case.store import CaseStore, utcnow
 from tidehunt.context import RunContext
-from tidehunt.correlate import correlate
-from tidehunt.detect.analytics.detector import AnalyticsDetector, AnalyticsOptions
-from tidehunt.detect.sigma.detector import SigmaDetector, SigmaOptions
-from tidehunt.detect.sigma.findings import concat
-from tidehunt.detect.sigma.loader import load_plan
-from tidehunt.detect.sigma.plan import Plan
 from tidehunt.ingest import IngestResult, ingest
-from tidehunt.intel.ageing import AgeingPolicy
-from tidehunt.intel.live import IntelOptions
-from tidehunt.intel.store import load_intel
 from tidehunt.memory import DEFAULT_MAX_MEMORY, MemoryBudget
-from tidehunt.model.finding import FINDINGS_SCHEMA
-from tidehunt.model.report import Meta, RuleSource, RunReport
 from tidehunt.model.rule import Severity
 from tidehunt.model.tables import TABLES
-from tidehunt.org import OrgProfile
-from tidehunt.posture import navigator_layer
 from tidehunt.rulepacks import DEFAULT_MAX_AGE_DAYS, age_days, default_rule_paths
-from tidehunt.vuln.store import keep_kev, load_inventory
 
+if TYPE_CHECKING:
+    from tidehunt.detect.sigma.detector import SigmaDetector
+    from tidehunt.detect.sigma.plan import Plan
+    from tidehunt.model.report import RuleSource, RunReport
+
+#: What detection imports beyond ingest (DuckDB, pydantic, the detectors, intel...):
+#: imported when first needed, or by :func:`hunt`'s plan thread while ingest runs.
+DETECTION_MODULES = (
+    "tidehunt.correlate", "tidehunt.detect.analytics.detector",
+    "tidehunt.detect.sigma.detector", "tidehunt.detect.sigma.findings",
+    "tidehunt.intel.store", "tidehunt.model.report", "tidehunt.org", "tidehunt.posture",
+    "tidehunt.vuln.store",
+)
 
 @dataclass
 class HuntOptions:
@@ -166,11 +165,22 @@ def _rule_paths(opts: HuntOptions) -> list[tuple[str, str]]:
 
 def prepare_plan(opts: HuntOptions, ctx: RunContext) -> Plan:
     """Load (or compile) the plan and warm the matcher's per-group tables."""
+    from tidehunt.detect.sigma.loader import load_plan
     from tidehunt.detect.sigma.run import warm_up
 
     plan = load_plan([p for p, _ in _rule_paths(opts)], workers=opts.workers,
                      use_cache=opts.use_cache, on_progress=ctx.on_progress)
     warm_up(plan)
+    return plan
+
+
+def _prepare_detection(opts: HuntOptions, ctx: RunContext) -> Plan:
+    """The plan, and the modules detection imports (hunt runs this beside ingest)."""
+    import importlib
+
+    plan = prepare_plan(opts, ctx)
+    for name in DETECTION_MODULES:
+        importlib.import_module(name)
     return plan
 
 
@@ -180,6 +190,19 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
            timings: dict[str, float] | None = None,
            plan_future: Future[Plan] | None = None) -> RunReport:
     """Run the detectors over the case and write findings, timeline and report."""
+    from tidehunt.correlate import correlate
+    from tidehunt.detect.analytics.detector import AnalyticsDetector, AnalyticsOptions
+    from tidehunt.detect.sigma.detector import SigmaDetector, SigmaOptions
+    from tidehunt.detect.sigma.findings import concat
+    from tidehunt.intel.ageing import AgeingPolicy
+    from tidehunt.intel.live import IntelOptions
+    from tidehunt.intel.store import load_intel
+    from tidehunt.model.finding import FINDINGS_SCHEMA
+    from tidehunt.model.report import RuleSource
+    from tidehunt.org import OrgProfile
+    from tidehunt.posture import navigator_layer
+    from tidehunt.vuln.store import keep_kev, load_inventory
+
     started = started or utcnow()
     timings = dict(timings or {})
     t0 = time.perf_counter()
@@ -281,6 +304,8 @@ def _report(store: CaseStore, opts: HuntOptions, command: str, started: str,
             det: SigmaDetector, findings: pa.Table, warnings: list[dict[str, Any]],
             sources: list[RuleSource], ingest_result: IngestResult | None,
             timings: dict[str, float]) -> RunReport:
+    from tidehunt.model.report import Meta, RunReport
+
     levels = Counter(findings.column("level").to_pylist())
     tactics = Counter(t for row in findings.column("tactics").to_pylist() for t in row or [])
     rules = Counter(findings.column("rule_title").to_pylist())
@@ -327,16 +352,36 @@ def write_findings(store: CaseStore, findings: pa.Table) -> None:
 
 def write_outputs(store: CaseStore, report: RunReport, findings: pa.Table,
                   outputs: Sequence[str]) -> None:
-    """Each requested renderer's file, from the (sorted) findings."""
+    """Each requested renderer's file, from the (sorted) findings.
+
+    The renderers that work in bulk (``BULK = True``: JSONL, the CSV timeline) run side
+    by side in threads, Polars and Arrow doing their work with the GIL released; then the
+    others, one at a time (running a Python-heavy one beside them slows them as much as it
+    gains). The first error, if any, is raised once every thread has finished.
+    """
     from tidehunt import registry
 
-    for name in outputs:
-        mod = registry.load("renderers", name)
+    mods = {name: registry.load("renderers", name) for name in outputs}
+
+    def one(name: str) -> None:
         path = store.root / OUTPUT_FILES[name]
         part = path.with_name(".tmp-" + path.name)
         with open(part, "wb") as fh:
-            mod.render(report, findings, fh)
+            mods[name].render(report, findings, fh)
         part.replace(path)
+
+    bulk = [n for n in outputs if getattr(mods[n], "BULK", False)]
+    if len(bulk) > 1:
+        with ThreadPoolExecutor(max_workers=len(bulk)) as pool:
+            errors = [f.exception() for f in [pool.submit(one, n) for n in bulk]]
+        for exc in errors:
+            if exc is not None:
+                raise exc
+    else:
+        bulk = []
+    for name in outputs:
+        if name not in bulk:
+            one(name)
 
 
 def posture(store: CaseStore, plan: Plan, findings: pa.Table | None = None) -> Any:
@@ -365,13 +410,14 @@ def hunt(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
          opts: HuntOptions) -> RunReport:
     """Ingest + detect + report.
 
-    The rule plan is loaded (and the matcher warmed up) in a thread while ingest runs: the
-    parent process mostly waits for the ingest workers, so this fixed cost comes for free.
+    The rule plan is loaded (and the matcher warmed up), and detection's modules imported,
+    in a thread while ingest runs: the parent process mostly waits for the ingest workers,
+    so this fixed cost comes for free.
     """
     started = utcnow()
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=1) as pool:
-        plan_future = pool.submit(prepare_plan, opts, ctx)
+        plan_future = pool.submit(_prepare_detection, opts, ctx)
         try:
             res: IngestResult | None = None
             if evidence:

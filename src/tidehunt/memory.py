@@ -29,9 +29,14 @@ log = logging.getLogger("tidehunt")
 
 
 def configure_arrow_memory() -> str:
-    """Use jemalloc (decay 0 unless set) where this pyarrow build has it; returns the pool."""
+    """Use jemalloc (decay 0 unless set) where this pyarrow build has it; returns the pool.
+
+    Also stops pyarrow importing pandas just to ask whether a list is a pandas object
+    (see :func:`skip_pandas_probe`): the CLI's process and the workers call this first.
+    """
     import pyarrow as pa
 
+    skip_pandas_probe()
     if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
         return str(pa.default_memory_pool().backend_name)
     try:
@@ -42,6 +47,47 @@ def configure_arrow_memory() -> str:
         return str(pa.default_memory_pool().backend_name)
     pa.set_memory_pool(pool)
     return str(pool.backend_name)
+
+
+def skip_pandas_probe() -> None:
+    """Tell pyarrow's lazy pandas shim, before anything asks it, that pandas is absent.
+
+    The first ``pa.array(a_list)`` that infers a type (and ``Table.from_pylist``,
+    ``pa.scalar``...) imports pandas when it is installed, to recognise pandas' interval and
+    null types among the values: 0.2-0.5 s of every process's start-up, for values that are
+    never pandas objects here. Both places (the Cython shim and the C++ type inference)
+    remember the answer of their first look, so one probe of each, made while ``import
+    pandas`` fails, settles it for the process. pyarrow imports pandas again where it is
+    really needed (``Table.to_pandas()``, ``Table.from_pandas()``), so those still work.
+    Nothing is done if pandas is already imported (someone uses it) or pyarrow has no
+    such shim.
+    """
+    import sys
+
+    if "pandas" in sys.modules:
+        return
+    import pyarrow as pa
+
+    shim = getattr(pa.lib, "_pandas_api", None)
+    if shim is None:
+        return
+    hide = _HidePandas()
+    sys.meta_path.insert(0, hide)  # makes `import pandas` fail, for the probe only
+    try:
+        shim.have_pandas  # noqa: B018 - the probe: the shim records "not available"
+        pa.array([0])  # and the type inference, its (pandas-less) interval types
+    except ImportError:
+        pass
+    finally:
+        sys.meta_path.remove(hide)
+
+
+class _HidePandas:
+    """An import finder that refuses pandas (and nothing else)."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
 
 def _decay_ms() -> int:

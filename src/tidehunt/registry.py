@@ -146,12 +146,26 @@ def load(kind: str, name: str) -> Any:
     return getattr(mod, attr) if attr else mod
 
 
+#: all_of's answers: kind -> (its registrations when asked, the plugins that imported)
+_ALL_OF: dict[str, tuple[tuple[tuple[str, str], ...], dict[str, Any]]] = {}
+
+
 def all_of(kind: str) -> dict[str, Any]:
-    """Every plugin of a kind that imports; failures are kept in FAILED."""
+    """Every plugin of a kind that imports; failures are kept in FAILED.
+
+    Remembered per kind while its registrations stay the same: ingest asks for every
+    Source once per evidence file.
+    """
+    key = tuple(_KINDS[kind].items())
+    cached = _ALL_OF.get(kind)
+    if cached is not None and cached[0] == key:
+        return dict(cached[1])
     out = {}
     for name in _KINDS[kind]:
         try:
             out[name] = load(kind, name)
         except RegistryError:
             continue
-    return out
+    _ALL_OF[kind] = (key, out)
+    return dict(out)
+

@@ -156,3 +156,18 @@ def test_next_steps_follow_the_phases():
     nxt = inc.to_dict()["next_steps"]
     assert [x.split(":")[0] for x in nxt] == ["initial access", "credential access"]
     assert "krbtgt" in nxt[1]
+
+
+
+def test_shared_fields_link_across_chunks_as_per_row():
+    """Fields are parsed once per distinct text, over every chunk: the same incidents."""
+    shared = {"IpAddress": "10.0.0.9", "TargetUserName": "alice"}
+    rows = [_f(i, i * 10, f"host{i}", level="critical" if i == 0 else "low",
+               fields=shared if i % 2 == 0 else {"IpAddress": f"10.0.1.{i}"})
+            for i in range(6)]
+    one = _table(rows)
+    chunked = pa.concat_tables([_table(rows[:2]), _table(rows[2:4]), _table(rows[4:])])
+    got = [i.to_dict() for i in correlate(chunked)]
+    assert got == [i.to_dict() for i in correlate(one)]
+    assert got[0]["hosts"] == ["host0", "host2", "host4"]
+    assert {"ip:10.0.0.9", "user:alice", "host:host0"} <= entities(rows[0])

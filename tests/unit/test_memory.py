@@ -37,3 +37,27 @@ def test_user_choice_of_pool_wins():
 
 def test_bad_decay_value_falls_back():
     assert _run(TIDEHUNT_JEMALLOC_DECAY_MS="soon")[0] in ("jemalloc", "mimalloc", "system")
+
+
+PANDAS_PROBE = """
+import sys
+from tidehunt.memory import configure_arrow_memory
+configure_arrow_memory()
+import pyarrow as pa
+pa.array([1, 2]); pa.array(["x", None]); pa.scalar("x"); pa.Table.from_pylist([{"a": 1}])
+print("pandas" in sys.modules)
+try:
+    import pandas  # noqa: F401
+except ImportError:
+    print("no-pandas")
+else:
+    df = pa.table({"a": [1, None]}).to_pandas()
+    print(type(df).__name__, pa.Table.from_pandas(df).column("a").null_count)
+"""
+
+
+def test_arrow_does_not_import_pandas_to_infer_types():
+    out = subprocess.run([sys.executable, "-c", PANDAS_PROBE], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out[0] == "False"  # inference, scalars and from_pylist left pandas alone
+    assert out[1:] in (["no-pandas"], ["DataFrame", "1"])  # and pandas still works when asked

@@ -96,3 +96,28 @@ def test_csv_matches_per_row_oracle():
     assert buf.getvalue().decode("utf-8") == oracle.getvalue()
     rows = list(csv.reader(io.StringIO(buf.getvalue().decode("utf-8"), newline="")))
     assert all(not c or c[0] not in "=+-@\t\r" for row in rows[1:] for c in row)
+
+
+def test_write_lines_is_the_joined_text():
+    import polars as pl
+
+    from tidehunt.render._polars import write_lines
+
+    values = [v for v in HOSTILE if v is not None]
+    for series in (pl.Series(values), pl.Series(values).slice(2),
+                   pl.concat([pl.Series(values), pl.Series(values)], rechunk=False)):
+        buf = io.BytesIO()
+        write_lines(series, buf)
+        assert buf.getvalue() == ("\n".join(series.to_list()) + "\n").encode("utf-8")
+    buf = io.BytesIO()
+    write_lines(pl.Series([], dtype=pl.String), buf)
+    assert buf.getvalue() == b""
+
+
+def test_table_rows_is_to_pylist():
+    from tidehunt.model.finding import table_rows
+
+    t = _findings()
+    chunked = pa.concat_tables([t.slice(0, 4), t.slice(4)])
+    for table in (t, chunked, t.slice(0, 0)):
+        assert table_rows(table) == table.to_pylist()

@@ -304,7 +304,7 @@ def _create_view(con: Any, table: str, files: list[str], cond: str) -> None:
     """A view over a table's parts with every declared column, so that SQL written for a
     newer schema also runs on parts written before a column was added (null there)."""
     src = f"read_parquet({_sql_list(files)}, union_by_name=true)"
-    have = {r[0].lower() for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+    have = _view_columns(con, files, src)
     extra = []
     for spec in TABLES[table].fields:
         if spec.name.lower() not in have:
@@ -313,6 +313,28 @@ def _create_view(con: Any, table: str, files: list[str], cond: str) -> None:
             extra.append(f'NULL::{typ} AS "{spec.name}"')
     cols = "*" + "".join(", " + e for e in extra)
     con.execute(f'CREATE VIEW "{table}" AS SELECT {cols} FROM {src}{cond}')
+
+
+#: Column names (lower case) of a union of parts, by the parts' (path, mtime, size): a run
+#: opens several connections and the catalogue over the same parts, and DESCRIBE reads
+#: every part's footer each time.
+_VIEW_COLUMNS: dict[tuple[tuple[str, int, int], ...], frozenset[str]] = {}
+
+
+def _view_columns(con: Any, files: list[str], src: str) -> frozenset[str]:
+    try:
+        key = tuple((f, st.st_mtime_ns, st.st_size) for f in files for st in [Path(f).stat()])
+    except OSError:
+        key = None
+    have = _VIEW_COLUMNS.get(key) if key is not None else None
+    if have is None:
+        have = frozenset(r[0].lower()
+                         for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall())
+        if key is not None:
+            if len(_VIEW_COLUMNS) >= 64:
+                _VIEW_COLUMNS.clear()
+            _VIEW_COLUMNS[key] = have
+    return have
 
 
 def _declared_type(table: str, name: str) -> pa.DataType:

@@ -17,6 +17,8 @@ from tidehunt.model.report import RunReport
 from tidehunt.render._polars import frame, slices
 
 NAME = "csv_timeline"
+#: Renders in bulk (Polars): written side by side with the other bulk renderers.
+BULK = True
 COLUMNS = ("Timestamp", "RuleTitle", "Level", "Computer", "Channel", "EventID", "RecordID",
            "Details", "RuleID", "MitreTactics", "MitreTags", "SourceFile")
 _LEVEL = {"informational": "info", "low": "low", "medium": "med", "high": "high",
@@ -64,7 +66,11 @@ def render(report: RunReport, findings: pa.Table, out: IO[bytes]) -> None:
         ev.field("source_file").alias("SourceFile"),
     ]
     out.write((",".join(COLUMNS) + "\r\n").encode())
-    for part in slices(findings, order):
+    # only the columns the cells read are taken in order (not the events' fields)
+    used = [c for c in ("ts", "rule_title", "level", "host", "channel", "event_id", "evidence",
+                        "details", "summary", "rule_id", "tactics", "techniques")
+            if c in findings.column_names]
+    for part in slices(findings.select(used), order):
         df = frame(part).select(cells)
         df = df.select([_safe(pl.col(c)).alias(c) for c in COLUMNS])
         out.write(df.write_csv(include_header=False, line_terminator="\r\n").encode("utf-8"))

@@ -23,6 +23,7 @@ import orjson
 import pyarrow as pa
 
 from tidehunt.correlate import LEVEL_WEIGHT, TACTIC_ORDER
+from tidehunt.model.finding import table_rows
 from tidehunt.model.report import RunReport
 
 NAME = "html"
@@ -118,7 +119,7 @@ def page(report: RunReport, findings: pa.Table) -> str:
     """The whole report page as text."""
     cols = ["ts", "level", "rule_title", "rule_id", "host", "tactics", "techniques", "engine",
             "summary", "evidence"]
-    rows = findings.select([c for c in cols if c in findings.column_names]).to_pylist()
+    rows = table_rows(findings.select([c for c in cols if c in findings.column_names]))
     case = report.meta.case
     title = f"tidehunt report: {case.rstrip('/').rsplit('/', 1)[-1]}"
     parts = [

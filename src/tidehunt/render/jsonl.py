@@ -18,6 +18,8 @@ from tidehunt.model.report import RunReport
 from tidehunt.render._polars import frame, iso_utc, slices, write_lines
 
 NAME = "jsonl"
+#: Renders in bulk (Polars): written side by side with the other bulk renderers.
+BULK = True
 
 
 def render(report: RunReport, findings: pa.Table, out: IO[bytes]) -> None:

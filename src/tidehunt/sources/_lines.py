@@ -20,12 +20,13 @@ import itertools
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
-
-import polars as pl
+from typing import TYPE_CHECKING, Any
 
 from tidehunt.context import RunContext
 from tidehunt.sources.base import Artefact
+
+if TYPE_CHECKING:  # imported where lines are read: ingest workers reading EVTX never need it
+    import polars as pl
 
 GZIP_MAGIC = b"\x1f\x8b"
 UTF8_BOM = b"\xef\xbb\xbf"
@@ -376,6 +377,8 @@ def _block(body: bytes, first: int, artefact: Artefact, ctx: RunContext, source:
     except UnicodeDecodeError:
         text = body.decode("utf-8", "replace")
         bad_utf8 = True
+    import polars as pl
+
     lines = pl.Series("line", text.split("\n"), dtype=pl.String)
     stats.lines += len(lines)
     lines = lines.str.strip_chars_end("\r")

@@ -112,6 +112,7 @@ class SigmaDetector(Detector):
         self.stats.match_plan = res.plan
         t1 = time.perf_counter()
         findings, hits = build_findings(self.plan, res, emit, with_hits=bool(corr))
+        res.tables = None  # the parts matching kept for the findings: not needed any more
         t2 = time.perf_counter()
         if self.options.engine == "spark":
             from tidehunt.detect.sigma.spark import SparkOptions, correlations_spark, session

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -83,10 +84,13 @@ def build_findings(plan: Plan, res: MatchResult, emit: set[int], *, with_hits: b
                                                             "src", "dst")}
     hit_event: list[np.ndarray] = []
     base = 0
+    todo = []
     for p in np.unique(part):
         sel = part == p
         uniq, inv = np.unique(row[sel], return_inverse=True)
-        t = pq.read_table(res.parts[int(p)]).take(pa.array(uniq))
+        kept = res.tables.get(int(p)) if res.tables else None
+        todo.append((res.parts[int(p)] if kept is None else kept, uniq, inv))
+    for t, (_, uniq, inv) in zip(_matched_rows(todo), todo, strict=True):
         fields = _event_fields(t)
         det6 = [_detail_items(f, 6) for f in fields]
         # to Arrow part by part: the Python strings of one part at a time are alive
@@ -129,6 +133,28 @@ def build_findings(plan: Plan, res: MatchResult, emit: set[int], *, with_hits: b
     used = ("ts", "host", "channel", "event_id", "fields", "det", "det6", "user", "src", "dst")
     return _findings(plan, rule[keep], {k: ev[k].take(kev) for k in used},
                      fids.take(pa.array(keep)), evidence.take(kev)), hits
+
+
+def _matched_rows(todo: Sequence[tuple[str | pa.Table, np.ndarray, np.ndarray]]
+                  ) -> Iterator[pa.Table]:
+    """The matched rows of each part in turn, the next part read while this one is used.
+
+    A part is a path, or the table matching read already (``MatchResult.tables``).
+    Reading a part (hundreds of columns) and taking its rows run in Arrow with the GIL
+    released, so they overlap the Python work on the part before; at most one part beyond
+    the current one is held.
+    """
+    def read(part: str | pa.Table, rows: np.ndarray) -> pa.Table:
+        t = part if isinstance(part, pa.Table) else pq.read_table(part)
+        return t.take(pa.array(rows))
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = [pool.submit(read, *todo[0][:2])] if todo else []
+        for i in range(len(todo)):
+            t = pending.pop().result()
+            if i + 1 < len(todo):
+                pending.append(pool.submit(read, *todo[i + 1][:2]))
+            yield t
 
 
 #: Event columns a finding carries (renamed below; ``fields`` holds the rest).

@@ -516,6 +516,11 @@ class MatchResult:
     events: int
     #: Worker processes and chunk size used (None: not matched here, e.g. on Spark).
     plan: MatchPlan | None = None
+    #: Parts as read for matching, by part index, for the findings to take their rows
+    #: from instead of reading the parts again: kept only when the whole case was one
+    #: chunk matched in this process with every column read (so they are no more than
+    #: what matching held anyway); None otherwise.
+    tables: dict[int, pa.Table] | None = None
 
 
 #: Above this many rows, chunks are matched in parallel worker processes.
@@ -560,22 +565,31 @@ def match(plan: Plan, store: CaseStore, rules: Sequence[int] | None = None, *,
                 if on_progress:
                     on_progress("match", events, total)
     else:
+        kept: dict[int, pa.Table] | None = {} if len(chunks) == 1 else None
         for c in chunks:
-            res = match_chunk(plan, c, active, since, until)
+            res = match_chunk(plan, c, active, since, until, keep=kept)
             out.append(res)
             events += res[3]
             if on_progress:
                 on_progress("match", events, total)
+        return MatchResult(_cat([o[0] for o in out], np.int32),
+                           _cat([o[1] for o in out], np.int32),
+                           _cat([o[2] for o in out], np.int64), parts, events, mplan,
+                           kept or None)
     return MatchResult(_cat([o[0] for o in out], np.int32), _cat([o[1] for o in out], np.int32),
                        _cat([o[2] for o in out], np.int64), parts, events, mplan)
 
 
 def match_chunk(plan: Plan, chunk: list[tuple[int, str]], active: Sequence[int],
-                since: datetime | None, until: datetime | None
+                since: datetime | None, until: datetime | None, *,
+                keep: dict[int, pa.Table] | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Match one chunk of parts: (rule, part index, row in part) per hit, and its rows."""
+    """Match one chunk of parts: (rule, part index, row in part) per hit, and its rows.
+
+    ``keep``, if given, receives each part as read when every column of it was.
+    """
     groups = active_groups(plan, active)
-    table, part_of_row, row_in_part = _read_chunk(chunk, groups, plan)
+    table, part_of_row, row_in_part = _read_chunk(chunk, groups, plan, keep)
     hits = run_groups(plan, groups, table, since, until)
     rule = _cat(hits.rules, np.int32)
     rows = _cat(hits.rows, np.int64)
@@ -653,9 +667,14 @@ def columns_in(names: Sequence[str], wanted: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(lower[w.lower()] for w in wanted if w.lower() in lower))
 
 
-def _read_chunk(chunk: list[tuple[int, str]], groups: list[Group],
-                plan: Plan) -> tuple[pa.Table, np.ndarray, np.ndarray]:
-    """Read the columns any active rule needs from a few parts, as one table."""
+def _read_chunk(chunk: list[tuple[int, str]], groups: list[Group], plan: Plan,
+                keep: dict[int, pa.Table] | None = None
+                ) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """Read the columns any active rule needs from a few parts, as one table.
+
+    ``keep``, if given, receives each part as read (by part index) when every column of
+    it was: the table ``pyarrow.parquet.read_table`` gives.
+    """
     import pyarrow.parquet as pq
 
     need_all, wanted = wanted_columns(plan, groups)
@@ -666,6 +685,8 @@ def _read_chunk(chunk: list[tuple[int, str]], groups: list[Group],
         names = pf.schema_arrow.names
         cols = names if need_all else columns_in(names, wanted)
         t = pf.read(columns=cols)
+        if keep is not None and need_all:
+            keep[i] = t
         tables.append(t)
         part_ids.append(np.full(t.num_rows, i, dtype=np.int32))
     table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 \
