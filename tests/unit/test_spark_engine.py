@@ -179,3 +179,26 @@ def test_network_analytics_partitioned_by_client(tmp_path: Path) -> None:
     _partitioned(case, {f"th-analytic-00{n}" for n in (50, 51, 52, 53, 54, 56, 58, 59, 60)}
                  | {"th-analytic-0046", "th-analytic-0047", "th-analytic-0055"},
                  org=str(p["org"]), risky_networks=str(p["risky"]))
+
+
+def test_mail_analytics_partitioned_by_message(tmp_path: Path) -> None:
+    """Message-at-a-time mail analytics (with their attachments) and the sender one give
+    the same findings on Spark as over the whole case."""
+    from tests.unit.test_phishing import ORG, _mails
+
+    (tmp_path / "ev" / "mail").mkdir(parents=True)
+    for name, data in _mails().items():
+        (tmp_path / "ev" / "mail" / name).write_bytes(data)
+    (tmp_path / "org.yaml").write_text(ORG, encoding="utf-8")
+    case = tmp_path / "case"
+    run_ingest([str(tmp_path / "ev")], case, RunContext(), workers=1)
+    _partitioned(case, {f"th-analytic-00{n}" for n in (23, 24, 26, 27, 28, 29)},
+                 org=str(tmp_path / "org.yaml"))
+
+
+def test_windows_logon_analytics_partitioned_by_host(tmp_path: Path) -> None:
+    """Service-account logons: Windows events shuffled by host (4624 and 4648 only)."""
+    from tests.unit.test_identity import _win_hunt
+
+    assert len(_win_hunt(tmp_path)) == 4
+    _partitioned(tmp_path / "case", {"th-analytic-0061"})

@@ -114,7 +114,8 @@ class BucketResult:
 
 def run_partitioned(job: SparkCase, scheme: dict[str, str], analytics: dict[str, Any],
                     shared: dict[str, pa.Table], setup: list[str], min_level: int,
-                    buckets: int) -> dict[str, BucketResult]:
+                    buckets: int, keep: dict[str, str] | None = None
+                    ) -> dict[str, BucketResult]:
     """Analytics whose findings are the union of their findings per key, on Spark.
 
     ``scheme`` maps each table they read to its key (a DuckDB expression). Each table's
@@ -124,7 +125,8 @@ def run_partitioned(job: SparkCase, scheme: dict[str, str], analytics: dict[str,
     them in DuckDB, with the driver's small prepared tables (``shared``: organisation
     profile, intel, address classes...) registered beside them and ``setup`` (macros,
     views over the bucket's tables) run first. The analytics' SQL is the local engine's,
-    unchanged: what differs is only which rows each run sees.
+    unchanged: what differs is only which rows each run sees. ``keep`` (per table, a
+    DuckDB condition) drops rows before the shuffle that none of the analytics reads.
     """
     import pickle
 
@@ -135,7 +137,11 @@ def run_partitioned(job: SparkCase, scheme: dict[str, str], analytics: dict[str,
     shared_b = sc.broadcast({k: _ipc(v) for k, v in shared.items()})
     classes = pickle.dumps(analytics)
 
+    keep = keep or {}
+
     def split(table: str, key: str) -> Any:
+        cond = keep.get(table, "true")
+
         def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
             import duckdb
             import pyarrow.compute as pc
@@ -145,9 +151,14 @@ def run_partitioned(job: SparkCase, scheme: dict[str, str], analytics: dict[str,
                 for b in batches:
                     t = complete(table, pa.Table.from_batches([b]))
                     con.register(table, t)
-                    which = con.sql(f"SELECT CAST(hash({key}) % {buckets} AS INTEGER) AS b "
-                                    f"FROM {table}").to_arrow_table().column("b")
+                    got = con.sql(f"SELECT CAST(hash({key}) % {buckets} AS INTEGER) AS b, "
+                                  f"coalesce({cond}, false) AS k FROM {table}"
+                                  ).to_arrow_table()
                     con.unregister(table)
+                    if not pc.all(got.column("k")).as_py():
+                        t = t.filter(got.column("k"))
+                        got = got.filter(got.column("k"))
+                    which = got.column("b")
                     ids, pieces = [], []
                     for v in pc.unique(which).to_pylist():
                         ids.append(v)

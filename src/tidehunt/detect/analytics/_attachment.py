@@ -3,11 +3,11 @@ one) whose analysis found indicators of a kind, at the level of the worst of the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
-from tidehunt.detect.analytics.base import Analytic, findings_from_rows, query
+from tidehunt.detect.analytics.base import MAIL_PARTITION, Analytic, findings_from_rows, query
 from tidehunt.model.finding import Finding
 
 _IND_TYPE = ('[{"id": "VARCHAR", "severity": "VARCHAR", "detail": "VARCHAR", '
@@ -31,6 +31,8 @@ class AttachmentIndicators(Analytic):
 
     IDS: ClassVar[str]
     READS: ClassVar[frozenset[str]] = frozenset({"mail", "mail_attachment"})
+    #: Every finding is of one message: partitioned by its evidence file on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = MAIL_PARTITION
 
     def run(self, con: Any, ctx: RunContext) -> Iterator[Finding]:
         """One finding per file, the worst indicator first in its summary."""

@@ -55,6 +55,13 @@ STATIC_DIR_RX = (r"(^|/)(uploads?|upload_files?|images?|imgs?|pics?|static|css|j
 HOST_SQL = ("coalesce(host, vhost, site, 'logs in ' || "
             "regexp_replace(source_file, '[/\\\\][^/\\\\]*$', ''))")
 
+#: ``--engine spark``: mails by the evidence file they came from, with their attachments
+#: (an attachment row has its mail's artefact), for analytics of one message at a time.
+MAIL_PARTITION = {"mail": "_artefact", "mail_attachment": "_artefact"}
+#: ``--engine spark``: Windows events by host (in lower case), for analytics whose
+#: findings are each of one host.
+WINDOWS_PARTITION = {"windows": "lower(host)"}
+
 
 def meta(id: str, title: str, level: str, techniques: Iterable[str],
          tactics: Iterable[str], description: str, references: Iterable[str] = (),
@@ -89,6 +96,9 @@ class Analytic(abc.ABC):
     #: rows of each key: it then runs on the Spark executors, on one bucket of keys at a
     #: time (``tidehunt.detect.spark_tables.run_partitioned``). None: on the driver.
     PARTITION: ClassVar[Mapping[str, str] | None] = None
+    #: With ``PARTITION``: per table, a condition (DuckDB, over that table) that every
+    #: row it reads meets, so that Spark shuffles only those.
+    PARTITION_KEEP: ClassVar[Mapping[str, str] | None] = None
 
     def run_spark(self, con: Any, ctx: RunContext, job: Any) -> Iterator[Finding]:
         """The same findings with the table scans on Spark (``job``: a

@@ -242,6 +242,8 @@ class AnalyticsStats:
     spark: list[str] = field(default_factory=list)
 
 
+#: How partitioned analytics share a Spark job: their keys per table, and the rows kept.
+Scheme = tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]
 #: The prepared tables a partitioned analytic may read besides its own (``prepare``):
 #: small, or per value (an address, a name) rather than per event; each Spark task gets
 #: the driver's copy of those the case has.
@@ -302,7 +304,7 @@ class AnalyticsDetector(Detector):
                 from tidehunt.detect.spark_tables import SparkCase
 
                 job = SparkCase(session(opt.spark), store, opt.since, opt.until)
-            schemes: dict[tuple[tuple[str, str], ...], dict[str, type[Analytic]]] = {}
+            schemes: dict[Scheme, dict[str, type[Analytic]]] = {}
             for name, cls in analytics().items():
                 if cls.META.id.lower() in excluded or name in excluded:
                     self.stats.excluded += 1
@@ -317,7 +319,9 @@ class AnalyticsDetector(Detector):
                          "reason": f"case has no {', '.join(missing)} rows"})
                     continue
                 if job is not None and cls.PARTITION:  # on the executors, below
-                    schemes.setdefault(tuple(sorted(cls.PARTITION.items())), {})[name] = cls
+                    scheme = (tuple(sorted(cls.PARTITION.items())),
+                              tuple(sorted((cls.PARTITION_KEEP or {}).items())))
+                    schemes.setdefault(scheme, {})[name] = cls
                     continue
                 t0 = time.perf_counter()
                 try:
@@ -350,8 +354,7 @@ class AnalyticsDetector(Detector):
             yield pa.RecordBatch.from_pylist([], schema=FINDINGS_SCHEMA)
 
     def _partitioned(self, con: Any, job: Any,
-                     schemes: dict[tuple[tuple[str, str], ...], dict[str, type[Analytic]]]
-                     ) -> list[pa.Table]:
+                     schemes: dict[Scheme, dict[str, type[Analytic]]]) -> list[pa.Table]:
         """The partitioned analytics on Spark, one job per partitioning scheme."""
         from tidehunt.detect.spark_tables import run_partitioned
         from tidehunt.network import net_cloud_sql, net_flow_sql
@@ -360,7 +363,7 @@ class AnalyticsDetector(Detector):
                   for n in SHARED_TABLES if has_table(con, n)}
         buckets = int(job.spark.conf.get("spark.sql.shuffle.partitions", "200"))
         tables: list[pa.Table] = []
-        for scheme, group in schemes.items():
+        for (scheme, keep), group in schemes.items():
             mapping = {t: key for t, key in scheme if has_table(con, t)}
             # a bucket without rows of a table still has it (empty), as the case has
             empty = {t: con.sql(f'SELECT * FROM "{t}" LIMIT 0').to_arrow_table()
@@ -369,7 +372,7 @@ class AnalyticsDetector(Detector):
             if set(mapping) & {"net_conn", "proxy"}:  # each bucket's clients' own flows
                 setup += [net_flow_sql(set(mapping)), net_cloud_sql(set(mapping))]
             res = run_partitioned(job, mapping, group, {**shared, **empty}, setup,
-                                  int(self.options.min_level), buckets)
+                                  int(self.options.min_level), buckets, dict(keep))
             for name, r in res.items():
                 cls = group[name]
                 if r.errors:

@@ -5,11 +5,17 @@ th-analytic-0041; this is the same tradecraft in the Security log."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
-from tidehunt.detect.analytics.base import Analytic, findings_from_rows, meta, query
+from tidehunt.detect.analytics.base import (
+    WINDOWS_PARTITION,
+    Analytic,
+    findings_from_rows,
+    meta,
+    query,
+)
 from tidehunt.detect.analytics.detector import columns_of
 from tidehunt.model.finding import Finding
 from tidehunt.model.rule import RuleMeta
@@ -22,6 +28,10 @@ class LogonServiceInteractive(Analytic):
 
     NAME: ClassVar[str] = "logon_service_interactive"
     READS: ClassVar[frozenset[str]] = frozenset({"windows"})
+    #: Every finding is of one host (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = WINDOWS_PARTITION
+    PARTITION_KEEP: ClassVar[Mapping[str, str] | None] = {
+        "windows": "event_id IN (4624, 4648)"}
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0061", "Service account used interactively on Windows", "high",
         ["T1078.002", "T1078.003"], ["initial-access", "persistence",

@@ -4,12 +4,18 @@ used towards one."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
 from tidehunt.detect.analytics._net import violation_sql, zone_of
-from tidehunt.detect.analytics.base import Analytic, findings_from_rows, meta, query
+from tidehunt.detect.analytics.base import (
+    WINDOWS_PARTITION,
+    Analytic,
+    findings_from_rows,
+    meta,
+    query,
+)
 from tidehunt.detect.analytics.detector import columns_of
 from tidehunt.model.finding import Finding
 from tidehunt.model.rule import RuleMeta
@@ -20,6 +26,10 @@ class LogonZoneViolation(Analytic):
 
     NAME: ClassVar[str] = "logon_zone_violation"
     READS: ClassVar[frozenset[str]] = frozenset({"windows"})
+    #: Every finding is of one host (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = WINDOWS_PARTITION
+    PARTITION_KEEP: ClassVar[Mapping[str, str] | None] = {
+        "windows": "event_id IN (4624, 4648)"}
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0057", "Logon across zones the policy keeps apart", "high",
         ["T1021.001", "T1021.002", "T1078"], ["lateral-movement"],

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
-from tidehunt.detect.analytics.base import Analytic, findings_from_rows, meta, query
+from tidehunt.detect.analytics.base import MAIL_PARTITION, Analytic, findings_from_rows, meta, query
 from tidehunt.model.finding import Finding
 from tidehunt.model.rule import RuleMeta
 from tidehunt.org import fold_sql
@@ -22,6 +22,8 @@ class MailDisplayNameSpoof(Analytic):
 
     NAME: ClassVar[str] = "mail_display_name_spoof"
     READS: ClassVar[frozenset[str]] = frozenset({"mail"})
+    #: Every finding is of one message: partitioned by its evidence file on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = MAIL_PARTITION
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0029", "Mail whose display name impersonates a trusted sender", "high",
         ["T1566.001", "T1656", "T1036"], ["initial-access", "defense-evasion"],

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.attachments.names import LURE_THEMES
 from tidehunt.context import RunContext
 from tidehunt.detect.analytics.base import (
     CLOUD_STORAGE_RX,
+    MAIL_PARTITION,
     Analytic,
     findings_from_rows,
     has_table,
@@ -27,6 +28,8 @@ class MailInternalSpearphish(Analytic):
 
     NAME: ClassVar[str] = "mail_internal_spearphish"
     READS: ClassVar[frozenset[str]] = frozenset({"mail"})
+    #: Every finding is of one message: partitioned by its evidence file on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = MAIL_PARTITION
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0031", "Internal mail carrying an outside-style lure (compromised mailbox)",
         "high", ["T1534", "T1566.001", "T1566.002", "T1078"],

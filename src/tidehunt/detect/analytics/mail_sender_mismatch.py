@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
@@ -20,6 +20,8 @@ class MailSenderMismatch(Analytic):
 
     NAME: ClassVar[str] = "mail_sender_mismatch"
     READS: ClassVar[frozenset[str]] = frozenset({"mail"})
+    #: Every finding is of one sender (grouped by it first): partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = {"mail": "from_addr"}
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0023", "Mail failing sender authentication or replying elsewhere",
         "medium", ["T1566.001", "T1566.002", "T1656"], ["initial-access", "defense-evasion"],
