@@ -202,3 +202,34 @@ def test_windows_logon_analytics_partitioned_by_host(tmp_path: Path) -> None:
 
     assert len(_win_hunt(tmp_path)) == 4
     _partitioned(tmp_path / "case", {"th-analytic-0061"})
+
+
+def test_parts_named_like_hidden_files_are_read(tmp_path: Path) -> None:
+    """Spark skips files named _x or .x; a case whose parts are named so (as older cases
+    could be) still gives every finding, from every part."""
+    from tests.unit.test_sigma_engine import _logons
+
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    for i in range(3):
+        _logons(ev, f"203.0.113.{i}", 6, 2, f"f{i}.json")
+    store, _ = run_ingest([str(ev)], tmp_path / "case", RunContext(), workers=1)
+    parts = store.manifest["parts"]
+    renamed = 0
+    for rel in sorted(parts):
+        if parts[rel]["table"] == "windows":
+            new = rel.rsplit("/", 1)[0] + "/_" + rel.rsplit("/", 1)[1]
+            (store.root / rel).rename(store.root / new)
+            parts[new] = parts.pop(rel)
+            renamed += 1
+    assert renamed >= 1
+    store.save()
+    store = CaseStore(store.root)
+    rdir = tmp_path / "rules"
+    rdir.mkdir()
+    from tests.unit.test_sigma_engine import BASE, CORR
+
+    (rdir / "r.yml").write_text(BASE + "---\n" + CORR.strip() + "\n")
+    local = _findings(store, "duckdb", [str(rdir)])
+    assert len({r[0] for r in local}) >= 3
+    assert _findings(store, "spark", [str(rdir)]) == local

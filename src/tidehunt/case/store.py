@@ -108,6 +108,8 @@ class CaseStore:
 
     def _gc(self) -> None:
         """Delete parts a killed run left behind (not in the manifest) and temp files."""
+        # links a Spark run made to parts it could not read by their own name
+        shutil.rmtree(self.root / "spark-parts", ignore_errors=True)
         for d in self.root.glob(".tmp-duckdb-*"):  # DuckDB spill of a killed run
             pid = d.name.removeprefix(".tmp-duckdb-").removeprefix("corr-").split("-")[0]
             if pid.isdigit() and not _alive(int(pid)):
@@ -156,7 +158,9 @@ class CaseStore:
         """
         for part in parts:
             tmp = Path(part["tmp"])
-            final = tmp.with_name(tmp.name.removeprefix(".tmp-"))
+            # never a leading "_" (tempfile's names may have one): Spark and Hadoop skip
+            # such files as hidden
+            final = tmp.with_name("p" + tmp.name.removeprefix(".tmp-"))
             Path(tmp).replace(final)
             rel = final.relative_to(self.root).as_posix()
             self.manifest.setdefault("parts", {})[rel] = {

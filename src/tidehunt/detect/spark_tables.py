@@ -33,9 +33,9 @@ class SparkCase:
         of it where given (any case; those it lacks are left out), within the window."""
         from pyspark.sql import functions as F
 
-        from tidehunt.detect.sigma.spark import _uri
+        from tidehunt.detect.sigma.spark import spark_paths
 
-        parts = [_uri(str(p)) for p in self.store.parts(table)]
+        parts = spark_paths(self.store, [str(p) for p in self.store.parts(table)])
         df = self.spark.read.option("mergeSchema", "true").parquet(*parts)
         if columns is not None:
             want = {c.lower() for c in columns}

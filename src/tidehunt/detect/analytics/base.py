@@ -61,6 +61,10 @@ MAIL_PARTITION = {"mail": "_artefact", "mail_attachment": "_artefact"}
 #: ``--engine spark``: Windows events by host (in lower case), for analytics whose
 #: findings are each of one host.
 WINDOWS_PARTITION = {"windows": "lower(host)"}
+#: ``--engine spark``: the files of each web-root scan (its artefact) together, for the
+#: web-root analytics (each finding is of one file, or of files of one scan).
+WEBROOT_PARTITION = {"file": "_artefact"}
+WEBROOT_KEEP = {"file": "coalesce(origin, 'webroot') = 'webroot'"}
 
 
 def meta(id: str, title: str, level: str, techniques: Iterable[str],

@@ -106,8 +106,7 @@ def prepare(con: Any, org: OrgProfile | None,
     if has_table(con, "mail"):
         con.execute(_OWN_DOMAIN_SQL)
     if has_table(con, "file"):  # web-root analytics read files of scanned folders only
-        con.execute("CREATE VIEW webroot_file AS SELECT * FROM file "
-                    "WHERE coalesce(origin, 'webroot') = 'webroot'")
+        con.execute(WEBROOT_FILE_SQL)
     return stats
 
 
@@ -242,6 +241,9 @@ class AnalyticsStats:
     spark: list[str] = field(default_factory=list)
 
 
+#: The web-root scan's files (not those extracted from mail), as the analytics read them.
+WEBROOT_FILE_SQL = ("CREATE VIEW webroot_file AS SELECT * FROM file "
+                    "WHERE coalesce(origin, 'webroot') = 'webroot'")
 #: How partitioned analytics share a Spark job: their keys per table, and the rows kept.
 Scheme = tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]
 #: The prepared tables a partitioned analytic may read besides its own (``prepare``):
@@ -371,6 +373,8 @@ class AnalyticsDetector(Detector):
             setup = calendar_macros(self.options.org)
             if set(mapping) & {"net_conn", "proxy"}:  # each bucket's clients' own flows
                 setup += [net_flow_sql(set(mapping)), net_cloud_sql(set(mapping))]
+            if "file" in mapping:
+                setup.append(WEBROOT_FILE_SQL)
             res = run_partitioned(job, mapping, group, {**shared, **empty}, setup,
                                   int(self.options.min_level), buckets, dict(keep))
             for name, r in res.items():

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
 from tidehunt.detect.analytics.base import (
     FILE_EVIDENCE_SQL,
+    WEBROOT_KEEP,
+    WEBROOT_PARTITION,
     Analytic,
     findings_from_rows,
     meta,
@@ -22,6 +24,9 @@ class WebrootBaselineChange(Analytic):
 
     NAME: ClassVar[str] = "webroot_baseline_change"
     READS: ClassVar[frozenset[str]] = frozenset({"file"})
+    #: Every finding is of files of one scan: partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = WEBROOT_PARTITION
+    PARTITION_KEEP: ClassVar[Mapping[str, str] | None] = WEBROOT_KEEP
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0018", "Web-root script or binary new or changed since the baseline",
         "medium", ["T1505.003", "T1554"], ["persistence"],

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
 from tidehunt.detect.analytics.base import (
     FILE_EVIDENCE_SQL,
     STATIC_DIR_RX,
+    WEBROOT_KEEP,
+    WEBROOT_PARTITION,
     Analytic,
     findings_from_rows,
     meta,
@@ -25,6 +27,9 @@ class WebrootMisplacedScript(Analytic):
 
     NAME: ClassVar[str] = "webroot_misplaced_script"
     READS: ClassVar[frozenset[str]] = frozenset({"file"})
+    #: Every finding is of files of one scan: partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = WEBROOT_PARTITION
+    PARTITION_KEEP: ClassVar[Mapping[str, str] | None] = WEBROOT_KEEP
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0017", "Server script in an upload/static folder or disguised by name",
         "high", ["T1505.003", "T1036.008"], ["persistence", "defense-evasion"],

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
 from tidehunt.detect.analytics.base import (
+    WEBROOT_KEEP,
+    WEBROOT_PARTITION,
     Analytic,
     findings_from_rows,
     meta,
@@ -21,6 +23,9 @@ class WebrootOrphanJspClass(Analytic):
 
     NAME: ClassVar[str] = "webroot_orphan_jsp_class"
     READS: ClassVar[frozenset[str]] = frozenset({"file"})
+    #: Every finding is of files of one scan: partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = WEBROOT_PARTITION
+    PARTITION_KEEP: ClassVar[Mapping[str, str] | None] = WEBROOT_KEEP
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0016", "Compiled JSP with no source page (deleted web shell)", "high",
         ["T1505.003", "T1070.004"], ["persistence", "defense-evasion"],

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
 from tidehunt.detect.analytics.base import (
     FILE_EVIDENCE_SQL,
+    WEBROOT_KEEP,
+    WEBROOT_PARTITION,
     Analytic,
     findings_from_rows,
     meta,
@@ -24,6 +26,9 @@ class WebrootTimestomp(Analytic):
 
     NAME: ClassVar[str] = "webroot_timestomp"
     READS: ClassVar[frozenset[str]] = frozenset({"file"})
+    #: Every finding is of files of one scan: partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = WEBROOT_PARTITION
+    PARTITION_KEEP: ClassVar[Mapping[str, str] | None] = WEBROOT_KEEP
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0015", "Web-root file with a back-dated modification time", "high",
         ["T1070.006", "T1505.003"], ["defense-evasion", "persistence"],

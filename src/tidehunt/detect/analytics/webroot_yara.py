@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import orjson
 
 from tidehunt.context import RunContext
-from tidehunt.detect.analytics.base import Analytic, meta, query
+from tidehunt.detect.analytics.base import WEBROOT_KEEP, WEBROOT_PARTITION, Analytic, meta, query
 from tidehunt.model.finding import Evidence, Finding
 from tidehunt.model.rule import AttackRef, RuleMeta, Severity
 
@@ -20,6 +20,9 @@ class WebrootYara(Analytic):
 
     NAME: ClassVar[str] = "webroot_yara"
     READS: ClassVar[frozenset[str]] = frozenset({"file"})
+    #: Every finding is of files of one scan: partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = WEBROOT_PARTITION
+    PARTITION_KEEP: ClassVar[Mapping[str, str] | None] = WEBROOT_KEEP
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0013", "YARA-X rule matched a web-root file", "high", ["T1505.003"],
         ["persistence"],

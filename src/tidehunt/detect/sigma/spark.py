@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -130,10 +131,11 @@ def match_spark(plan: Plan, store: CaseStore, rules: Sequence[int] | None, spark
                 [pa.array(rule), files.take(idx).combine_chunks(),
                  rows.take(idx).combine_chunks()], ["rule", "file", "row"])
 
-    df = spark.read.option("mergeSchema", "true").parquet(*[_uri(p) for p in parts])
+    paths = spark_paths(store, parts)
+    df = spark.read.option("mergeSchema", "true").parquet(*paths)
     df = df.selectExpr(*sel, "_metadata.file_path AS __file", "_metadata.row_index AS __row")
     hits = df.mapInArrow(run, HITS_SCHEMA).toArrow()
-    index = {_uri(p): i for i, p in enumerate(parts)}
+    index = {u: i for i, u in enumerate(paths)}
     files = hits.column("file").to_pylist()
     try:
         part = np.array([index[_norm(f)] for f in files], dtype=np.int32)
@@ -142,6 +144,30 @@ def match_spark(plan: Plan, store: CaseStore, rules: Sequence[int] | None, spark
     return MatchResult(hits.column("rule").to_numpy().astype(np.int32), part,
                        hits.column("row").to_numpy().astype(np.int64), parts,
                        store.rows("windows"))
+
+
+def spark_paths(store: CaseStore, parts: Sequence[str]) -> list[str]:
+    """The parts as Spark can read them. Spark (Hadoop's file listing) skips files whose
+    name starts with ``_`` or ``.`` even when named one by one, and cases written before
+    0.9 could name a part so: such a part is hard-linked (copied where links fail) under a
+    plain name in ``CASE/spark-parts/`` for the run, so no row is left out."""
+    import shutil
+
+    out = []
+    for p in parts:
+        name = Path(p).name
+        if name.startswith(("_", ".")):
+            d = store.root / "spark-parts"
+            d.mkdir(exist_ok=True)
+            link = d / ("p" + name.lstrip("_."))
+            if not link.exists():
+                try:
+                    os.link(p, link)
+                except OSError:
+                    shutil.copyfile(p, link)
+            p = str(link)
+        out.append(_uri(p))
+    return out
 
 
 def _uri(path: str) -> str:
