@@ -29,6 +29,9 @@ def _findings(store: CaseStore, engine: str, rules: list[str] | None = None,
     assert report.stats["analytics"]["failed"] == []
     if engine == "spark" and store.rows("indicator"):  # the IOC join ran on Spark
         assert "intel_match" in report.stats["analytics"]["spark"]
+    if engine == "spark":  # every analytic that ran on the driver says why
+        assert all(d["reason"] and d["reason"] != "no key"
+                   for d in report.stats["analytics"]["driver"])
     rows = [json.loads(x) for x in (store.root / "findings.jsonl").read_text().splitlines()]
     return sorted((r["finding_id"], r["rule_id"], r["ts"], json.dumps(r["evidence"]),
                    json.dumps(r["fields"], sort_keys=True)) for r in rows)
@@ -233,3 +236,16 @@ def test_parts_named_like_hidden_files_are_read(tmp_path: Path) -> None:
     local = _findings(store, "duckdb", [str(rdir)])
     assert len({r[0] for r in local}) >= 3
     assert _findings(store, "spark", [str(rdir)]) == local
+
+
+def test_every_analytic_says_where_it_runs_on_spark() -> None:
+    """An analytic runs on Spark (its own job, or partitioned by a key of every table it
+    reads), or says why its findings cannot be split: none is left out unsaid."""
+    from tidehunt.detect.analytics.detector import analytics
+
+    for name, cls in analytics().items():
+        if cls.PARTITION:
+            assert set(cls.READS | cls.READS_ANY) <= set(cls.PARTITION), name
+            assert not cls.DRIVER, name
+        else:
+            assert cls.SPARK or cls.DRIVER, f"{name}: no PARTITION, SPARK or DRIVER"

@@ -17,6 +17,8 @@ class AuthSessionReuse(Analytic):
 
     NAME: ClassVar[str] = "auth_session_reuse"
     READS: ClassVar[frozenset[str]] = frozenset({"auth"})
+    #: Why it runs on the driver under --engine spark (its findings span keys).
+    DRIVER: ClassVar[str] = "groups by session and by token ID, and one sign-in has both"
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0040", "One session or token used from two addresses", "high",
         ["T1550.004", "T1539", "T1528"], ["defense-evasion", "lateral-movement",

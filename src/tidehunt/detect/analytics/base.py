@@ -103,6 +103,9 @@ class Analytic(abc.ABC):
     #: With ``PARTITION``: per table, a condition (DuckDB, over that table) that every
     #: row it reads meets, so that Spark shuffles only those.
     PARTITION_KEEP: ClassVar[Mapping[str, str] | None] = None
+    #: Without ``SPARK`` or ``PARTITION``: why the analytic's findings cannot be split by
+    #: any key (it runs on the driver's DuckDB under ``--engine spark``, and says so).
+    DRIVER: ClassVar[str] = ""
 
     def run_spark(self, con: Any, ctx: RunContext, job: Any) -> Iterator[Finding]:
         """The same findings with the table scans on Spark (``job``: a

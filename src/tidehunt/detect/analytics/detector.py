@@ -239,6 +239,8 @@ class AnalyticsStats:
     intel: dict[str, Any] = field(default_factory=dict)
     #: Analytics whose scans ran on Spark (``--engine spark``).
     spark: list[str] = field(default_factory=list)
+    #: Under ``--engine spark``, those that ran on the driver, with the reason.
+    driver: list[dict[str, str]] = field(default_factory=list)
 
 
 #: The web-root scan's files (not those extracted from mail), as the analytics read them.
@@ -332,6 +334,9 @@ class AnalyticsDetector(Detector):
                         self.stats.spark.append(name)
                     else:
                         found_it = cls().run(con, ctx)
+                        if job is not None:
+                            self.stats.driver.append({"analytic": name, "id": cls.META.id,
+                                                      "reason": cls.DRIVER or "no key"})
                     found = [f for f in found_it if f.rule.severity >= opt.min_level]
                 except Exception as exc:  # noqa: BLE001 - reported; one broken analytic ends no hunt
                     self.stats.failed.append({"analytic": name, "id": cls.META.id,
@@ -394,6 +399,6 @@ class AnalyticsDetector(Detector):
         """Stats as plain data."""
         s = self.stats
         return {"ran": len(s.ran), "not_applicable": len(s.not_applicable),
-                "spark": s.spark,
+                "spark": s.spark, "driver": s.driver,
                 "failed": s.failed, "excluded": s.excluded, "findings": s.findings,
                 "seconds": s.seconds, "intel": s.intel}

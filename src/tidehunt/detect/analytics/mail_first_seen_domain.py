@@ -26,6 +26,8 @@ class MailFirstSeenDomain(Analytic):
 
     NAME: ClassVar[str] = "mail_first_seen_domain"
     READS: ClassVar[frozenset[str]] = frozenset({"mail"})
+    #: Why it runs on the driver under --engine spark (its findings span keys).
+    DRIVER: ClassVar[str] = "compares each sender domain with the history of all the mail"
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0030", "First mail from a sender domain never seen before", "low",
         ["T1566.001", "T1566.002", "T1583.001"], ["initial-access", "resource-development"],

@@ -28,6 +28,8 @@ class MailHostChain(Analytic):
 
     NAME: ClassVar[str] = "mail_host_chain"
     READS: ClassVar[frozenset[str]] = frozenset({"mail", "windows"})
+    #: Why it runs on the driver under --engine spark (its findings span keys).
+    DRIVER: ClassVar[str] = "follows each mail's attachments and links into the events of any host"
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0032", "Phishing chain: a mailed attachment or link reaches a host",
         "high", ["T1566.001", "T1566.002", "T1204.002", "T1203"],

@@ -26,6 +26,9 @@ class MailLookalikeDomain(Analytic):
 
     NAME: ClassVar[str] = "mail_lookalike_domain"
     READS: ClassVar[frozenset[str]] = frozenset({"mail"})
+    #: Why it runs on the driver under --engine spark (its findings span keys).
+    DRIVER: ClassVar[str] = ("groups by look-alike domain, of which one message has "
+                             "several (sender, reply-to, links)")
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0022", "Mail from a look-alike of the organisation's own domain", "high",
         ["T1566.001", "T1566.002", "T1583.001", "T1036"],

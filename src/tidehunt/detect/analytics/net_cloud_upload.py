@@ -30,6 +30,8 @@ class NetCloudUpload(Analytic):
     NAME: ClassVar[str] = "net_cloud_upload"
     READS: ClassVar[frozenset[str]] = frozenset()
     READS_ANY: ClassVar[frozenset[str]] = frozenset({"net_conn", "proxy"})
+    #: Why it runs on the driver under --engine spark (its findings span keys).
+    DRIVER: ClassVar[str] = "compares each client's uploads with its peers' in the same hour"
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0046", "Upload to a cloud storage service above the host's baseline",
         "high", ["T1567.002", "T1567.001", "T1048"], ["exfiltration"],

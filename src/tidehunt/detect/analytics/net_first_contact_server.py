@@ -23,6 +23,8 @@ class NetFirstContactServer(Analytic):
 
     NAME: ClassVar[str] = "net_first_contact_server"
     READS: ClassVar[frozenset[str]] = frozenset({"net_conn"})
+    #: Why it runs on the driver under --engine spark (its findings span keys).
+    DRIVER: ClassVar[str] = "infers servers from how many clients reach them"
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0048", "Server's first contact with a cloud storage service", "medium",
         ["T1567.002", "T1102"], ["exfiltration", "command-and-control"],

@@ -19,6 +19,9 @@ class NetRiskyNetwork(Analytic):
     NAME: ClassVar[str] = "net_risky_network"
     READS: ClassVar[frozenset[str]] = frozenset()
     READS_ANY: ClassVar[frozenset[str]] = frozenset({"net_conn", "proxy"})
+    #: Why it runs on the driver under --engine spark (its findings span keys).
+    DRIVER: ClassVar[str] = ("groups a risky peer's traffic in both directions (as "
+                             "source and as destination)")
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0055", "Traffic with a Tor, VPS or SOHO-router address", "medium",
         ["T1090.003", "T1584.008", "T1583.003"], ["command-and-control"],

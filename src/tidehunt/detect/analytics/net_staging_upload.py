@@ -28,6 +28,8 @@ class NetStagingUpload(Analytic):
     NAME: ClassVar[str] = "net_staging_upload"
     READS: ClassVar[frozenset[str]] = frozenset({"windows"})
     READS_ANY: ClassVar[frozenset[str]] = frozenset({"net_conn", "proxy"})
+    #: Why it runs on the driver under --engine spark (its findings span keys).
+    DRIVER: ClassVar[str] = "joins hosts' archive staging in Windows events to their connections"
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0049", "Archive staged, then uploaded from the same host", "critical",
         ["T1074.001", "T1560.001", "T1567.002", "T1048"], ["collection", "exfiltration"],

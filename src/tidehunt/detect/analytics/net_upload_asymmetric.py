@@ -23,6 +23,8 @@ class NetUploadAsymmetric(Analytic):
     NAME: ClassVar[str] = "net_upload_asymmetric"
     READS: ClassVar[frozenset[str]] = frozenset()
     READS_ANY: ClassVar[frozenset[str]] = frozenset({"net_conn", "proxy"})
+    #: Why it runs on the driver under --engine spark (its findings span keys).
+    DRIVER: ClassVar[str] = "asks when any client first reached each destination"
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0047", "One-way upload to an internet address", "high",
         ["T1048", "T1041"], ["exfiltration"],

@@ -17,6 +17,8 @@ class SiteWateringHole(Analytic):
 
     NAME: ClassVar[str] = "site_watering_hole"
     READS: ClassVar[frozenset[str]] = frozenset({"site_script"})
+    #: Why it runs on the driver under --engine spark (its findings span keys).
+    DRIVER: ClassVar[str] = "groups one script across every page of every site copy"
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0021", "Watering-hole script on the site (ScanBox traits or new origin)",
         "high", ["T1189", "T1584.004", "T1056.003", "T1592"],

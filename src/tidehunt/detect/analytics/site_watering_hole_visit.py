@@ -20,6 +20,8 @@ class SiteWateringHoleVisit(Analytic):
 
     NAME: ClassVar[str] = "site_watering_hole_visit"
     READS: ClassVar[frozenset[str]] = frozenset({"site_script", "windows"})
+    #: Why it runs on the driver under --engine spark (its findings span keys).
+    DRIVER: ClassVar[str] = "joins the site scripts to the DNS and connections of every host"
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0033", "A host reached the watering hole's injected script", "high",
         ["T1189", "T1592", "T1594"], ["initial-access", "reconnaissance"],

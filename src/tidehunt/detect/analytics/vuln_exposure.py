@@ -25,6 +25,8 @@ class VulnExposure(Analytic):
 
     NAME: ClassVar[str] = "vuln_exposure"
     READS: ClassVar[frozenset[str]] = frozenset({"inventory"})
+    #: Why it runs on the driver under --engine spark (its findings span keys).
+    DRIVER: ClassVar[str] = "joins the inventory to the requests of every server"
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0035", "Asset exposed to a vulnerability APT40 exploits", "high",
         ["T1190", "T1203", "T1588.006"], ["initial-access", "execution",

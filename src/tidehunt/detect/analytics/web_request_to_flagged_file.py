@@ -35,6 +35,8 @@ class WebRequestToFlaggedFile(Analytic):
 
     NAME: ClassVar[str] = "web_request_to_flagged_file"
     READS: ClassVar[frozenset[str]] = frozenset({"web_access", "file"})
+    #: Why it runs on the driver under --engine spark (its findings span keys).
+    DRIVER: ClassVar[str] = "joins the requests of every server to the scanned files by path"
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0019", "Requests for a file the web-root scan flagged", "critical",
         ["T1505.003"], ["persistence"],

@@ -34,6 +34,9 @@ class WebShellHostChain(Analytic):
 
     NAME: ClassVar[str] = "web_shell_host_chain"
     READS: ClassVar[frozenset[str]] = frozenset({"web_access", "windows"})
+    #: Why it runs on the driver under --engine spark (its findings span keys).
+    DRIVER: ClassVar[str] = ("pairs each server's requests with its host's processes, "
+                             "named differently in the two tables")
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0020", "Web-shell chain: POST to a script, then the web server acts on "
         "the host", "critical", ["T1505.003", "T1190", "T1059.003"],
