@@ -249,3 +249,24 @@ def test_every_analytic_says_where_it_runs_on_spark() -> None:
             assert not cls.DRIVER, name
         else:
             assert cls.SPARK or cls.DRIVER, f"{name}: no PARTITION, SPARK or DRIVER"
+
+
+def test_spark_that_cannot_start_is_a_clear_usage_error(tmp_path: Path) -> None:
+    """No Java for Spark: exit 2 and a message that says what Spark needs."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.unit.test_sigma_engine import _logons
+
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    _logons(ev, "203.0.113.1", 2, 1, "a.json")
+    run_ingest([str(ev)], tmp_path / "case", RunContext(), workers=1)
+    env = dict(os.environ, JAVA_HOME=str(tmp_path / "no-java"))
+    env.pop("SPARK_HOME", None)
+    got = subprocess.run([sys.executable, "-m", "tidehunt.cli.main", "-q", "--no-color",
+                          "detect", str(tmp_path / "case"), "--engine", "spark"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert got.returncode == 2, got.stderr[-2000:]
+    assert "Spark did not start" in got.stderr and "Java 17" in got.stderr

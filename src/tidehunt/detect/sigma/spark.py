@@ -35,7 +35,7 @@ from tidehunt.detect.sigma.run import (
     wanted_columns,
     with_audit_fields,
 )
-from tidehunt.errors import TidehuntError
+from tidehunt.errors import ConfigError, TidehuntError
 
 log = logging.getLogger("tidehunt.spark")
 
@@ -72,7 +72,16 @@ def session(opts: SparkOptions) -> Any:
              .config("spark.driver.host", "127.0.0.1"))
     for k, v in opts.conf.items():
         b = b.config(k, v)
-    return b.getOrCreate()
+    try:
+        return b.getOrCreate()
+    except Exception as exc:  # py4j and PySpark raise many kinds
+        first = (str(exc).strip().splitlines() or ['no message'])[0][:200]
+        java = os.environ.get("JAVA_HOME") or "PATH"
+        raise ConfigError(
+            f"--engine spark: Spark did not start at {opts.master} "
+            f"({type(exc).__name__}: {first}). Spark needs "
+            f"Java 17 or newer (looked for it in {java}) and a reachable --spark-master; "
+            "see docs/scale.md") from exc
 
 
 _PLANS: dict[int, Plan] = {}
