@@ -68,12 +68,13 @@ FLOW_COLUMNS = ("ts", "src_ip", "dst_ip", "dst_port", "proto", "bytes_out", "byt
                 "evidence_table", "source_file", "line", "_artefact", "_locator")
 
 
-def net_flow_sql(have: set[str], into: str | None = None) -> str:
+def net_flow_sql(have: set[str], into: str | None = None, *, table: bool = False) -> str:
     """``net_flow``: every connection (``net_conn``) and proxied request (``proxy``) as one
     shape, each named by the server name that tied it: TLS SNI or HTTP Host of the same
     Zeek uid, else the DNS answer the client got in the six hours before, else (proxy)
     the requested host. A view, or with ``into`` (a Parquet path) a COPY that computes it
-    once for every analytic that reads it (the joins are the expensive part)."""
+    once for every analytic that reads it (the joins are the expensive part); with
+    ``table`` a temporary table in memory (a Spark bucket's flows)."""
     names = [q for t, q in (("tls", "SELECT uid, server_name AS name, NULL AS ua, NULL AS m, "
                                     "NULL AS url FROM tls WHERE server_name IS NOT NULL"),
                             ("http", "SELECT uid, http_host AS name, user_agent AS ua, "
@@ -114,7 +115,7 @@ conn_named AS (
     select = f"WITH dummy AS (SELECT 1){conn_named}\n{body}"
     if into:
         return f"COPY ({select}) TO '{into.replace(chr(39), chr(39) * 2)}' (FORMAT parquet)"
-    return f"CREATE VIEW net_flow AS {select}"
+    return f"CREATE {'TEMP TABLE' if table else 'VIEW'} net_flow AS {select}"
 
 
 #: Catalogued services of each distinct server name (the longest matching domain wins),

@@ -377,7 +377,7 @@ class AnalyticsDetector(Detector):
                      for t in mapping}
             setup = calendar_macros(self.options.org)
             if set(mapping) & {"net_conn", "proxy"}:  # each bucket's clients' own flows
-                setup += [net_flow_sql(set(mapping)), net_cloud_sql(set(mapping))]
+                setup += [net_flow_sql(set(mapping), table=True), net_cloud_sql(set(mapping))]
             if "file" in mapping:
                 setup.append(WEBROOT_FILE_SQL)
             res = run_partitioned(job, mapping, group, {**shared, **empty}, setup,
