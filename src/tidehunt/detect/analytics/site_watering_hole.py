@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
@@ -17,8 +17,10 @@ class SiteWateringHole(Analytic):
 
     NAME: ClassVar[str] = "site_watering_hole"
     READS: ClassVar[frozenset[str]] = frozenset({"site_script"})
-    #: Why it runs on the driver under --engine spark (its findings span keys).
-    DRIVER: ClassVar[str] = "groups one script across every page of every site copy"
+    #: Every finding is of one script (its source, or its inline code's hash):
+    #: partitioned by it on Spark.
+    PARTITION: ClassVar[Mapping[str, str] | None] = {
+        "site_script": "coalesce(src, 'inline ' || code_sha256)"}
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0021", "Watering-hole script on the site (ScanBox traits or new origin)",
         "high", ["T1189", "T1584.004", "T1056.003", "T1592"],
