@@ -32,7 +32,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tidehunt.model.finding import distinct, table_rows
+from tidehunt.model.finding import distinct
 
 #: ATT&CK enterprise tactics in kill-chain order (the order of the steps' phases).
 TACTIC_ORDER = ("reconnaissance", "resource-development", "initial-access", "execution",
@@ -101,11 +101,13 @@ class Step:
     techniques: list[str] = field(default_factory=list)
     summary: str = ""
     evidence: list[dict[str, Any]] = field(default_factory=list)
+    #: Evidence of the mail among the step's (the correlator keeps only the first of it).
+    in_mail: bool = False
 
     def narrative(self) -> str:
         """What, where, when and from which evidence, in one sentence."""
         when = f"{self.ts:%Y-%m-%d %H:%M:%S} UTC" if self.ts else "at an unknown time"
-        where = f"on {self.host}" if self.host else "in the mail" if any(
+        where = f"on {self.host}" if self.host else "in the mail" if self.in_mail or any(
             e.get("table", "").startswith("mail") for e in self.evidence) else ""
         ev = self.evidence[0] if self.evidence else {}
         src = ev.get("source_file") or ""
@@ -209,7 +211,13 @@ def entities(row: dict[str, Any]) -> set[str]:
 def _row_entities(row: dict[str, Any]) -> set[str]:
     """The entities of a finding's host, user, src, dst and evidence (not its fields)."""
     out = set(_who_entities(row.get("host"), row.get("user"), row.get("src"), row.get("dst")))
-    for ev in row.get("evidence") or []:
+    return out | _evidence_entities(row.get("evidence"))
+
+
+def _evidence_entities(evidence: list[dict[str, Any]] | None) -> set[str]:
+    """The entities of a finding's evidence: the site of a script, the mail message."""
+    out: set[str] = set()
+    for ev in evidence or []:
         if ev.get("table") == "site_script":
             out.add(f"site:{ev.get('artefact')}")
         if str(ev.get("table", "")).startswith("mail"):
@@ -322,39 +330,39 @@ def _phase(tactics: Iterable[str]) -> str:
 
 def correlate(findings: pa.Table, gap: timedelta = DEFAULT_GAP) -> list[Incident]:
     """Incidents of a findings table (FINDINGS_SCHEMA), ordered by their first step."""
-    cols = ["finding_id", "ts", "ts_last", "rule_id", "rule_title", "engine", "level",
-            "techniques", "tactics", "host", "user", "src", "dst", "summary", "evidence",
-            "fields"]
-    # the fields (the matched event's JSON) are read only for their entities, per distinct
-    # text, and never become part of the rows
-    rows = table_rows(findings.select([c for c in cols
-                                       if c in findings.column_names and c != "fields"]))
-    docs = (_fields_entities_column(findings.column("fields"))
-            if "fields" in findings.column_names else [frozenset()] * len(rows))
+    n = findings.num_rows
     # by time (none last: Arrow's default), then finding ID: Arrow's sort is stable, so
     # this is the order Python's sort of the rows gave
-    order = pc.sort_indices(findings, [("ts", "ascending"), ("finding_id", "ascending")]
-                            ).to_pylist()
-    ents = [_row_entities(rows[i]) | docs[i] for i in order]
-    rows = [rows[i] for i in order]
-    uf = _Union(len(rows))
+    order = pc.sort_indices(findings, [("ts", "ascending"), ("finding_id", "ascending")])
+    cols = _Columns(findings, order)
+    # the fields (the matched event's JSON) are read only for their entities, per distinct
+    # text; the evidence only where it names an entity (sites, mail) and for the steps
+    docs = (_fields_entities_column(findings.column("fields"))
+            if "fields" in findings.column_names else [frozenset()] * n)
+    ents = cols.entities([docs[i] for i in cols.order])
+    del docs
+    ts, ts_last = cols.ts, cols.ts_last
+    uf = _Union(n)
     by_entity: dict[str, list[int]] = defaultdict(list)
     for i, es in enumerate(ents):
         for e in es:
             by_entity[e].append(i)
     for idx in by_entity.values():
         for a, b in pairwise(idx):
-            ta, tb = rows[a]["ts"], rows[b]["ts"]
-            if ta is None or tb is None or tb - (rows[a]["ts_last"] or ta) <= gap:
+            ta, tb = ts[a], ts[b]
+            if ta is None or tb is None or tb - (ts_last[a] or ta) <= gap:
                 uf.union(a, b)
+    del by_entity
     groups: dict[int, list[int]] = defaultdict(list)
-    for i in range(len(rows)):
+    for i in range(n):
         groups[uf.find(i)].append(i)
     incidents = []
+    steps: list[tuple[Step, list[int]]] = []
     for members in groups.values():
-        inc = _incident([rows[i] for i in members], [ents[i] for i in members])
+        inc = _incident(cols, members, ents, steps)
         if inc is not None:
             incidents.append(inc)
+    cols.fill_evidence(steps)
     incidents.sort(key=lambda x: (x.steps[0].ts is None, x.steps[0].ts or _MIN, x.id))
     return incidents
 
@@ -364,38 +372,167 @@ def correlate(findings: pa.Table, gap: timedelta = DEFAULT_GAP) -> list[Incident
 STATE_RULES = frozenset({"th-analytic-0035"})
 
 
-def _incident(rows: list[dict[str, Any]], ents: list[set[str]]) -> Incident | None:
-    act = [r for r in rows if r["rule_id"] not in STATE_RULES]
-    tactics = {t for r in act for t in (r["tactics"] or [])}
-    if not (any(r["level"] in ("high", "critical") for r in act) or len(tactics) >= 2):
+#: Evidence entries a step keeps: ``Step.to_dict`` gives 10, each finding adds its first 3.
+_STEP_EVIDENCE = 10
+_FINDING_EVIDENCE = 3
+_LIST_SLICE = 8192
+
+
+class _Columns:
+    """The columns the correlator reads, as Python lists in time order.
+
+    Repeated values (rules, levels, hosts, times, tactic lists) are one Python object
+    each, shared by the rows that hold them, and the evidence stays in Arrow but for the
+    rows that name an entity by it (sites, mail) and those a step shows: the correlator
+    holds a few pointers per finding, not a dict of new objects (110,600 findings took
+    ~280 MiB of Python objects as dicts, and the freed arenas stayed resident).
+    """
+
+    def __init__(self, findings: pa.Table, order: pa.Array) -> None:
+        self.order: list[int] = order.to_pylist()
+        self.finding_id = self._reorder(findings.column("finding_id").to_pylist())
+        for name in ("ts", "ts_last", "rule_id", "rule_title", "engine", "level", "host",
+                     "user", "src", "dst", "summary"):
+            values, idx = distinct(findings.column(name))
+            setattr(self, name, [None if j is None else values[j]
+                                 for j in self._reorder(idx)])
+        for name in ("techniques", "tactics"):
+            setattr(self, name, self._reorder(_shared_lists(findings.column(name))))
+        self._evidence = findings.column("evidence")
+        lengths = pc.list_value_length(self._evidence).fill_null(0).to_pylist()
+        self.ev_len: list[int] = self._reorder(lengths)
+        # rows whose evidence names a site or a mail message, by their place in time order
+        named = _evidence_rows(self._evidence)
+        where = {i: k for k, i in enumerate(self.order)} if named else {}
+        got = self._evidence.take(pa.array(named, pa.int64())).to_pylist()
+        self.named: dict[int, list[dict[str, Any]]] = dict(zip(
+            (where[i] for i in named), got, strict=True))
+        self.in_mail = {k for k, ev in self.named.items()
+                        if any((e.get("table") or "").startswith("mail")
+                               for e in ev[:_FINDING_EVIDENCE])}
+
+    ts: list[datetime | None]
+    ts_last: list[datetime | None]
+    rule_id: list[str]
+    rule_title: list[str]
+    engine: list[str]
+    level: list[str]
+    host: list[str | None]
+    user: list[str | None]
+    src: list[str | None]
+    dst: list[str | None]
+    summary: list[str | None]
+    techniques: list[list[str] | None]
+    tactics: list[list[str] | None]
+
+    def _reorder(self, values: list[Any]) -> list[Any]:
+        return [values[i] for i in self.order]
+
+    def entities(self, docs: list[frozenset[str]]) -> list[frozenset[str]]:
+        """Each row's entities (``entities`` of its row), one set per distinct combination."""
+        memo: dict[tuple[frozenset[str], frozenset[str]], frozenset[str]] = {}
+        out = []
+        for k, doc in enumerate(docs):
+            who = _who_entities(self.host[k], self.user[k], self.src[k], self.dst[k])
+            ev = self.named.get(k)
+            if ev is not None:
+                out.append(who | doc | _evidence_entities(ev))
+                continue
+            es = memo.get((who, doc))
+            if es is None:
+                es = memo[(who, doc)] = who | doc
+            out.append(es)
+        return out
+
+    def fill_evidence(self, steps: list[tuple[Step, list[int]]]) -> None:
+        """Each step's evidence: the first few entries of the rows it lists, in order."""
+        rows = sorted({k for _, ks in steps for k in ks})
+        if not rows:
+            return
+        take = pa.array([self.order[k] for k in rows], pa.int64())
+        got = dict(zip(rows, self._evidence.take(take).to_pylist(), strict=True))
+        for st, ks in steps:
+            st.evidence = [{f: (v.isoformat() if isinstance(v, datetime) else v)
+                            for f, v in e.items() if v is not None}
+                           for k in ks for e in (got[k] or [])[:_FINDING_EVIDENCE]]
+
+
+def _shared_lists(col: pa.ChunkedArray) -> list[list[str] | None]:
+    """A list column as Python lists, equal lists being one object (read, never changed)."""
+    seen: dict[tuple[str, ...], list[str]] = {}
+    out: list[list[str] | None] = []
+    for start in range(0, len(col), _LIST_SLICE):
+        for v in col.slice(start, _LIST_SLICE).to_pylist():
+            out.append(None if v is None else seen.setdefault(tuple(v), v))
+    return out
+
+
+def _evidence_rows(evidence: pa.ChunkedArray) -> list[int]:
+    """Rows (ascending) with evidence of a site's script or of mail: they name entities."""
+    rows: list[int] = []
+    base = 0
+    for ch in evidence.chunks:
+        if len(ch):
+            flat = pc.list_flatten(ch)
+            parents = pc.list_parent_indices(ch)
+            if len(flat) != len(parents):  # values under null lists: read the rows
+                rows += [base + i for i, ev in enumerate(ch.to_pylist())
+                         if _evidence_entities(ev)]
+            else:
+                table = pc.struct_field(flat, "table")
+                hit = pc.or_kleene(pc.equal(table, "site_script"),
+                                   pc.starts_with(table, "mail"))
+                rows += sorted({base + i for i in pc.filter(parents, hit).to_pylist()})
+        base += len(ch)
+    return rows
+
+
+def _incident(c: _Columns, members: list[int], ents: list[frozenset[str]],
+              pending: list[tuple[Step, list[int]]]) -> Incident | None:
+    """The incident of a group of rows (places in time order), if it is one.
+
+    Its steps' evidence is filled in later (``_Columns.fill_evidence``): each step's
+    rows that give it are added to ``pending``.
+    """
+    act = [i for i in members if c.rule_id[i] not in STATE_RULES]
+    tactics = {t for i in act for t in (c.tactics[i] or [])}
+    if not (any(c.level[i] in ("high", "critical") for i in act) or len(tactics) >= 2):
         return None
-    steps: dict[tuple[str, str | None], Step] = {}
-    for r in rows:
-        key = (r["rule_id"], _host(r["host"]))
-        st = steps.get(key)
-        if st is None:
-            st = steps[key] = Step(_phase(r["tactics"] or []), r["ts"], r["ts_last"] or r["ts"],
-                                   r["host"], r["rule_id"], r["rule_title"], r["level"],
-                                   r["engine"], summary=r["summary"] or "")
-        st.findings.append(r["finding_id"])
-        st.techniques = sorted(set(st.techniques) | set(r["techniques"] or []))
-        if r["ts_last"] and (st.ts_last is None or r["ts_last"] > st.ts_last):
-            st.ts_last = r["ts_last"]
-        if LEVEL_WEIGHT.get(r["level"], 0) > LEVEL_WEIGHT.get(st.level, 0):
-            st.level = r["level"]
-        st.evidence += [{k: (v.isoformat() if isinstance(v, datetime) else v)
-                         for k, v in e.items() if v is not None}
-                        for e in (r["evidence"] or [])[:3]]
-    ordered = sorted(steps.values(), key=lambda s: (
+    steps: dict[tuple[str, str | None], tuple[Step, set[str], list[int], list[int]]] = {}
+    for i in members:
+        rule_id, host, ts, level = c.rule_id[i], c.host[i], c.ts[i], c.level[i]
+        key = (rule_id, _host(host))
+        entry = steps.get(key)
+        if entry is None:
+            entry = steps[key] = (Step(_phase(c.tactics[i] or []), ts, c.ts_last[i] or ts,
+                                       host, rule_id, c.rule_title[i], level, c.engine[i],
+                                       summary=c.summary[i] or ""), set(), [], [0])
+        st, techniques, ev_rows, ev_count = entry
+        st.findings.append(c.finding_id[i])
+        techniques.update(c.techniques[i] or [])
+        ts_last = c.ts_last[i]
+        if ts_last and (st.ts_last is None or ts_last > st.ts_last):
+            st.ts_last = ts_last
+        if LEVEL_WEIGHT.get(level, 0) > LEVEL_WEIGHT.get(st.level, 0):
+            st.level = level
+        if ev_count[0] < _STEP_EVIDENCE and c.ev_len[i]:
+            ev_rows.append(i)
+            ev_count[0] += min(_FINDING_EVIDENCE, c.ev_len[i])
+        if i in c.in_mail:
+            st.in_mail = True
+    for st, techniques, ev_rows, _ in steps.values():
+        st.techniques = sorted(techniques)
+        pending.append((st, ev_rows))
+    ordered = sorted((e[0] for e in steps.values()), key=lambda s: (
         s.ts is None, s.ts or _MIN, TACTIC_ORDER.index(s.phase)
         if s.phase in TACTIC_ORDER else 99, s.rule_id, s.host or ""))
-    hosts = sorted({h for r in rows for h in [_host(r["host"])] if h and
+    hosts = sorted({h for i in members for h in [_host(c.host[i])] if h and
                     not h.startswith("logs in ")})
     phases = sorted({s.phase for s in ordered if s.phase in TACTIC_ORDER},
                     key=TACTIC_ORDER.index)
     counts: dict[str, int] = defaultdict(int)
-    for es in ents:
-        for e in es:
+    for i in members:
+        for e in ents[i]:
             counts[e] += 1
     shared = sorted(((e, n) for e, n in counts.items() if n > 1), key=lambda x: (-x[1], x[0]))
     base = sum(LEVEL_WEIGHT.get(s.level, 0) for s in ordered)
@@ -412,7 +549,7 @@ def _incident(rows: list[dict[str, Any]], ents: list[set[str]]) -> Incident | No
         reasons.append(f"{len(hosts)} hosts: {', '.join(hosts)}")
     if shared:
         reasons.append("linked by " + ", ".join(f"{e} ({n} findings)" for e, n in shared[:6]))
-    ids = sorted(r["finding_id"] for r in rows)
+    ids = sorted(c.finding_id[i] for i in members)
     iid = "INC-" + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:10]
     return Incident(iid, ordered, score, reasons, hosts,
                     [{"entity": e, "findings": n} for e, n in shared[:50]], phases, ids)

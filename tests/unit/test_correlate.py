@@ -171,3 +171,22 @@ def test_shared_fields_link_across_chunks_as_per_row():
     assert got == [i.to_dict() for i in correlate(one)]
     assert got[0]["hosts"] == ["host0", "host2", "host4"]
     assert {"ip:10.0.0.9", "user:alice", "host:host0"} <= entities(rows[0])
+
+
+def test_a_step_shows_its_first_evidence_and_knows_mail_among_the_rest():
+    """A step keeps the first ten entries of its findings' evidence (three a finding) and
+    tells "in the mail" from any of them, as when it held all of them."""
+    def ev(n: int, table: str = "windows") -> list[dict]:
+        return [{"table": table, "source_file": f"s{n}.json", "artefact": f"a{n}",
+                 "record_id": n * 10 + k, "locator": str(k)} for k in range(4)]
+
+    rows = [_f(i, i, None, rule="same", user="CORP\\alice", evidence=ev(i))
+            for i in range(1, 6)]
+    rows.append(_f(6, 6, None, rule="same", user="CORP\\alice",
+                   evidence=[*ev(6)[:1], *ev(6, "mail")[:1]]))
+    (inc,) = correlate(pa.concat_tables([_table(rows[3:]), _table(rows[:3])]))
+    (step,) = inc.to_dict()["steps"]
+    assert step["evidence"] == [e for r in rows for e in r["evidence"][:3]][:10]
+    assert " in the mail: " in step["narrative"] and "(+5 more)" in step["narrative"]
+    alone = correlate(_table(rows[:5]))[0].to_dict()["steps"][0]
+    assert " in the mail" not in alone["narrative"]

@@ -121,3 +121,48 @@ def test_table_rows_is_to_pylist():
     chunked = pa.concat_tables([t.slice(0, 4), t.slice(4)])
     for table in (t, chunked, t.slice(0, 0)):
         assert table_rows(table) == table.to_pylist()
+
+
+def test_slices_in_order_from_many_chunks_are_the_take():
+    """Slices taken in order from a table of many chunks: the rows of ``Table.take``."""
+    import random
+
+    from tidehunt.render._polars import slices
+
+    t = pa.concat_tables([_findings()] * 7)
+    chunked = pa.concat_tables([t.slice(0, 3), t.slice(3, 0), t.slice(3, 1), t.slice(4, 40),
+                                t.slice(44)])
+    order = list(range(t.num_rows))
+    random.Random(7).shuffle(order)
+    idx = pa.array(order, pa.uint64())
+    for table in (t, chunked):
+        for rows in (1, 5, 64):
+            assert pa.concat_tables(list(slices(table, idx, rows=rows))).equals(t.take(idx))
+            assert pa.concat_tables(list(slices(table, rows=rows))).equals(t)
+    assert list(slices(t.slice(0, 0), pa.array([], pa.uint64()))) == []
+
+
+def test_renderers_give_the_same_bytes_for_any_chunking():
+    from tidehunt.render import html
+
+    t = pa.concat_tables([_findings()] * 3)
+    chunked = pa.concat_tables([t.slice(0, 7), t.slice(7, 1), t.slice(8)])
+    for mod in (jsonl, csv_timeline, html):
+        a, b = io.BytesIO(), io.BytesIO()
+        mod.render(_report(), t, a)
+        mod.render(_report(), chunked, b)
+        assert a.getvalue() == b.getvalue()
+
+
+def test_html_table_rows_by_level_then_time_as_a_stable_sort():
+    from tidehunt.correlate import LEVEL_WEIGHT
+    from tidehunt.render import html
+
+    t = pa.concat_tables([_findings().slice(0, 6), _findings()])  # ties, and a null time
+    rows = t.to_pylist()
+    want = sorted(rows, key=lambda r: (-LEVEL_WEIGHT.get(r["level"], 0), r["ts"] is None,
+                                       r["ts"].timestamp() if r["ts"] else 0.0))
+    got = html._table_rows(t)
+    assert [g[2] for g in got] == [r["rule_title"] for r in want]
+    assert [g[6] for g in got] == [r["summary"] for r in want]
+    assert html._table_rows(t.slice(0, 0)) == []

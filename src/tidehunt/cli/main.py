@@ -516,8 +516,9 @@ def _finish(args: argparse.Namespace, report: Any, min_level: Any, fail_on: str 
     from tidehunt.render import terminal
 
     case = Path(report.meta.case)
-    findings = report.load_findings(case)
     if not args.quiet:
+        # the summary reads three columns: not the events' fields of every finding
+        findings = report.load_findings(case, terminal.COLUMNS)
         terminal.render(report, findings, sys.stdout, color=not args.no_color)
         print(f"\nCase: {case}\n  findings: {case / 'findings.jsonl'}\n"
               f"  timeline: {case / 'timeline.csv'}\n  report:   {case / 'report.html'} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,13 +74,15 @@ class RunReport(BaseModel):
                              f"tidehunt understands ({REPORT_VERSION}); upgrade tidehunt")
         return cls.model_validate(raw)
 
-    def load_findings(self, case_dir: str | Path) -> pa.Table:
-        """The findings table of this run."""
+    def load_findings(self, case_dir: str | Path,
+                      columns: Sequence[str] | None = None) -> pa.Table:
+        """The findings table of this run (only ``columns``, if given)."""
         import pyarrow.parquet as pq
 
         from tidehunt.model.finding import FINDINGS_SCHEMA
 
         path = Path(case_dir) / self.findings_file
         if not path.exists():
-            return FINDINGS_SCHEMA.empty_table()
-        return pq.read_table(path)
+            empty = FINDINGS_SCHEMA.empty_table()
+            return empty if columns is None else empty.select(list(columns))
+        return pq.read_table(path, columns=None if columns is None else list(columns))

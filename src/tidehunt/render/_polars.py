@@ -18,17 +18,43 @@ def frame(findings: pa.Table) -> Any:
     return pl.from_arrow(findings)
 
 
-def slices(findings: pa.Table, order: pa.Array | None = None) -> Iterator[pa.Table]:
-    """The table in slices of SLICE_ROWS rows, in ``order`` (row indices) if given.
+def slices(findings: pa.Table, order: pa.Array | None = None,
+           rows: int | None = None) -> Iterator[pa.Table]:
+    """The table in slices of ``rows`` (SLICE_ROWS) rows, in ``order`` (row indices) if given.
 
     Taking each slice in order, rather than the whole sorted table, keeps a second copy
     of all findings out of memory.
     """
-    for start in range(0, findings.num_rows, SLICE_ROWS):
+    rows = rows or SLICE_ROWS
+    batches = findings.to_batches() if order is not None else []
+    for start in range(0, findings.num_rows, rows):
         if order is None:
-            yield findings.slice(start, SLICE_ROWS)
+            yield findings.slice(start, rows)
         else:
-            yield findings.take(order.slice(start, SLICE_ROWS))
+            yield take_rows(batches, order.slice(start, rows))
+
+
+def take_rows(batches: list[pa.RecordBatch], indices: pa.Array) -> pa.Table:
+    """The rows at ``indices`` of the table made of ``batches``, in that order.
+
+    ``Table.take`` joins each column's chunks before taking from them, a copy of the
+    whole table for every slice; this takes from each batch the rows it holds, then puts
+    the (few) rows taken in order.
+    """
+    import numpy as np
+
+    if len(batches) == 1:
+        return pa.Table.from_batches([batches[0].take(indices)])
+    idx = indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    starts = np.cumsum([0] + [b.num_rows for b in batches])
+    which = np.searchsorted(starts, idx, side="right") - 1
+    grouped = np.argsort(which, kind="stable")  # rows by batch, in order within each
+    pieces = [batches[b].take(pa.array(idx[grouped[which[grouped] == b]] - starts[b]))
+              for b in np.unique(which)]
+    where = np.empty_like(grouped)
+    where[grouped] = np.arange(len(grouped))
+    return pa.Table.from_batches(pieces, batches[0].schema).combine_chunks().take(
+        pa.array(where))
 
 
 def iso_utc(col: Any) -> Any:

@@ -23,13 +23,15 @@ import orjson
 import pyarrow as pa
 
 from tidehunt.correlate import LEVEL_WEIGHT, TACTIC_ORDER
-from tidehunt.model.finding import table_rows
+from tidehunt.model.finding import distinct, table_rows
 from tidehunt.model.report import RunReport
 
 NAME = "html"
 #: Findings embedded in the table (the rest are counted; findings.jsonl has them all).
 MAX_TABLE_ROWS = 20000
 LEVELS = ("critical", "high", "medium", "low", "informational")
+#: Rows read into Python at a time, where every finding is counted.
+_SLICE = 8192
 LEVEL_COLOR = {"critical": "#8b0000", "high": "#d62728", "medium": "#ff9f1c",
                "low": "#1f77b4", "informational": "#999999"}
 
@@ -117,9 +119,8 @@ def render(report: RunReport, findings: pa.Table, out: IO[bytes]) -> None:
 
 def page(report: RunReport, findings: pa.Table) -> str:
     """The whole report page as text."""
-    cols = ["ts", "level", "rule_title", "rule_id", "host", "tactics", "techniques", "engine",
-            "summary", "evidence"]
-    rows = table_rows(findings.select([c for c in cols if c in findings.column_names]))
+    # the page reads whole columns (counts, the timeline, the matrix) and the rows of only
+    # the findings its table shows: never a Python dict per finding
     case = report.meta.case
     title = f"tidehunt report: {case.rstrip('/').rsplit('/', 1)[-1]}"
     parts = [
@@ -138,24 +139,31 @@ def page(report: RunReport, findings: pa.Table) -> str:
         '<a href="#posture">Posture</a><a href="#versions">Rules and intel</a>'
         '<a href="#warnings">Warnings</a></nav><main>',
     ]
-    parts += _overview(report, rows)
+    parts += _overview(report, findings)
     parts += _incidents(report)
-    parts += _matrix(rows)
-    parts += _findings_table(rows)
+    parts += _matrix(findings)
+    parts += _findings_table(findings.num_rows)
     parts += _posture(report)
     parts += _versions(report)
     parts += _warnings(report)
     parts.append("</main>")
     parts.append('<script type="application/json" id="findings-data">'
-                 + _json_block(_table_rows(rows)) + "</script>")
+                 + _json_block(_table_rows(findings)) + "</script>")
     parts.append(f"<script>{_JS}</script></body></html>")
     return "\n".join(parts)
 
 
-def _overview(report: RunReport, rows: list[dict[str, Any]]) -> list[str]:
+def _values(col: pa.ChunkedArray) -> list[Any]:
+    """A column as Python values, each distinct value one object."""
+    values, idx = distinct(col)
+    return [None if i is None else values[i] for i in idx]
+
+
+def _overview(report: RunReport, findings: pa.Table) -> list[str]:
     st = report.stats
-    levels = Counter(r["level"] for r in rows)
-    hosts = {r["host"] for r in rows if r["host"]}
+    level = _values(findings.column("level"))
+    levels = Counter(level)
+    hosts = {h for h in _values(findings.column("host")) if h}
     ing = st.get("ingest", {})
     cards = [("Findings", f"{report.findings_count:,}"),
              ("Incidents", str(len(report.incidents))),
@@ -167,14 +175,14 @@ def _overview(report: RunReport, rows: list[dict[str, Any]]) -> list[str]:
     out = ['<section id="overview"><h2>Overview</h2><div class="cards">']
     out += [f'<div class="card"><b>{_e(v)}</b>{_e(k)}</div>' for k, v in cards]
     out.append("</div>")
-    out.append(_timeline_svg(rows))
+    out.append(_timeline_svg(_values(findings.column("ts")), level))
     out.append("</section>")
     return out
 
 
-def _timeline_svg(rows: list[dict[str, Any]]) -> str:
+def _timeline_svg(ts: list[Any], level: list[Any]) -> str:
     """Findings over time as stacked bars per level (inline SVG, no script)."""
-    times = [r["ts"] for r in rows if isinstance(r["ts"], datetime)]
+    times = [t for t in ts if isinstance(t, datetime)]
     if not times:
         return '<p class="muted" id="timeline">No timed findings.</p>'
     t0, t1 = min(times), max(times)
@@ -184,9 +192,9 @@ def _timeline_svg(rows: list[dict[str, Any]]) -> str:
     start = datetime.fromtimestamp(t0.timestamp() // step * step, tz=t0.tzinfo)
     nb = int((t1 - start).total_seconds() // step) + 1
     counts: dict[int, Counter[str]] = defaultdict(Counter)
-    for r in rows:
-        if isinstance(r["ts"], datetime):
-            counts[int((r["ts"] - start).total_seconds() // step)][r["level"]] += 1
+    for t, lv in zip(ts, level, strict=True):
+        if isinstance(t, datetime):
+            counts[int((t - start).total_seconds() // step)][lv] += 1
     top = max(sum(c.values()) for c in counts.values())
     w, h, left, bottom = 1000, 180, 40, 24
     bw = (w - left) / nb
@@ -240,15 +248,23 @@ def _incidents(report: RunReport) -> list[str]:
     return out
 
 
-def _matrix(rows: list[dict[str, Any]]) -> list[str]:
+def _matrix(findings: pa.Table) -> list[str]:
     from tidehunt.posture import load_coverage
 
     names = {t["id"]: t.get("name", "") for t in load_coverage().get("techniques", [])}
+    # findings of one rule share their tactics and techniques: count each pair of lists
+    pairs: Counter[tuple[tuple[str, ...], tuple[str, ...]]] = Counter()
+    both = findings.select(["tactics", "techniques"])
+    for start in range(0, both.num_rows, _SLICE):
+        part = both.slice(start, _SLICE)
+        pairs.update(zip((tuple(v or ()) for v in part.column("tactics").to_pylist()),
+                         (tuple(v or ()) for v in part.column("techniques").to_pylist()),
+                         strict=True))
     cells: dict[str, Counter[str]] = defaultdict(Counter)
-    for r in rows:
-        for tac in r["tactics"] or []:
-            for tech in r["techniques"] or []:
-                cells[tac][tech] += 1
+    for (tacs, techs), n in pairs.items():
+        for tac in tacs:
+            for tech in techs:
+                cells[tac][tech] += n
     tactics = [t for t in TACTIC_ORDER if t in cells]
     out = ['<section id="matrix"><h2>ATT&amp;CK techniques that fired</h2>']
     if not tactics:
@@ -274,13 +290,23 @@ def _matrix(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def _table_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
-    ordered = sorted(rows, key=lambda r: (-LEVEL_WEIGHT.get(r["level"], 0),
-                                          not isinstance(r["ts"], datetime),
-                                          r["ts"].timestamp() if isinstance(r["ts"], datetime)
-                                          else 0.0))
+def _table_rows(findings: pa.Table) -> list[list[Any]]:
+    """The rows of the findings table: by level (worst first), then time (none last).
+
+    The order is a stable sort, as Python's ``sorted`` of the rows by the same keys; only
+    the first MAX_TABLE_ROWS rows become Python values.
+    """
+    import numpy as np
+
+    weight = np.array([-LEVEL_WEIGHT.get(lv, 0) for lv in _values(findings.column("level"))],
+                      np.int64)
+    times, idx = distinct(findings.column("ts"))  # each distinct time made once, as before
+    keys = np.array([t.timestamp() for t in times] + [0.0], np.float64)
+    at = np.array([len(times) if i is None else i for i in idx], np.int64)
+    order = np.lexsort((keys[at], at == len(times), weight))[:MAX_TABLE_ROWS]
+    cols = ["ts", "level", "rule_title", "host", "tactics", "engine", "summary", "evidence"]
     out = []
-    for r in ordered[:MAX_TABLE_ROWS]:
+    for r in table_rows(findings.select(cols).take(pa.array(order, pa.int64()))):
         ev = r.get("evidence") or []
         e0 = ev[0] if ev else {}
         cite = " ".join(str(x) for x in (e0.get("source_file"), e0.get("record_id")
@@ -292,9 +318,9 @@ def _table_rows(rows: list[dict[str, Any]]) -> list[list[Any]]:
     return out
 
 
-def _findings_table(rows: list[dict[str, Any]]) -> list[str]:
-    more = (f' <span class="muted">({len(rows) - MAX_TABLE_ROWS:,} more in findings.jsonl)'
-            "</span>" if len(rows) > MAX_TABLE_ROWS else "")
+def _findings_table(count: int) -> list[str]:
+    more = (f' <span class="muted">({count - MAX_TABLE_ROWS:,} more in findings.jsonl)'
+            "</span>" if count > MAX_TABLE_ROWS else "")
     return [
         f'<section id="findings"><h2>Findings</h2>{more}',
         '<div class="filters"><input id="q" type="search" placeholder="search all columns" '

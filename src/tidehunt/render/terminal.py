@@ -15,6 +15,10 @@ _STYLE = {"critical": "bold red", "high": "red", "medium": "yellow", "low": "cya
           "informational": "dim"}
 
 
+#: The findings columns the summary reads.
+COLUMNS = ("rule_title", "level", "tactics")
+
+
 def render(report: RunReport, findings: pa.Table, out: IO[str], *, color: bool = True,
            top: int = 10) -> None:
     """Print the summary: input, rules, findings by level, top rules, tactics, timings."""
