@@ -28,18 +28,14 @@ class SparkCase:
     since: datetime | None = None
     until: datetime | None = None
 
-    def frame(self, table: str, columns: list[str] | None = None) -> Any:
-        """A DataFrame over the table's parts (Parquet schemas merged), only ``columns``
-        of it where given (any case; those it lacks are left out), within the window."""
+    def frame(self, table: str) -> Any:
+        """A DataFrame over the table's parts (Parquet schemas merged), in the window."""
         from pyspark.sql import functions as F
 
         from tidehunt.detect.sigma.spark import spark_paths
 
         parts = spark_paths(self.store, [str(p) for p in self.store.parts(table)])
         df = self.spark.read.option("mergeSchema", "true").parquet(*parts)
-        if columns is not None:
-            want = {c.lower() for c in columns}
-            df = df.select(*[F.col(f"`{c}`") for c in df.columns if c.lower() in want])
         if self.since is not None:
             df = df.where(F.col("ts") >= F.lit(self.since))
         if self.until is not None:

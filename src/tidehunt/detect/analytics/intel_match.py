@@ -95,7 +95,7 @@ _HIT_COLS = ("i.type, i.value, i.source, i.age_days, i.lifetime_days, i.score, i
 #: (a handful), where a range join would compare every address with every network.
 #: The CTEs are materialised so the numbering runs once per distinct address and the
 #: shifted keys exist before the hash joins (inlined, DuckDB plans a cross product).
-_CIDR_SQL = f"""
+_INSIDE_SQL = """
     ipn AS MATERIALIZED (SELECT v, th_ip_num(v) AS num
                          FROM (SELECT DISTINCT v FROM o WHERE kind = 'ip')),
     net AS (SELECT value, CAST(net_shift AS UHUGEINT) AS sh,
@@ -106,7 +106,8 @@ _CIDR_SQL = f"""
         FROM ipn p CROSS JOIN (SELECT DISTINCT sh FROM net) s WHERE p.num IS NOT NULL),
     inside AS MATERIALIZED (
         SELECT p.v, p.num, net.value FROM probe p
-        JOIN net ON net.sh = p.sh AND net.key = p.key),
+        JOIN net ON net.sh = p.sh AND net.key = p.key)"""
+_CIDR_SQL = _INSIDE_SQL + f""",
     wnet AS (SELECT CAST(net_shift AS UHUGEINT) AS sh,
                     CAST(net_lo AS UHUGEINT) >> CAST(net_shift AS UHUGEINT) AS key
              FROM intel_warn_net),
@@ -292,29 +293,23 @@ def spark_candidates(con: Any, job: SparkCase, obs: dict[str, list[str]],
     matches, so the local engine's join over them gives its findings exactly."""
     keys = con.sql("SELECT DISTINCT type, value FROM intel_live WHERE type <> 'cidr'"
                    ).to_arrow_table()
-    frames = []
-    for table, queries in obs.items():
-        df = job.frame(table)
-        for q in queries:
-            frames.append(duckdb_map(df, table, _OBS_CAST.format(q=q), OBS_SCHEMA, OBS_DDL))
-    union = frames[0]
-    for f in frames[1:]:
-        union = union.unionAll(f)
+    def scan(sql: str, tables: dict[str, pa.Table] | None = None) -> Any:
+        """Every table's observations through ``sql`` ({q}: one observation query)."""
+        frames = [duckdb_map(job.frame(table), table, sql.format(q=_OBS_CAST.format(q=q)),
+                             OBS_SCHEMA, OBS_DDL, tables)
+                  for table, queries in obs.items() for q in queries]
+        union = frames[0]
+        for f in frames[1:]:
+            union = union.unionAll(f)
+        return union
+
     inside = pa.table({"v": pa.array([], pa.string())})
     if cidr:
-        ips = union.where("kind = 'ip'").select("v").distinct().toArrow()
+        ips = scan("{q}").where("kind = 'ip'").select("v").distinct().toArrow()
         con.register("intel_obs_ip", ips)
         inside = con.sql(f"""WITH o AS (SELECT 'ip' AS kind, v FROM intel_obs_ip),
-            {_CIDR_SQL.split("cidr_hit AS")[0].rstrip().rstrip(",")}
+            {_INSIDE_SQL}
             SELECT DISTINCT v FROM inside""").to_arrow_table()
         con.unregister("intel_obs_ip")
-    keep = []
-    for table, queries in obs.items():
-        df = job.frame(table)
-        for q in queries:
-            keep.append(duckdb_map(df, table, _KEEP.format(q=_OBS_CAST.format(q=q)),
-                                   OBS_SCHEMA, OBS_DDL, {"keys": keys, "inside": inside}))
-    out = keep[0]
-    for f in keep[1:]:
-        out = out.unionAll(f)
+    out = scan(_KEEP, {"keys": keys, "inside": inside})
     return out.toArrow().cast(OBS_SCHEMA)
