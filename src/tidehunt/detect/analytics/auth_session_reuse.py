@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
 from tidehunt.detect.analytics._auth import AUTH_EVIDENCE
-from tidehunt.detect.analytics.base import Analytic, findings_from_rows, meta, query
+from tidehunt.detect.analytics.base import Analytic, findings_from_rows, in_bucket, meta, query
 from tidehunt.model.finding import Finding
 from tidehunt.model.rule import RuleMeta
 
@@ -17,8 +17,10 @@ class AuthSessionReuse(Analytic):
 
     NAME: ClassVar[str] = "auth_session_reuse"
     READS: ClassVar[frozenset[str]] = frozenset({"auth"})
-    #: Why it runs on the driver under --engine spark (its findings span keys).
-    DRIVER: ClassVar[str] = "groups by session and by token ID, and one sign-in has both"
+    #: --engine spark: each sign-in goes to the bucket of its session ID and to that of
+    #: its token ID; a bucket reports the IDs that are its own (``in_bucket``).
+    PARTITION: ClassVar[Mapping[str, str]] = {"auth": "[session_id, token_id]"}
+    PARTITION_KEEP: ClassVar[Mapping[str, str]] = {"auth": "src_ip IS NOT NULL"}
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0040", "One session or token used from two addresses", "high",
         ["T1550.004", "T1539", "T1528"], ["defense-evasion", "lateral-movement",
@@ -49,7 +51,7 @@ class AuthSessionReuse(Analytic):
                      'addresses': string_agg(DISTINCT src_ip, ', ' ORDER BY src_ip)}}
                        AS matched,
                    {AUTH_EVIDENCE} AS ev
-            FROM ids WHERE sid IS NOT NULL AND sid <> ''
+            FROM ids WHERE sid IS NOT NULL AND sid <> '' AND {in_bucket('sid')}
             GROUP BY sid HAVING count(DISTINCT net) >= 2
             ORDER BY min(ts), sid""")
         yield from findings_from_rows(self.META, rows, "auth")

@@ -80,6 +80,44 @@ def meta(id: str, title: str, level: str, techniques: Iterable[str],
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A table an analytic computes from the case before it runs (``Analytic.prepared``).
+
+    ``over`` is a table name, or keys per table as in ``Analytic.PARTITION``. With a
+    table name, ``sql`` (DuckDB) reads that table only (and the driver's small prepared
+    tables), and under ``--engine spark`` it runs over each Arrow batch of the table's
+    rows, without a shuffle. With keys, it runs over each bucket of keys, as a
+    partitioned analytic does (with ``keep`` as ``PARTITION_KEEP``). Either way the
+    analytic must read the table so that its answer is the same whether the table is
+    ``sql`` over all the rows or the union of ``sql`` over any such split of them: a
+    filter or projection of rows, or partial aggregates it aggregates again (a minimum
+    of minimums, a sum of counts over disjoint keys). ``sql`` may read the tables of
+    the analytic's earlier ``Prepared`` computed over a table name.
+    """
+
+    name: str
+    sql: str
+    over: str | Mapping[str, str]
+    keep: Mapping[str, str] | None = None
+
+
+def lit(value: str) -> str:
+    """A DuckDB string literal (for SQL that is shipped whole, without parameters)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def in_bucket(expr: str) -> str:
+    """True for the rows whose ``expr`` is one of this run's keys: on a Spark bucket of a
+    ``PARTITION`` whose key is a list (one row going to several buckets), the groups
+    keyed by ``expr`` that belong to that bucket; locally, every row."""
+    return f"in_bucket({expr})"
+
+
+#: The local engine's ``in_bucket`` (every key is this run's).
+IN_BUCKET_LOCAL = "CREATE OR REPLACE TEMP MACRO in_bucket(x) AS true"
+
+
 class Analytic(abc.ABC):
     """One detection over whole tables (SQL or Arrow), with its own rule metadata."""
 
@@ -99,6 +137,8 @@ class Analytic(abc.ABC):
     #: table) such that its findings over all rows are the union of its findings over the
     #: rows of each key: it then runs on the Spark executors, on one bucket of keys at a
     #: time (``tidehunt.detect.spark_tables.run_partitioned``). None: on the driver.
+    #: A key that is a list sends the row to the bucket of each of its values; the
+    #: analytic then keeps only the groups whose key is the bucket's (:func:`in_bucket`).
     PARTITION: ClassVar[Mapping[str, str] | None] = None
     #: With ``PARTITION``: per table, a condition (DuckDB, over that table) that every
     #: row it reads meets, so that Spark shuffles only those.
@@ -106,6 +146,19 @@ class Analytic(abc.ABC):
     #: Without ``SPARK`` or ``PARTITION``: why the analytic's findings cannot be split by
     #: any key (it runs on the driver's DuckDB under ``--engine spark``, and says so).
     DRIVER: ClassVar[str] = ""
+
+    #: True when ``run`` reads only its :meth:`prepared` tables and the driver's small
+    #: prepared ones (``SHARED_TABLES``): under ``--engine spark`` the executors compute
+    #: the prepared tables and ``run`` reduces them on the driver, on a connection that
+    #: has nothing else.
+    REDUCE: ClassVar[bool] = False
+
+    def prepared(self, con: Any) -> list[Prepared]:
+        """Tables the analytic computes from the case before ``run`` reads them (``con``:
+        the driver's connection over the whole case, to see which columns it has).
+        Locally each is a temporary table over all the rows; under ``--engine spark``
+        each is computed on the executors and collected (see :class:`Prepared`)."""
+        return []
 
     def run_spark(self, con: Any, ctx: RunContext, job: Any) -> Iterator[Finding]:
         """The same findings with the table scans on Spark (``job``: a

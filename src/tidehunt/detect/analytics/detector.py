@@ -18,7 +18,7 @@ import pyarrow as pa
 from tidehunt import registry
 from tidehunt.case.store import CaseStore
 from tidehunt.context import RunContext
-from tidehunt.detect.analytics.base import Analytic, has_table
+from tidehunt.detect.analytics.base import IN_BUCKET_LOCAL, Analytic, Prepared, has_table
 from tidehunt.detect.base import Detector
 from tidehunt.intel.live import IntelOptions, live_table, warn_net_table
 from tidehunt.intel.warninglist import Warninglist
@@ -302,13 +302,14 @@ class AnalyticsDetector(Detector):
             limit_duckdb(con, budget, work / "spill")
             self.stats.intel = prepare(con, opt.org, opt.intel, opt.kev, opt.geoip,
                                        opt.risky_networks, work)
+            con.execute(IN_BUCKET_LOCAL)
             job = None
             if opt.spark is not None:
                 from tidehunt.detect.sigma.spark import session
                 from tidehunt.detect.spark_tables import SparkCase
 
                 job = SparkCase(session(opt.spark), store, opt.since, opt.until)
-            schemes: dict[Scheme, dict[str, type[Analytic]]] = {}
+            todo: dict[str, type[Analytic]] = {}
             for name, cls in analytics().items():
                 if cls.META.id.lower() in excluded or name in excluded:
                     self.stats.excluded += 1
@@ -322,33 +323,12 @@ class AnalyticsDetector(Detector):
                         {"analytic": name, "id": cls.META.id,
                          "reason": f"case has no {', '.join(missing)} rows"})
                     continue
-                if job is not None and cls.PARTITION:  # on the executors, below
-                    scheme = (tuple(sorted(cls.PARTITION.items())),
-                              tuple(sorted((cls.PARTITION_KEEP or {}).items())))
-                    schemes.setdefault(scheme, {})[name] = cls
-                    continue
-                t0 = time.perf_counter()
-                try:
-                    if job is not None and cls.SPARK:
-                        found_it = cls().run_spark(con, ctx, job)
-                        self.stats.spark.append(name)
-                    else:
-                        found_it = cls().run(con, ctx)
-                        if job is not None:
-                            self.stats.driver.append({"analytic": name, "id": cls.META.id,
-                                                      "reason": cls.DRIVER or "no key"})
-                    found = [f for f in found_it if f.rule.severity >= opt.min_level]
-                except Exception as exc:  # noqa: BLE001 - reported; one broken analytic ends no hunt
-                    self.stats.failed.append({"analytic": name, "id": cls.META.id,
-                                              "error": f"{type(exc).__name__}: {exc}"})
-                    log.warning("analytic %s failed: %s", name, exc)
-                    log.debug("%s", traceback.format_exc())
-                    continue
-                self.stats.seconds[name] = round(time.perf_counter() - t0, 3)
-                self.stats.ran.append(name)
-                out.extend(found)
-            if job is not None and schemes:
-                spark_out = self._partitioned(con, job, schemes)
+                todo[name] = cls
+            if job is not None:
+                spark_out = self._spark(con, job, ctx, todo, out)
+            else:
+                for name, cls in todo.items():
+                    self._local(con, ctx, name, cls, out)
         finally:
             con.close()
             shutil.rmtree(work, ignore_errors=True)
@@ -360,39 +340,171 @@ class AnalyticsDetector(Detector):
         if not self.stats.findings:
             yield pa.RecordBatch.from_pylist([], schema=FINDINGS_SCHEMA)
 
-    def _partitioned(self, con: Any, job: Any,
-                     schemes: dict[Scheme, dict[str, type[Analytic]]]) -> list[pa.Table]:
-        """The partitioned analytics on Spark, one job per partitioning scheme."""
-        from tidehunt.detect.spark_tables import run_partitioned
-        from tidehunt.network import net_cloud_sql, net_flow_sql
+    def _fail(self, name: str, cls: type[Analytic], exc: BaseException | str) -> None:
+        err = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+        self.stats.failed.append({"analytic": name, "id": cls.META.id, "error": err})
+        log.warning("analytic %s failed: %s", name, err)
+        if not isinstance(exc, str):
+            log.debug("%s", traceback.format_exc())
+
+    def _local(self, con: Any, ctx: RunContext, name: str, cls: type[Analytic],
+               out: list[Finding], spark: Any = None) -> None:
+        """One analytic on the driver's DuckDB (its prepared tables first, unless they
+        were computed on Spark); a failing one is reported, the others go on."""
+        t0 = time.perf_counter()
+        try:
+            inst = cls()
+            if spark is not None and cls.SPARK:
+                found_it = inst.run_spark(con, ctx, spark)
+                self.stats.spark.append(name)
+            else:
+                if spark is None:  # (through Arrow, as Spark's executors return them)
+                    for p in inst.prepared(con):
+                        con.register(p.name, con.sql(p.sql).to_arrow_table())
+                found_it = inst.run(con, ctx)
+            found = [f for f in found_it if f.rule.severity >= self.options.min_level]
+        except Exception as exc:  # noqa: BLE001 - reported; one broken analytic ends no hunt
+            self._fail(name, cls, exc)
+            return
+        self.stats.seconds[name] = round(time.perf_counter() - t0, 3)
+        self.stats.ran.append(name)
+        out.extend(found)
+
+    def _spark(self, con: Any, job: Any, ctx: RunContext, todo: dict[str, type[Analytic]],
+               out: list[Finding]) -> list[pa.Table]:
+        """``--engine spark``: each analytic's prepared tables computed on the executors
+        (scans of one table batch by batch, then those per key bucket), then the
+        analytics: partitioned ones on the executors bucket by bucket, reducing ones on
+        the driver over their prepared tables only, Spark jobs of their own (the IOC
+        join), and any other on the driver, with its reason."""
+        from tidehunt.detect.spark_tables import empty_result, run_partitioned, run_scans
 
         shared = {n: con.sql(f'SELECT * FROM "{n}"').to_arrow_table()
                   for n in SHARED_TABLES if has_table(con, n)}
+        preps: dict[str, list[Prepared]] = {}
+        for name, cls in list(todo.items()):
+            try:
+                preps[name] = cls().prepared(con)
+            except Exception as exc:  # noqa: BLE001 - reported, as a failing run would be
+                self._fail(name, cls, exc)
+                del todo[name]
+        owner = {p.name: name for name, ps in preps.items() for p in ps}
+        broken: set[str] = set()
+        made: dict[str, pa.Table] = {}
+
+        def keep(name: str, got: pa.Table | str, t0: float) -> None:
+            who = owner[name]
+            if isinstance(got, str):
+                if who not in broken:
+                    self._fail(who, todo[who], got)
+                broken.add(who)
+                return
+            made[name] = got
+            con.register(name, got)
+            self.stats.seconds[who] = self.stats.seconds.get(who, 0.0) + round(
+                time.perf_counter() - t0, 3)
+
+        scans: dict[str, dict[str, str]] = {}
+        staged: dict[Scheme, dict[str, str]] = {}
+        for ps in preps.values():
+            for p in ps:
+                if isinstance(p.over, str):
+                    scans.setdefault(p.over, {})[p.name] = p.sql
+                else:
+                    scheme = (tuple(sorted(p.over.items())),
+                              tuple(sorted((p.keep or {}).items())))
+                    staged.setdefault(scheme, {})[p.name] = p.sql
+        setup = [*calendar_macros(self.options.org), IN_BUCKET_LOCAL]
+        for table, sqls in scans.items():
+            t0 = time.perf_counter()
+            shape = con.sql(f'SELECT * FROM "{table}" LIMIT 0').to_arrow_table()
+            for name, got in run_scans(job, table, sqls, shared, setup, shape).items():
+                keep(name, got, t0)
+        buckets = int(job.spark.conf.get("spark.sql.shuffle.partitions", "200"))
+        for (keys, kept), sqls in staged.items():
+            t0 = time.perf_counter()
+            mapping, bshared, bsetup = self._buckets(con, dict(keys), {**shared, **made})
+            res = run_partitioned(job, mapping, {}, bshared, bsetup,
+                                  int(self.options.min_level), buckets, dict(kept), sqls)
+            for name, r in res.items():
+                keep(name, r.errors[0] if r.errors else
+                     pa.concat_tables(r.tables, promote_options="permissive") if r.tables
+                     else empty_result(sqls[name], bshared, bsetup), t0)
+        schemes: dict[Scheme, dict[str, type[Analytic]]] = {}
+        for name, cls in todo.items():
+            if name in broken:
+                continue
+            if cls.PARTITION:  # on the executors, below
+                scheme = (tuple(sorted(cls.PARTITION.items())),
+                          tuple(sorted((cls.PARTITION_KEEP or {}).items())))
+                schemes.setdefault(scheme, {})[name] = cls
+            elif cls.REDUCE:
+                self._reduce(name, cls, ctx, {**shared, **made}, out)
+            else:
+                self._local(con, ctx, name, cls, out, spark=job)
+                if not cls.SPARK and name in self.stats.ran:
+                    self.stats.driver.append({"analytic": name, "id": cls.META.id,
+                                              "reason": cls.DRIVER or "no key"})
+        if not schemes:
+            return []
+        return self._partitioned(con, job, schemes, {**shared, **made})
+
+    def _reduce(self, name: str, cls: type[Analytic], ctx: RunContext,
+                tables: dict[str, pa.Table], out: list[Finding]) -> None:
+        """A reducing analytic on the driver, over its prepared tables (computed on
+        Spark) and the small shared ones, on a connection that has nothing else."""
+        import duckdb
+
+        red = duckdb.connect()
+        try:
+            for n, t in tables.items():
+                red.register(n, t)
+            for sql in [*calendar_macros(self.options.org), IN_BUCKET_LOCAL]:
+                red.execute(sql)
+            self._local(red, ctx, name, cls, out, spark=True)
+        finally:
+            red.close()
+        if name in self.stats.ran:
+            self.stats.spark.append(name)
+
+    def _buckets(self, con: Any, scheme: dict[str, str], shared: dict[str, pa.Table]
+                 ) -> tuple[dict[str, str], dict[str, pa.Table], list[str]]:
+        """A partitioning's keys for the tables the case has, the tables each bucket
+        gets (the shared ones, and the case's view of each of its tables with no rows,
+        for their columns) and the setup each bucket runs (macros, its own flows)."""
+        from tidehunt.network import net_cloud_sql, net_flow_sql
+
+        mapping = {t: key for t, key in scheme.items() if has_table(con, t)}
+        empty = {t: con.sql(f'SELECT * FROM "{t}" LIMIT 0').to_arrow_table() for t in mapping}
+        setup = calendar_macros(self.options.org)
+        if set(mapping) & {"net_conn", "proxy"}:  # each bucket's clients' own flows
+            setup += [net_flow_sql(set(mapping), table=True), net_cloud_sql(set(mapping))]
+        if "file" in mapping:
+            setup.append(WEBROOT_FILE_SQL)
+        return mapping, {**shared, **empty}, setup
+
+    def _partitioned(self, con: Any, job: Any,
+                     schemes: dict[Scheme, dict[str, type[Analytic]]],
+                     shared: dict[str, pa.Table]) -> list[pa.Table]:
+        """The partitioned analytics on Spark, one job per partitioning scheme."""
+        from tidehunt.detect.spark_tables import run_partitioned
+
         buckets = int(job.spark.conf.get("spark.sql.shuffle.partitions", "200"))
         tables: list[pa.Table] = []
         for (scheme, keep), group in schemes.items():
-            mapping = {t: key for t, key in scheme if has_table(con, t)}
-            # a bucket without rows of a table still has it (empty), as the case has
-            empty = {t: con.sql(f'SELECT * FROM "{t}" LIMIT 0').to_arrow_table()
-                     for t in mapping}
-            setup = calendar_macros(self.options.org)
-            if set(mapping) & {"net_conn", "proxy"}:  # each bucket's clients' own flows
-                setup += [net_flow_sql(set(mapping), table=True), net_cloud_sql(set(mapping))]
-            if "file" in mapping:
-                setup.append(WEBROOT_FILE_SQL)
-            res = run_partitioned(job, mapping, group, {**shared, **empty}, setup,
+            mapping, bshared, setup = self._buckets(con, dict(scheme), shared)
+            res = run_partitioned(job, mapping, group, bshared, setup,
                                   int(self.options.min_level), buckets, dict(keep))
             for name, r in res.items():
                 cls = group[name]
                 if r.errors:
-                    self.stats.failed.append({"analytic": name, "id": cls.META.id,
-                                              "error": r.errors[0]})
-                    log.warning("analytic %s failed on Spark: %s", name, r.errors[0])
+                    self._fail(name, cls, r.errors[0])
                     continue
-                self.stats.seconds[name] = round(r.seconds, 3)
+                self.stats.seconds[name] = round(self.stats.seconds.get(name, 0.0)
+                                                 + r.seconds, 3)
                 self.stats.ran.append(name)
                 self.stats.spark.append(name)
-                tables.extend(r.findings)
+                tables.extend(r.tables)
         return tables
 
     def summary(self) -> dict[str, Any]:

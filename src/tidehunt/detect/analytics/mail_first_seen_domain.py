@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
 from tidehunt.detect.analytics.base import (
     Analytic,
+    Prepared,
     findings_from_rows,
     has_table,
     meta,
@@ -26,8 +27,9 @@ class MailFirstSeenDomain(Analytic):
 
     NAME: ClassVar[str] = "mail_first_seen_domain"
     READS: ClassVar[frozenset[str]] = frozenset({"mail"})
-    #: Why it runs on the driver under --engine spark (its findings span keys).
-    DRIVER: ClassVar[str] = "compares each sender domain with the history of all the mail"
+    #: --engine spark: by sender domain, with the start of the mail history and the
+    #: flagged attachments (both prepared from scans of their tables) beside each bucket.
+    PARTITION: ClassVar[Mapping[str, str]] = {"mail": "from_domain"}
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0030", "First mail from a sender domain never seen before", "low",
         ["T1566.001", "T1566.002", "T1583.001"], ["initial-access", "resource-development"],
@@ -38,15 +40,23 @@ class MailFirstSeenDomain(Analytic):
         "when that first mail's attachment was flagged.",
         ["https://attack.mitre.org/techniques/T1583/001/"], __name__)
 
+    def prepared(self, con: Any) -> list[Prepared]:
+        """The mail history's start (a minimum per batch) and the flagged attachments."""
+        out = [Prepared("mfsd_start", "SELECT min(ts) AS t0 FROM mail", "mail")]
+        if has_table(con, "mail_attachment"):
+            out.append(Prepared(
+                "mfsd_flagged", "SELECT _artefact, mail_locator FROM mail_attachment "
+                "WHERE severity IN ('medium', 'high', 'critical')", "mail_attachment"))
+        return out
+
     def run(self, con: Any, ctx: RunContext) -> Iterator[Finding]:
         """One finding per new domain."""
-        att = ("EXISTS (SELECT 1 FROM mail_attachment a WHERE a._artefact = f._artefact AND "
-               "a.mail_locator = f._locator AND a.severity IN ('medium', 'high', 'critical'))"
-               if has_table(con, "mail_attachment") else "false")
+        att = ("EXISTS (SELECT 1 FROM mfsd_flagged a WHERE a._artefact = f._artefact AND "
+               "a.mail_locator = f._locator)" if has_table(con, "mfsd_flagged") else "false")
         rows = query(con, f"""
             WITH own AS (SELECT d FROM mail_own_domain UNION SELECT domain FROM org_domain
                          UNION SELECT unnest(domains) FROM org_trusted),
-            start AS (SELECT min(ts) AS t0 FROM mail),
+            start AS (SELECT min(t0) AS t0 FROM mfsd_start),
             per AS (SELECT from_domain, count(*) AS n, min(ts) AS first_ts FROM mail
                     WHERE from_domain IS NOT NULL AND ts IS NOT NULL GROUP BY from_domain),
             f AS (SELECT m.*, per.n FROM mail m JOIN per ON m.from_domain = per.from_domain

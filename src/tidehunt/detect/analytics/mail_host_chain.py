@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
-from tidehunt.detect.analytics.base import Analytic, findings_from_rows, has_table, meta, query
+from tidehunt.detect.analytics.base import (
+    MAIL_PARTITION,
+    Analytic,
+    Prepared,
+    findings_from_rows,
+    has_table,
+    meta,
+    query,
+)
 from tidehunt.model.finding import Finding
 from tidehunt.model.rule import RuleMeta
 
@@ -28,8 +36,12 @@ class MailHostChain(Analytic):
 
     NAME: ClassVar[str] = "mail_host_chain"
     READS: ClassVar[frozenset[str]] = frozenset({"mail", "windows"})
-    #: Why it runs on the driver under --engine spark (its findings span keys).
-    DRIVER: ClassVar[str] = "follows each mail's attachments and links into the events of any host"
+    #: --engine spark: in two stages. Each mail's needles (attachment names and hashes,
+    #: link domains) come from its message's bucket (with its attachments); the Windows
+    #: events then go by host, each bucket with every mail's needles.
+    PARTITION: ClassVar[Mapping[str, str]] = {"windows": "lower(host)"}
+    PARTITION_KEEP: ClassVar[Mapping[str, str]] = {
+        "windows": f"event_id IN ({', '.join(map(str, _EVENTS))})"}
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0032", "Phishing chain: a mailed attachment or link reaches a host",
         "high", ["T1566.001", "T1566.002", "T1204.002", "T1203"],
@@ -42,6 +54,35 @@ class MailHostChain(Analytic):
         "critical. Outlook writing lure.rtf, then EQNEDT32, then bitsadmin, is one story.",
         ["https://attack.mitre.org/techniques/T1566/001/",
          "https://attack.mitre.org/techniques/T1204/002/"], __name__)
+
+    def prepared(self, con: Any) -> list[Prepared]:
+        """Each mail's needles: its attachments' names and hashes, its links' domains."""
+        att_sql = "SELECT NULL AS mloc, NULL AS art, NULL AS kind, NULL AS needle, " \
+                  "NULL AS sha, NULL AS md5 WHERE false"
+        if has_table(con, "mail_attachment"):
+            att_sql = f"""
+                SELECT mail_locator AS mloc, _artefact AS art, 'attachment' AS kind,
+                       lower(filename) AS needle, lower(sha256) AS sha, lower(md5) AS md5
+                FROM mail_attachment
+                WHERE length(filename) >= 6 AND kind NOT IN ('image', 'empty')
+                  AND NOT regexp_full_match(lower(filename), '{GENERIC_RX}')"""
+        return [Prepared("mhc_needles", f"""
+            WITH own AS (SELECT d FROM mail_own_domain UNION SELECT domain FROM org_domain),
+            needles AS (
+                {att_sql}
+                UNION ALL
+                SELECT _locator, _artefact, 'link',
+                       lower(regexp_extract(u, '^[a-z]+://([^/:?#@]+)', 1)), NULL, NULL
+                FROM (SELECT _locator, _artefact,
+                             unnest(string_split(urls, chr(10))) AS u FROM mail
+                      WHERE urls IS NOT NULL))
+            SELECT DISTINCT n.*, m.ts AS mts, m.subject, m.from_addr,
+                   m.source_file AS msrc
+            FROM needles n JOIN mail m ON m._locator = n.mloc AND m._artefact = n.art
+            WHERE n.needle IS NOT NULL AND length(n.needle) >= 4
+              AND (n.kind = 'attachment' OR (n.needle NOT IN (SELECT d FROM own)
+                   AND NOT EXISTS (SELECT 1 FROM own o WHERE n.needle LIKE '%.' || o.d)))""",
+                         MAIL_PARTITION)]
 
     def run(self, con: Any, ctx: RunContext) -> Iterator[Finding]:
         """One finding per (mail, host)."""
@@ -59,33 +100,9 @@ class MailHostChain(Analytic):
         hashes, query_name, dest = col("Hashes"), col("QueryName"), col("DestinationHostname")
         if image == "''" and target == "''" and cmd == "''" and query_name == "''":
             return
-        att_sql = "SELECT NULL AS mloc, NULL AS art, NULL AS kind, NULL AS needle, " \
-                  "NULL AS sha, NULL AS md5 WHERE false"
-        if has_table(con, "mail_attachment"):
-            att_sql = f"""
-                SELECT mail_locator AS mloc, _artefact AS art, 'attachment' AS kind,
-                       lower(filename) AS needle, lower(sha256) AS sha, lower(md5) AS md5
-                FROM mail_attachment
-                WHERE length(filename) >= 6 AND kind NOT IN ('image', 'empty')
-                  AND NOT regexp_full_match(lower(filename), '{GENERIC_RX}')"""
         events = ", ".join(map(str, _EVENTS))
         rows = query(con, f"""
-            WITH own AS (SELECT d FROM mail_own_domain UNION SELECT domain FROM org_domain),
-            needles AS (
-                {att_sql}
-                UNION ALL
-                SELECT _locator, _artefact, 'link',
-                       lower(regexp_extract(u, '^[a-z]+://([^/:?#@]+)', 1)), NULL, NULL
-                FROM (SELECT _locator, _artefact,
-                             unnest(string_split(urls, chr(10))) AS u FROM mail
-                      WHERE urls IS NOT NULL)),
-            n AS (SELECT DISTINCT n.*, m.ts AS mts, m.subject, m.from_addr,
-                         m.source_file AS msrc
-                  FROM needles n JOIN mail m ON m._locator = n.mloc AND m._artefact = n.art
-                  WHERE n.needle IS NOT NULL AND length(n.needle) >= 4
-                    AND (n.kind = 'attachment' OR (n.needle NOT IN (SELECT d FROM own)
-                         AND NOT EXISTS (SELECT 1 FROM own o
-                                         WHERE n.needle LIKE '%.' || o.d)))),
+            WITH n AS (SELECT * FROM mhc_needles),
             w AS (SELECT * FROM windows w WHERE event_id IN ({events})),
             touch AS (
                 SELECT n.*, w.host AS whost, w.ts AS wts, w._artefact AS wart,

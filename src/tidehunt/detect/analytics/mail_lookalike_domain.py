@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
-from tidehunt.detect.analytics.base import Analytic, findings_from_rows, meta, query
+from tidehunt.detect.analytics.base import Analytic, findings_from_rows, in_bucket, meta, query
 from tidehunt.model.finding import Finding
 from tidehunt.model.rule import RuleMeta
 
@@ -17,6 +17,13 @@ _EV = ("{'table': 'mail', 'artefact': _artefact, 'locator': _locator, 'source_fi
        "source_file, 'line': NULL::BIGINT, 'ts': ts}")
 _EVIDENCE = ("list({'table': 'mail', 'artefact': _artefact, 'locator': _locator, "
              "'source_file': source_file, 'line': NULL::BIGINT, 'ts': ts} ORDER BY ts)[1:1000]")
+#: A Reply-To address's domain, and a link's host (``u``), as the analytic compares them.
+REPLY_DOMAIN_SQL = "lower(regexp_extract(reply_to, '@(.+)$', 1))"
+LINK_DOMAIN_SQL = "lower(regexp_extract(u, '^[a-z]+://([^/:?#@]+)', 1))"
+#: Every domain of a message (sender, Reply-To, links): its keys under --engine spark.
+DOMAINS_SQL = (f"list_concat([lower(from_domain), {REPLY_DOMAIN_SQL}], list_transform("
+               f"coalesce(string_split(urls, chr(10)), []::VARCHAR[]), "
+               f"lambda u: {LINK_DOMAIN_SQL}))")
 
 
 class MailLookalikeDomain(Analytic):
@@ -26,9 +33,9 @@ class MailLookalikeDomain(Analytic):
 
     NAME: ClassVar[str] = "mail_lookalike_domain"
     READS: ClassVar[frozenset[str]] = frozenset({"mail"})
-    #: Why it runs on the driver under --engine spark (its findings span keys).
-    DRIVER: ClassVar[str] = ("groups by look-alike domain, of which one message has "
-                             "several (sender, reply-to, links)")
+    #: --engine spark: a message goes to the bucket of each of its domains; a bucket
+    #: reports the domains that are its own (``in_bucket``).
+    PARTITION: ClassVar[Mapping[str, str]] = {"mail": DOMAINS_SQL}
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0022", "Mail from a look-alike of the organisation's own domain", "high",
         ["T1566.001", "T1566.002", "T1583.001", "T1036"],
@@ -53,11 +60,9 @@ class MailLookalikeDomain(Analytic):
                 SELECT m._artefact AS art, m._locator AS loc, 'from' AS role,
                        lower(m.from_domain) AS d FROM mail m
                 UNION ALL
-                SELECT _artefact, _locator, 'reply_to',
-                       lower(regexp_extract(reply_to, '@(.+)$', 1)) FROM mail
+                SELECT _artefact, _locator, 'reply_to', {REPLY_DOMAIN_SQL} FROM mail
                 UNION ALL
-                SELECT _artefact, _locator, 'link',
-                       lower(regexp_extract(u, '^[a-z]+://([^/:?#@]+)', 1))
+                SELECT _artefact, _locator, 'link', {LINK_DOMAIN_SQL}
                 FROM (SELECT _artefact, _locator, unnest(string_split(urls, chr(10))) AS u
                       FROM mail WHERE urls IS NOT NULL)),
             cand AS (
@@ -84,5 +89,5 @@ class MailLookalikeDomain(Analytic):
                    {{'domain': dom, 'own_domain': min(own_domain), 'role': min(role),
                      'from': min(from_addr), 'subject': min(subject)}} AS matched,
                    list(DISTINCT {_EV} ORDER BY {_EV})[1:1000] AS ev
-            FROM hit GROUP BY dom ORDER BY min(ts)""")
+            FROM hit WHERE {in_bucket('dom')} GROUP BY dom ORDER BY min(ts)""")
         yield from findings_from_rows(self.META, rows, "mail")

@@ -3,12 +3,25 @@ median hour and its peers, in the organisation's time zone and business calendar
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
-from tidehunt.detect.analytics._net import FLOW_EVIDENCE_SQL, host_of, level_sql, parts_sql
-from tidehunt.detect.analytics.base import Analytic, findings_from_rows, has_table, meta, query
+from tidehunt.detect.analytics._net import (
+    FLOW_EVIDENCE_SQL,
+    NET_PARTITION,
+    host_of,
+    level_sql,
+    parts_sql,
+)
+from tidehunt.detect.analytics.base import (
+    Analytic,
+    Prepared,
+    findings_from_rows,
+    has_table,
+    meta,
+    query,
+)
 from tidehunt.model.finding import Finding
 from tidehunt.model.rule import RuleMeta
 
@@ -30,8 +43,9 @@ class NetCloudUpload(Analytic):
     NAME: ClassVar[str] = "net_cloud_upload"
     READS: ClassVar[frozenset[str]] = frozenset()
     READS_ANY: ClassVar[frozenset[str]] = frozenset({"net_conn", "proxy"})
-    #: Why it runs on the driver under --engine spark (its findings span keys).
-    DRIVER: ClassVar[str] = "compares each client's uploads with its peers' in the same hour"
+    #: --engine spark: by client, in two stages: every client's hourly uploads (the
+    #: peers' side) are summed per bucket of clients, and read by the second stage.
+    PARTITION: ClassVar[Mapping[str, str]] = NET_PARTITION
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0046", "Upload to a cloud storage service above the host's baseline",
         "high", ["T1567.002", "T1567.001", "T1048"], ["exfiltration"],
@@ -46,6 +60,17 @@ class NetCloudUpload(Analytic):
         "A steady upload in business hours is still flagged when the host's own history "
         "says it is new.",
         ["https://attack.mitre.org/techniques/T1567/002/"], __name__)
+
+    def prepared(self, con: Any) -> list[Prepared]:
+        """Each client's bytes sent to cloud services per hour (of every client)."""
+        if not has_table(con, "net_cloud"):
+            return []
+        return [Prepared("ncu_host_hour", """
+            SELECT src_ip, hour, sum(up)::BIGINT AS up FROM (
+                SELECT src_ip, date_trunc('hour', ts) AS hour,
+                       sum(coalesce(bytes_out, 0))::BIGINT AS up
+                FROM net_cloud GROUP BY src_ip, cloud_service, hour)
+            GROUP BY ALL""", NET_PARTITION)]
 
     def run(self, con: Any, ctx: RunContext) -> Iterator[Finding]:
         """One finding per (host, service, local day), over the hours flagged that day."""
@@ -81,7 +106,7 @@ class NetCloudUpload(Analytic):
                        string_agg(DISTINCT "user", ', ' ORDER BY "user") AS users,
                        {FLOW_EVIDENCE_SQL} AS ev
                 FROM f GROUP BY src_ip, cloud_service, hour),
-            host_h AS (SELECT src_ip, hour, sum(up) AS up FROM h GROUP BY ALL),
+            host_h AS (SELECT src_ip, hour, up FROM ncu_host_hour),
             base AS (SELECT src_ip, median(up) AS med, count(*) AS hours FROM host_h
                      GROUP BY src_ip),
             seen_w AS (SELECT DISTINCT src_ip, date_trunc('week', local_ts(ts)) AS wk

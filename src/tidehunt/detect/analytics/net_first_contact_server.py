@@ -3,12 +3,19 @@ browse, so a new service is a channel an intruder opened."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
-from tidehunt.detect.analytics._net import FLOW_EVIDENCE_SQL, host_of
-from tidehunt.detect.analytics.base import Analytic, findings_from_rows, has_table, meta, query
+from tidehunt.detect.analytics._net import FLOW_EVIDENCE_SQL, NET_PARTITION, host_of
+from tidehunt.detect.analytics.base import (
+    Analytic,
+    Prepared,
+    findings_from_rows,
+    has_table,
+    meta,
+    query,
+)
 from tidehunt.model.finding import Finding
 from tidehunt.model.rule import RuleMeta
 
@@ -23,8 +30,11 @@ class NetFirstContactServer(Analytic):
 
     NAME: ClassVar[str] = "net_first_contact_server"
     READS: ClassVar[frozenset[str]] = frozenset({"net_conn"})
-    #: Why it runs on the driver under --engine spark (its findings span keys).
-    DRIVER: ClassVar[str] = "infers servers from how many clients reach them"
+    #: --engine spark: by client, in two stages. The first counts each address's
+    #: internal clients and finds when each address was first seen, per bucket of
+    #: clients (the counts add up: a bucket's clients are its own); the second reads
+    #: those tables beside each bucket's flows.
+    PARTITION: ClassVar[Mapping[str, str]] = NET_PARTITION
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0048", "Server's first contact with a cloud storage service", "medium",
         ["T1567.002", "T1102"], ["exfiltration", "command-and-control"],
@@ -37,21 +47,31 @@ class NetFirstContactServer(Analytic):
         "an intruder's tools do.",
         ["https://attack.mitre.org/techniques/T1567/002/"], __name__)
 
+    def prepared(self, con: Any) -> list[Prepared]:
+        """Internal clients per address, and when each address was first seen."""
+        return [
+            Prepared("nfcs_clients", """
+                SELECT c.dst_ip AS ip, count(DISTINCT c.src_ip) AS n
+                FROM net_conn c JOIN net_addr s ON s.ip = c.src_ip
+                WHERE NOT s.public AND coalesce(c.bytes_in, 0) > 0 AND c.dst_port < 49152
+                GROUP BY c.dst_ip""", NET_PARTITION),
+            Prepared("nfcs_seen", """
+                SELECT ip, min(ts) AS first_seen FROM (
+                    SELECT src_ip AS ip, ts FROM net_flow
+                    UNION ALL SELECT dst_ip, ts FROM net_flow) GROUP BY ip""", NET_PARTITION)]
+
     def run(self, con: Any, ctx: RunContext) -> Iterator[Finding]:
         """One finding per (server, service)."""
         if not has_table(con, "net_cloud"):
             return
         rows = query(con, f"""
             WITH inferred AS (
-                SELECT c.dst_ip AS ip FROM net_conn c JOIN net_addr s ON s.ip = c.src_ip
-                WHERE NOT s.public AND coalesce(c.bytes_in, 0) > 0 AND c.dst_port < 49152
-                GROUP BY c.dst_ip HAVING count(DISTINCT c.src_ip) >= {MIN_CLIENTS}),
+                SELECT ip FROM nfcs_clients GROUP BY ip HAVING sum(n) >= {MIN_CLIENTS}),
             servers AS (SELECT ip, 'zone role' AS why FROM net_addr WHERE role = 'server'
                         UNION SELECT ip, 'serves ' || {MIN_CLIENTS} || '+ clients'
                         FROM inferred),
-            seen AS (SELECT ip AS src_ip, min(ts) AS first_seen FROM (
-                         SELECT src_ip AS ip, ts FROM net_flow
-                         UNION ALL SELECT dst_ip, ts FROM net_flow) GROUP BY ip),
+            seen AS (SELECT ip AS src_ip, min(first_seen) AS first_seen FROM nfcs_seen
+                     GROUP BY ip),
             firsts AS (
                 SELECT src_ip, cloud_service, min(ts) AS t0 FROM net_cloud
                 WHERE cloud_category IN ('storage', 'code', 'paste', 'transfer')

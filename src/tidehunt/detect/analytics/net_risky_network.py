@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
-from tidehunt.detect.analytics._net import FLOW_EVIDENCE_SQL, host_of
+from tidehunt.detect.analytics._net import FLOW_EVIDENCE_SQL, NET_PARTITION, host_of
 from tidehunt.detect.analytics.base import Analytic, findings_from_rows, has_table, meta, query
 from tidehunt.model.finding import Finding
 from tidehunt.model.rule import RuleMeta
@@ -19,9 +19,9 @@ class NetRiskyNetwork(Analytic):
     NAME: ClassVar[str] = "net_risky_network"
     READS: ClassVar[frozenset[str]] = frozenset()
     READS_ANY: ClassVar[frozenset[str]] = frozenset({"net_conn", "proxy"})
-    #: Why it runs on the driver under --engine spark (its findings span keys).
-    DRIVER: ClassVar[str] = ("groups a risky peer's traffic in both directions (as "
-                             "source and as destination)")
+    #: --engine spark: by client. Each finding's pair holds the flow's client either as
+    #: the case address (to a risky server) or as the risky address (from it).
+    PARTITION: ClassVar[Mapping[str, str]] = NET_PARTITION
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0055", "Traffic with a Tor, VPS or SOHO-router address", "medium",
         ["T1090.003", "T1584.008", "T1583.003"], ["command-and-control"],

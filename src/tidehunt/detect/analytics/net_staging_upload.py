@@ -3,11 +3,19 @@ large upload from the same host: the two halves of exfiltration, joined."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
-from tidehunt.detect.analytics.base import Analytic, findings_from_rows, has_table, meta, query
+from tidehunt.detect.analytics._net import NET_PARTITION
+from tidehunt.detect.analytics.base import (
+    Analytic,
+    Prepared,
+    findings_from_rows,
+    has_table,
+    meta,
+    query,
+)
 from tidehunt.detect.analytics.detector import columns_of
 from tidehunt.model.finding import Finding
 from tidehunt.model.rule import RuleMeta
@@ -28,8 +36,9 @@ class NetStagingUpload(Analytic):
     NAME: ClassVar[str] = "net_staging_upload"
     READS: ClassVar[frozenset[str]] = frozenset({"windows"})
     READS_ANY: ClassVar[frozenset[str]] = frozenset({"net_conn", "proxy"})
-    #: Why it runs on the driver under --engine spark (its findings span keys).
-    DRIVER: ClassVar[str] = "joins hosts' archive staging in Windows events to their connections"
+    #: --engine spark: flows by client, each bucket with every host's staging events
+    #: (a scan of the Windows events, collected: archiving is rare).
+    PARTITION: ClassVar[Mapping[str, str]] = NET_PARTITION
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0049", "Archive staged, then uploaded from the same host", "critical",
         ["T1074.001", "T1560.001", "T1567.002", "T1048"], ["collection", "exfiltration"],
@@ -42,17 +51,14 @@ class NetStagingUpload(Analytic):
         ["https://attack.mitre.org/techniques/T1074/001/",
          "https://www.cisa.gov/news-events/cybersecurity-advisories/aa24-190a"], __name__)
 
-    def run(self, con: Any, ctx: RunContext) -> Iterator[Finding]:
-        """One finding per (host, staging event's hour)."""
-        if not has_table(con, "net_flow"):
-            return
+    def prepared(self, con: Any) -> list[Prepared]:
+        """The Windows events that stage an archive."""
         cols = set(columns_of(con, "windows"))
 
         def c(name: str) -> str:
             return f"lower({name})" if name in cols else "NULL::VARCHAR"
 
-        rows = query(con, f"""
-            WITH stage AS (
+        return [Prepared("nsu_stage", f"""
                 SELECT lower(host) AS h, ts, event_id,
                        coalesce({c('TargetFilename')}, {c('CommandLine')}) AS what,
                        _artefact, _locator, source_file, record_id
@@ -61,7 +67,15 @@ class NetStagingUpload(Analytic):
                        AND regexp_matches({c('Image')}, '{ARCHIVER_RX}')
                        AND regexp_matches({c('CommandLine')}, '\\s(a|u|-a)\\s'))
                    OR (event_id = 11 AND regexp_matches({c('TargetFilename')}, '{ARCHIVE_RX}')
-                       AND regexp_matches({c('TargetFilename')}, '{STAGING_RX}'))),
+                       AND regexp_matches({c('TargetFilename')}, '{STAGING_RX}'))""",
+                         "windows")]
+
+    def run(self, con: Any, ctx: RunContext) -> Iterator[Finding]:
+        """One finding per (host, staging event's hour)."""
+        if not has_table(con, "net_flow"):
+            return
+        rows = query(con, f"""
+            WITH stage AS (SELECT * FROM nsu_stage),
             first_stage AS (
                 SELECT h, min(ts) AS t0, arg_min(what, (ts, what))
                     FILTER (WHERE ts IS NOT NULL) AS what, count(*) AS n_stage,

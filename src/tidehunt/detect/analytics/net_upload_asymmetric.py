@@ -3,12 +3,25 @@ bytes out far above bytes in, per host, destination and day."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
-from tidehunt.detect.analytics._net import FLOW_EVIDENCE_SQL, host_of, level_sql, parts_sql
-from tidehunt.detect.analytics.base import Analytic, findings_from_rows, has_table, meta, query
+from tidehunt.detect.analytics._net import (
+    FLOW_EVIDENCE_SQL,
+    NET_PARTITION,
+    host_of,
+    level_sql,
+    parts_sql,
+)
+from tidehunt.detect.analytics.base import (
+    Analytic,
+    Prepared,
+    findings_from_rows,
+    has_table,
+    meta,
+    query,
+)
 from tidehunt.model.finding import Finding
 from tidehunt.model.rule import RuleMeta
 
@@ -23,8 +36,9 @@ class NetUploadAsymmetric(Analytic):
     NAME: ClassVar[str] = "net_upload_asymmetric"
     READS: ClassVar[frozenset[str]] = frozenset()
     READS_ANY: ClassVar[frozenset[str]] = frozenset({"net_conn", "proxy"})
-    #: Why it runs on the driver under --engine spark (its findings span keys).
-    DRIVER: ClassVar[str] = "asks when any client first reached each destination"
+    #: --engine spark: by client, in two stages: the first day each destination was
+    #: reached is a minimum per bucket of clients, read (as a minimum) by the second.
+    PARTITION: ClassVar[Mapping[str, str]] = NET_PARTITION
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0047", "One-way upload to an internet address", "high",
         ["T1048", "T1041"], ["exfiltration"],
@@ -34,6 +48,12 @@ class NetUploadAsymmetric(Analytic):
         "destination no host of the case reached before that day, a port other than 80 "
         "and 443, and the share sent outside business hours.",
         ["https://attack.mitre.org/techniques/T1048/"], __name__)
+
+    def prepared(self, con: Any) -> list[Prepared]:
+        """The first day any client reached each destination (by name, else address)."""
+        return [Prepared("nua_first", "SELECT coalesce(name, dst_ip) AS dest, "
+                         "min(date_trunc('day', ts)) AS d FROM net_flow GROUP BY 1",
+                         NET_PARTITION)]
 
     def run(self, con: Any, ctx: RunContext) -> Iterator[Finding]:
         """One finding per (host, destination, day)."""
@@ -74,8 +94,7 @@ class NetUploadAsymmetric(Analytic):
                        list(DISTINCT f.dst_port ORDER BY f.dst_port) AS ports,
                        string_agg(DISTINCT f."user", ', ' ORDER BY f."user") AS users,
                        {FLOW_EVIDENCE_SQL} AS ev,
-                       (SELECT min(date_trunc('day', x.ts)) FROM net_flow x
-                        WHERE coalesce(x.name, x.dst_ip) = g.dest) AS first_any
+                       (SELECT min(x.d) FROM nua_first x WHERE x.dest = g.dest) AS first_any
                 FROM flagged g JOIN f ON f.src_ip = g.src_ip AND f.dest = g.dest
                                     AND f.day = g.day
                 GROUP BY g.src_ip, g.dest, g.day),

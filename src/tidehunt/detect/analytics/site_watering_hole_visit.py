@@ -3,11 +3,11 @@ scan knows its address) resolved or contacted from the case's Windows hosts."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
-from tidehunt.detect.analytics.base import Analytic, findings_from_rows, meta, query
+from tidehunt.detect.analytics.base import Analytic, Prepared, findings_from_rows, meta, query
 from tidehunt.model.finding import Finding
 from tidehunt.model.rule import RuleMeta
 
@@ -20,8 +20,11 @@ class SiteWateringHoleVisit(Analytic):
 
     NAME: ClassVar[str] = "site_watering_hole_visit"
     READS: ClassVar[frozenset[str]] = frozenset({"site_script", "windows"})
-    #: Why it runs on the driver under --engine spark (its findings span keys).
-    DRIVER: ClassVar[str] = "joins the site scripts to the DNS and connections of every host"
+    #: --engine spark: Windows DNS and connection events by host, each bucket with the
+    #: flagged site scripts (a scan of site_script, collected: they are few).
+    PARTITION: ClassVar[Mapping[str, str]] = {"windows": "lower(host)"}
+    PARTITION_KEEP: ClassVar[Mapping[str, str]] = {
+        "windows": "event_id IN (3, 22) AND host IS NOT NULL"}
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0033", "A host reached the watering hole's injected script", "high",
         ["T1189", "T1592", "T1594"], ["initial-access", "reconnaissance"],
@@ -31,6 +34,15 @@ class SiteWateringHoleVisit(Analytic):
         "APT40 chooses whom to phish next and with what.",
         ["https://attack.mitre.org/techniques/T1189/",
          "https://attack.mitre.org/techniques/T1592/"], __name__)
+
+    def prepared(self, con: Any) -> list[Prepared]:
+        """The site scan's flagged scripts, with the host each loads from."""
+        return [Prepared("swhv_flagged", f"""
+            SELECT _artefact, _locator, source_file, traits,
+                   lower(regexp_extract(coalesce(origin, src, page), '{_HOST_RX}', 1)) AS dom
+            FROM site_script
+            WHERE traits IS NOT NULL OR (baseline = 'new' AND third_party)""",
+                         "site_script")]
 
     def run(self, con: Any, ctx: RunContext) -> Iterator[Finding]:
         """One finding per (host, domain)."""
@@ -43,11 +55,7 @@ class SiteWateringHoleVisit(Analytic):
         cond = " OR ".join(f'lower(w."{c}") = d.dom' for c in (qn, dh) if c)
         img = f'w."{have["image"]}"' if "image" in have else "NULL"
         rows = query(con, f"""
-            WITH flagged AS (
-                SELECT *, lower(regexp_extract(coalesce(origin, src, page), '{_HOST_RX}', 1))
-                           AS dom
-                FROM site_script
-                WHERE traits IS NOT NULL OR (baseline = 'new' AND third_party)),
+            WITH flagged AS (SELECT * FROM swhv_flagged),
             d AS (SELECT dom, min(_artefact) AS art, min(_locator) AS loc,
                          min(source_file) AS src, string_agg(DISTINCT coalesce(traits,
                          'new third-party script'), '; ' ORDER BY coalesce(traits,

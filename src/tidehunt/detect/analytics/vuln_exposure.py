@@ -10,6 +10,7 @@ from tidehunt.detect.analytics.base import (
     DECODED_QUERY,
     DECODED_STEM,
     Analytic,
+    Prepared,
     findings_from_rows,
     has_table,
     meta,
@@ -25,8 +26,9 @@ class VulnExposure(Analytic):
 
     NAME: ClassVar[str] = "vuln_exposure"
     READS: ClassVar[frozenset[str]] = frozenset({"inventory"})
-    #: Why it runs on the driver under --engine spark (its findings span keys).
-    DRIVER: ClassVar[str] = "joins the inventory to the requests of every server"
+    #: --engine spark: the exploit attempts come from a scan of the web logs (each batch
+    #: against the exposures); the driver reduces them, per exposure.
+    REDUCE: ClassVar[bool] = True
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0035", "Asset exposed to a vulnerability APT40 exploits", "high",
         ["T1190", "T1203", "T1588.006"], ["initial-access", "execution",
@@ -43,17 +45,12 @@ class VulnExposure(Analytic):
         ["https://www.cisa.gov/known-exploited-vulnerabilities-catalog",
          "https://www.cisa.gov/news-events/cybersecurity-advisories/aa24-190a"], __name__)
 
-    def run(self, con: Any, ctx: RunContext) -> Iterator[Finding]:
-        """One finding per (asset, CVE), APT40 first."""
-        if not has_table(con, "vuln_exposure"):
-            return
-        web = has_table(con, "web_access")
-        attempts = f"""
-            SELECT v.rid, count(*) AS n, min(w.ts) AS first, string_agg(DISTINCT
-                   w.client_ip, ', ' ORDER BY w.client_ip) AS clients,
-                   list({{'table': 'web_access', 'artefact': w._artefact,
-                         'locator': w._locator, 'source_file': w.source_file,
-                         'line': w.line, 'ts': w.ts}} ORDER BY w.ts, w._locator)[1:50] AS ev
+    def prepared(self, con: Any) -> list[Prepared]:
+        """The web requests that match an exposure's exploit pattern on its host."""
+        if not (has_table(con, "vuln_exposure") and has_table(con, "web_access")):
+            return []
+        return [Prepared("ve_attempt", f"""
+            SELECT v.rid, w.ts, w.client_ip, w._artefact, w._locator, w.source_file, w.line
             FROM vuln_exposure v JOIN web_access w
               ON v.exploit_uri IS NOT NULL
              AND regexp_matches({DECODED_STEM.replace('uri_stem', 'w.uri_stem')} || '?' ||
@@ -64,8 +61,20 @@ class VulnExposure(Analytic):
                      = lower(split_part(v.host, '.', 1))
                   -- a log with no host name: its path names the server (logs/app01/...)
                   OR (w.host IS NULL AND contains(lower(w.source_file),
-                                                  lower(split_part(v.host, '.', 1)))))
-            GROUP BY v.rid""" if web else (
+                                                  lower(split_part(v.host, '.', 1)))))""",
+                         "web_access")]
+
+    def run(self, con: Any, ctx: RunContext) -> Iterator[Finding]:
+        """One finding per (asset, CVE), APT40 first."""
+        if not has_table(con, "vuln_exposure"):
+            return
+        attempts = """
+            SELECT rid, count(*) AS n, min(ts) AS first, string_agg(DISTINCT
+                   client_ip, ', ' ORDER BY client_ip) AS clients,
+                   list({'table': 'web_access', 'artefact': _artefact,
+                         'locator': _locator, 'source_file': source_file,
+                         'line': line, 'ts': ts} ORDER BY ts, _locator)[1:50] AS ev
+            FROM ve_attempt GROUP BY rid""" if has_table(con, "ve_attempt") else (
             "SELECT NULL::BIGINT AS rid, 0 AS n, NULL::TIMESTAMPTZ AS first, "
             "NULL AS clients, [] AS ev WHERE false")
         rows = query(con, f"""

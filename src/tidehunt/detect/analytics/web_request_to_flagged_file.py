@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from tidehunt.context import RunContext
@@ -12,6 +12,7 @@ from tidehunt.detect.analytics.base import (
     HOST_SQL,
     STATIC_DIR_RX,
     Analytic,
+    Prepared,
     findings_from_rows,
     meta,
     query,
@@ -35,8 +36,9 @@ class WebRequestToFlaggedFile(Analytic):
 
     NAME: ClassVar[str] = "web_request_to_flagged_file"
     READS: ClassVar[frozenset[str]] = frozenset({"web_access", "file"})
-    #: Why it runs on the driver under --engine spark (its findings span keys).
-    DRIVER: ClassVar[str] = "joins the requests of every server to the scanned files by path"
+    #: --engine spark: by server, each bucket with the flagged files (a scan of the
+    #: file table, collected: flagged files are few).
+    PARTITION: ClassVar[Mapping[str, str]] = {"web_access": HOST_SQL}
     META: ClassVar[RuleMeta] = meta(
         "th-analytic-0019", "Requests for a file the web-root scan flagged", "critical",
         ["T1505.003"], ["persistence"],
@@ -45,11 +47,16 @@ class WebRequestToFlaggedFile(Analytic):
         "against the baseline): who used the shell, when, and how often.",
         ["https://attack.mitre.org/techniques/T1505/003/"], __name__)
 
+    def prepared(self, con: Any) -> list[Prepared]:
+        """The web-root scan's flagged files."""
+        return [Prepared("wrff_flagged", f"""
+            SELECT DISTINCT '/' || lower(path) AS p, path FROM file
+            WHERE coalesce(origin, 'webroot') = 'webroot' AND ({FLAGGED_SQL})""", "file")]
+
     def run(self, con: Any, ctx: RunContext) -> Iterator[Finding]:
         """One finding per (server, flagged file, client)."""
         rows = query(con, f"""
-            WITH f AS (SELECT DISTINCT '/' || lower(path) AS p, path FROM webroot_file
-                       WHERE {FLAGGED_SQL}),
+            WITH f AS (SELECT DISTINCT p, path FROM wrff_flagged),
             r AS (SELECT *, {DECODED_STEM} AS s FROM web_access
                   WHERE regexp_matches({DECODED_STEM}, '/[^/]+\\.[a-z0-9]+$'))
             SELECT {HOST_SQL} AS host, r.client_ip AS src,
