@@ -348,17 +348,17 @@ class AnalyticsDetector(Detector):
             log.debug("%s", traceback.format_exc())
 
     def _local(self, con: Any, ctx: RunContext, name: str, cls: type[Analytic],
-               out: list[Finding], spark: Any = None) -> None:
+               out: list[Finding], job: Any = None, computed: bool = False) -> None:
         """One analytic on the driver's DuckDB (its prepared tables first, unless they
         were computed on Spark); a failing one is reported, the others go on."""
         t0 = time.perf_counter()
         try:
             inst = cls()
-            if spark is not None and cls.SPARK:
-                found_it = inst.run_spark(con, ctx, spark)
+            if job is not None and cls.SPARK:
+                found_it = inst.run_spark(con, ctx, job)
                 self.stats.spark.append(name)
             else:
-                if spark is None:  # (through Arrow, as Spark's executors return them)
+                if not computed:  # (through Arrow, as Spark's executors return them)
                     for p in inst.prepared(con):
                         con.register(p.name, con.sql(p.sql).to_arrow_table())
                 found_it = inst.run(con, ctx)
@@ -441,7 +441,7 @@ class AnalyticsDetector(Detector):
             elif cls.REDUCE:
                 self._reduce(name, cls, ctx, {**shared, **made}, out)
             else:
-                self._local(con, ctx, name, cls, out, spark=job)
+                self._local(con, ctx, name, cls, out, job, computed=True)
                 if not cls.SPARK and name in self.stats.ran:
                     self.stats.driver.append({"analytic": name, "id": cls.META.id,
                                               "reason": cls.DRIVER or "no key"})
@@ -461,7 +461,7 @@ class AnalyticsDetector(Detector):
                 red.register(n, t)
             for sql in [*calendar_macros(self.options.org), IN_BUCKET_LOCAL]:
                 red.execute(sql)
-            self._local(red, ctx, name, cls, out, spark=True)
+            self._local(red, ctx, name, cls, out, computed=True)
         finally:
             red.close()
         if name in self.stats.ran:
