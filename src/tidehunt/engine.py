@@ -273,9 +273,10 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
     report.stats["posture"] = {"counts": pos.counts(),
                                "gaps": [g.message() for g in pos.gaps[:10]],
                                "navigator_layer": POSTURE_LAYER}
-    write_findings(store, findings)
-    del findings  # the renderers read the sorted copy back: one copy in memory at a time
-    sorted_findings = report.load_findings(store.root)
+    box = [findings]
+    del findings  # sort_findings lets go of each column once it has its sorted copy
+    sorted_findings = sort_findings(box)
+    write_findings(store, sorted_findings)
     t3 = time.perf_counter()
     report.incidents = [i.to_dict() for i in correlate(
         sorted_findings, timedelta(hours=opts.incident_gap_hours))]
@@ -336,16 +337,46 @@ OUTPUT_FILES = {"jsonl": "findings.jsonl", "csv_timeline": "timeline.csv",
 POSTURE_LAYER = "posture-layer.json"
 
 
-def write_findings(store: CaseStore, findings: pa.Table) -> None:
-    """``findings.parquet``, sorted by time then finding ID, written a slice at a time."""
+def sort_findings(box: list[pa.Table]) -> pa.Table:
+    """The findings in ``box`` (taken out of it) sorted by time, then finding ID.
+
+    Built a column at a time, each column let go of as soon as its sorted copy is made,
+    so no more than one column is ever held twice; a column of several chunks is taken
+    a slice of SLICE_ROWS at a time from the chunks holding the rows (``take_rows``),
+    never joined into one first.
+    """
     from pyarrow import compute as pc
 
+    from tidehunt.render._polars import SLICE_ROWS, take_rows
+
+    findings = box.pop()
+    order = pc.sort_indices(findings, [("ts", "ascending"), ("finding_id", "ascending")])
+    schema = findings.schema
+    cols = list(findings.columns)
+    del findings
+    out: list[pa.ChunkedArray] = []
+    for i, fld in enumerate(schema):
+        col = cols[i]
+        cols[i] = None
+        if col.num_chunks <= 1:
+            out.append(pa.chunked_array([c.take(order) for c in col.chunks] or [],
+                                        fld.type))
+        else:
+            batches = pa.table({fld.name: col}).to_batches()
+            out.append(pa.chunked_array(
+                [take_rows(batches, order.slice(s, SLICE_ROWS)).column(0).combine_chunks()
+                 for s in range(0, len(order), SLICE_ROWS)], fld.type))
+        del col
+    return pa.Table.from_arrays(out, schema=schema)
+
+
+def write_findings(store: CaseStore, findings: pa.Table) -> None:
+    """``findings.parquet`` from the sorted findings, written a slice at a time."""
     from tidehunt.render._polars import slices
 
-    order = pc.sort_indices(findings, [("ts", "ascending"), ("finding_id", "ascending")])
     tmp = store.root / ".tmp-findings.parquet"
     with pq.ParquetWriter(tmp, findings.schema, compression="zstd") as writer:
-        for part in slices(findings, order):
+        for part in slices(findings):
             writer.write_table(part)
     tmp.replace(store.root / "findings.parquet")
 

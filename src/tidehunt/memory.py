@@ -1,10 +1,10 @@
 """Process-wide memory settings for Arrow, and how ``--max-memory`` is split.
 
 Arrow's default pool here (mimalloc) keeps freed pages, so a run's resident memory is the
-sum of every stage's peak. jemalloc with no decay hands them back as soon as a stage lets
-go of its tables: on the 100x benchmark case, detection peaked at 982 MiB against
-1,302 MiB (see docs/PERFORMANCE.md), for about 20% more CPU in the stages that allocate
-most. ``TIDEHUNT_JEMALLOC_DECAY_MS`` trades the other way (250: faster, ~15% more memory);
+sum of every stage's peak. jemalloc with a short decay (DEFAULT_DECAY_MS) hands them back
+shortly after a stage lets go of its tables: on the 100x benchmark case, detection peaked
+at 982 MiB against 1,302 MiB (see docs/PERFORMANCE.md). ``TIDEHUNT_JEMALLOC_DECAY_MS``
+sets the decay (0: lowest peak, about 20% more CPU in the stages that allocate most);
 ``ARROW_DEFAULT_MEMORY_POOL`` set by the user wins over both. Worker processes set the
 same pool when they start.
 
@@ -28,8 +28,18 @@ from typing import Any
 log = logging.getLogger("tidehunt")
 
 
+#: jemalloc's own settings, read once when Arrow's jemalloc starts (its first use).
+JEMALLOC_CONF = "JE_ARROW_MALLOC_CONF"
+
+
 def configure_arrow_memory() -> str:
-    """Use jemalloc (decay 0 unless set) where this pyarrow build has it; returns the pool.
+    """Use jemalloc where this pyarrow build has it; returns the pool.
+
+    Freed pages go back to the system DEFAULT_DECAY_MS after a stage lets go of them
+    (``TIDEHUNT_JEMALLOC_DECAY_MS``), straight from "dirty" (kept for reuse) to purged:
+    no "muzzy" stage, whose lazily freed pages still count as resident. That is set in
+    ``JE_ARROW_MALLOC_CONF`` before Arrow first uses jemalloc (a user's own value is
+    left alone); later, only new arenas can take a decay, both stages alike.
 
     Also stops pyarrow importing pandas just to ask whether a list is a pandas object
     (see :func:`skip_pandas_probe`): the CLI's process and the workers call this first.
@@ -39,14 +49,23 @@ def configure_arrow_memory() -> str:
     skip_pandas_probe()
     if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
         return str(pa.default_memory_pool().backend_name)
+    decay = _decay_ms()
+    first = not _STARTED
+    if first and JEMALLOC_CONF not in os.environ:
+        os.environ[JEMALLOC_CONF] = f"dirty_decay_ms:{decay},muzzy_decay_ms:0"
     try:
         pool = pa.jemalloc_memory_pool()
-        pa.jemalloc_set_decay_ms(_decay_ms())
+        _STARTED.append(True)
+        if not first:
+            pa.jemalloc_set_decay_ms(decay)
     except (NotImplementedError, pa.ArrowNotImplementedError) as exc:
         log.debug("jemalloc not available in this pyarrow build: %s", exc)
         return str(pa.default_memory_pool().backend_name)
     pa.set_memory_pool(pool)
     return str(pool.backend_name)
+
+
+_STARTED: list[bool] = []
 
 
 def skip_pandas_probe() -> None:
@@ -90,16 +109,23 @@ class _HidePandas:
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
 
 
+#: How long (ms) jemalloc keeps pages Arrow freed before handing them back. 0 gives the
+#: lowest peak but costs a page fault on nearly every large allocation: on the 100x
+#: detect, 250 was 2.3 s faster (12.2 s -> 9.9 s) for 0-45 MiB more peak (841-890 MiB
+#: against 846), and 1000 or more grew the peak by 100-330 MiB for no more speed.
+DEFAULT_DECAY_MS = 250
+
+
 def _decay_ms() -> int:
-    raw = os.environ.get("TIDEHUNT_JEMALLOC_DECAY_MS", "0")
+    raw = os.environ.get("TIDEHUNT_JEMALLOC_DECAY_MS", str(DEFAULT_DECAY_MS))
     try:
         value = int(raw)
     except ValueError:
         value = -1
     if value < 0:
-        log.warning("TIDEHUNT_JEMALLOC_DECAY_MS=%r is not a number of milliseconds; using 0",
-                    raw)
-        return 0
+        log.warning("TIDEHUNT_JEMALLOC_DECAY_MS=%r is not a number of milliseconds; using %d",
+                    raw, DEFAULT_DECAY_MS)
+        return DEFAULT_DECAY_MS
     return value
 
 

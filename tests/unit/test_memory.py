@@ -39,6 +39,33 @@ def test_bad_decay_value_falls_back():
     assert _run(TIDEHUNT_JEMALLOC_DECAY_MS="soon")[0] in ("jemalloc", "mimalloc", "system")
 
 
+def test_jemalloc_conf_set_before_first_use():
+    code = ("import os; from tidehunt.memory import configure_arrow_memory; "
+            "configure_arrow_memory(); print(os.environ.get('JE_ARROW_MALLOC_CONF'))")
+    e = {k: v for k, v in os.environ.items()
+         if k not in ("ARROW_DEFAULT_MEMORY_POOL", "TIDEHUNT_JEMALLOC_DECAY_MS",
+                      "JE_ARROW_MALLOC_CONF")}
+
+    def conf(**env: str) -> str:
+        return subprocess.run([sys.executable, "-c", code], env={**e, **env},
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    assert conf() == "dirty_decay_ms:250,muzzy_decay_ms:0"
+    assert conf(TIDEHUNT_JEMALLOC_DECAY_MS="0") == "dirty_decay_ms:0,muzzy_decay_ms:0"
+    assert conf(JE_ARROW_MALLOC_CONF="narenas:2") == "narenas:2"  # the user's own
+
+
+def test_decay_setting(monkeypatch):
+    from tidehunt.memory import DEFAULT_DECAY_MS, _decay_ms
+
+    monkeypatch.delenv("TIDEHUNT_JEMALLOC_DECAY_MS", raising=False)
+    assert _decay_ms() == DEFAULT_DECAY_MS == 250
+    for raw, want in (("0", 0), ("1000", 1000), ("-5", DEFAULT_DECAY_MS),
+                      ("soon", DEFAULT_DECAY_MS)):
+        monkeypatch.setenv("TIDEHUNT_JEMALLOC_DECAY_MS", raw)
+        assert _decay_ms() == want
+
+
 PANDAS_PROBE = """
 import sys
 from tidehunt.memory import configure_arrow_memory

@@ -111,7 +111,8 @@ class SigmaDetector(Detector):
                         workers=self.options.workers, budget=self.options.budget)
         self.stats.match_plan = res.plan
         t1 = time.perf_counter()
-        findings, hits = build_findings(self.plan, res, emit, with_hits=bool(corr))
+        findings, hits = build_findings(self.plan, res, emit, with_hits=bool(corr),
+                                        hit_rules={j for refs in corr.values() for j in refs})
         res.tables = None  # the parts matching kept for the findings: not needed any more
         t2 = time.perf_counter()
         if self.options.engine == "spark":

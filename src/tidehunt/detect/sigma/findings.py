@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeAlias
 
 import numpy as np
 import orjson
@@ -38,6 +38,8 @@ DETAIL_FIELDS = (
     "SubjectUserName", "IpAddress", "LogonType", "ProcessName", "Payload", "Data",
 )
 MAX_DETAIL = 240
+#: A part to take matched rows from: its path, or the table matching read already.
+Part: TypeAlias = "str | pa.Table"
 
 
 def _detail_items(fields: dict[str, Any], limit: int) -> list[str]:
@@ -67,9 +69,10 @@ def _first(fields: dict[str, Any], names: Sequence[str]) -> str | None:
     return None
 
 
-def build_findings(plan: Plan, res: MatchResult, emit: set[int], *, with_hits: bool = True
-                   ) -> tuple[pa.Table, pa.Table]:
-    """Findings for hits of rules in ``emit``, and all hits (for correlations).
+def build_findings(plan: Plan, res: MatchResult, emit: set[int], *, with_hits: bool = True,
+                   hit_rules: Collection[int] | None = None) -> tuple[pa.Table, pa.Table]:
+    """Findings for hits of rules in ``emit``, and the hits correlations read: those of
+    the rules in ``hit_rules`` (all rules when None).
 
     Work per matched event (its fields JSON and details line) is done once however many
     rules hit it; everything per hit or per rule is assembled with Arrow take/join.
@@ -84,29 +87,22 @@ def build_findings(plan: Plan, res: MatchResult, emit: set[int], *, with_hits: b
                                                             "src", "dst")}
     hit_event: list[np.ndarray] = []
     base = 0
-    todo = []
+    sources: list[Part | None] = []  # each let go of once read
+    wanted: list[tuple[np.ndarray, np.ndarray]] = []  # rows of the part, hit -> event
     for p in np.unique(part):
         sel = part == p
         uniq, inv = np.unique(row[sel], return_inverse=True)
-        kept = res.tables.get(int(p)) if res.tables else None
-        todo.append((res.parts[int(p)] if kept is None else kept, uniq, inv))
-    for t, (_, uniq, inv) in zip(_matched_rows(todo), todo, strict=True):
-        fields = _event_fields(t)
-        det6 = [_detail_items(f, 6) for f in fields]
-        # to Arrow part by part: the Python strings of one part at a time are alive
-        for key, values in (
-            ("fields", [orjson.dumps(f, default=str).decode() for f in fields]),
-            ("det", [" ¦ ".join(d[:4]) for d in det6]),
-            ("det6", [" ¦ ".join(d) for d in det6]),
-            ("user", [_first(f, USER_FIELDS) for f in fields]),
-            ("src", [_first(f, SRC_FIELDS) for f in fields]),
-            ("dst", [_first(f, DST_FIELDS) for f in fields]),
-        ):
-            per_event[key].append(pa.array(values, pa.string()))
-        del fields
+        kept = res.tables.pop(int(p), None) if res.tables else None
+        sources.append(res.parts[int(p)] if kept is None else kept)
+        wanted.append((uniq, inv))
+    for t, (uniq, inv) in zip(_matched_rows(sources, [u for u, _ in wanted]), wanted,
+                              strict=True):
+        for key in per_event:
+            per_event[key].append(_combined(t.column(_DERIVED + key)))
         ev_tables.append(t.select([c for c in _EVENT_COLS if c in t.column_names]))
         hit_event.append(inv.reshape(-1).astype(np.int64) + base)
         base += len(uniq)
+        del t
     he = np.concatenate(hit_event) if hit_event else np.zeros(0, np.int64)
     ev = _event_table(ev_tables, per_event)
     ids = [r["id"] or r["title"] for r in plan.rules]
@@ -118,8 +114,14 @@ def build_findings(plan: Plan, res: MatchResult, emit: set[int], *, with_hits: b
         [pa.array(["windows"] * base, pa.string()), ev["source_file"], ev["artefact"],
          ev["record_id"], ev["locator"]],
         fields=list(EVIDENCE_TYPE))
-    hidx = pa.array(he if with_hits else he[:0])
-    sel = pa.array(np.arange(len(he) if with_hits else 0))
+    if not with_hits:
+        hsel = np.zeros(0, np.int64)
+    elif hit_rules is None:
+        hsel = np.arange(len(he))
+    else:  # a correlation reads only its rules' hits: the others' fields are not copied
+        hsel = np.flatnonzero(np.isin(rule, np.fromiter(hit_rules, np.int64, len(hit_rules))))
+    hidx = pa.array(he[hsel])
+    sel = pa.array(hsel)
     hits = pa.table({
         "rule": pa.array(rule, pa.int32()).take(sel),
         "ts": ev["ts"].take(hidx),
@@ -160,26 +162,50 @@ def _take_chunked(values: pa.Array, indices: pa.Array) -> pa.ChunkedArray:
                              for start in range(0, len(indices), TAKE_ROWS)], values.type)
 
 
-def _matched_rows(todo: Sequence[tuple[str | pa.Table, np.ndarray, np.ndarray]]
+#: Parts made ready ahead of the one in use (each by a thread of its own).
+AHEAD = 2
+
+
+def _matched_rows(sources: list[Part | None], wanted: Sequence[np.ndarray]
                   ) -> Iterator[pa.Table]:
-    """The matched rows of each part in turn, the next part read while this one is used.
+    """The :func:`event_rows` of each part's wanted rows in turn, the next parts' made
+    while this one is used.
 
-    A part is a path, or the table matching read already (``MatchResult.tables``).
-    Reading a part (hundreds of columns) and taking its rows run in Arrow with the GIL
-    released, so they overlap the Python work on the part before; at most one part beyond
-    the current one is held.
+    ``sources[i]`` is a path, or the part as matching read it (``MatchResult.tables``).
+    Reading a part (hundreds of columns), taking its rows and building their event
+    columns run in Arrow with the GIL released, so AHEAD parts are made at once, beside
+    the work on the current one; each part is let go of once its rows are taken.
     """
-    def read(part: str | pa.Table, rows: np.ndarray) -> pa.Table:
-        t = part if isinstance(part, pa.Table) else pq.read_table(part)
-        return t.take(pa.array(rows))
+    def read(part: Part, rows: np.ndarray) -> pa.Table:
+        t = pq.read_table(part) if isinstance(part, str) else part
+        return event_rows(t.take(pa.array(rows)))
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = [pool.submit(read, *todo[0][:2])] if todo else []
-        for i in range(len(todo)):
-            t = pending.pop().result()
-            if i + 1 < len(todo):
-                pending.append(pool.submit(read, *todo[i + 1][:2]))
+    def submit(i: int) -> Future[pa.Table]:
+        src = sources[i]
+        sources[i] = None
+        assert src is not None
+        return pool.submit(read, src, wanted[i])
+
+    with ThreadPoolExecutor(max_workers=AHEAD) as pool:
+        pending = [submit(i) for i in range(min(AHEAD, len(sources)))]
+        for i in range(len(sources)):
+            t = pending.pop(0).result()
+            if i + AHEAD < len(sources):
+                pending.append(submit(i + AHEAD))
             yield t
+            del t
+
+
+#: Prefix of the derived columns in an :func:`event_rows` table.
+_DERIVED = "\x00"
+
+
+def event_rows(t: pa.Table) -> pa.Table:
+    """What a finding takes from each event of ``t``: the declared columns it carries
+    and the derived ones of :func:`event_columns` (named with a ``_DERIVED`` prefix)."""
+    cols = {c: t.column(c) for c in _EVENT_COLS if c in t.column_names}
+    cols |= {_DERIVED + k: v for k, v in event_columns(t).items()}
+    return pa.table(cols)
 
 
 #: Event columns a finding carries (renamed below; ``fields`` holds the rest).
@@ -211,6 +237,194 @@ def _event_fields(t: pa.Table) -> list[dict[str, Any]]:
         for i, v in zip(where, vals, strict=True):
             out[i][key] = v
     return out
+
+
+def event_columns_py(t: pa.Table) -> dict[str, pa.Array]:
+    """Per row of ``t``: fields JSON, details (4 and 6 items), user, source, destination.
+
+    The reference: each row becomes a dict of its non-null fields, serialised by orjson.
+    :func:`event_columns` gives the same arrays in bulk.
+    """
+    fields = _event_fields(t)
+    det6 = [_detail_items(f, 6) for f in fields]
+    # to Arrow part by part: the Python strings of one part at a time are alive
+    return {key: pa.array(values, pa.string()) for key, values in (
+        ("fields", [orjson.dumps(f, default=str).decode() for f in fields]),
+        ("det", [" ¦ ".join(d[:4]) for d in det6]),
+        ("det6", [" ¦ ".join(d) for d in det6]),
+        ("user", [_first(f, USER_FIELDS) for f in fields]),
+        ("src", [_first(f, SRC_FIELDS) for f in fields]),
+        ("dst", [_first(f, DST_FIELDS) for f in fields]),
+    )}
+
+
+#: What ``str.split()`` splits on (``str.isspace``; a details value has its runs of it
+#: made one space).
+PY_SPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004"
+            "\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+_SPACE_RUN = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in PY_SPACE) + "]+"
+
+
+def _json_text(col: pa.Array) -> pa.Array:
+    """Each string (none null) as a JSON string literal, escaped as orjson escapes it.
+
+    Work is on the distinct values. Backslashes and quotes (every Windows path has some)
+    are escaped in bulk; the few values with control characters go to orjson itself.
+    """
+    enc = pc.dictionary_encode(col)
+    d = enc.dictionary
+    esc = pc.replace_substring(pc.replace_substring(d, "\\", "\\\\"), '"', '\\"')
+    quoted = pc.binary_join_element_wise('"', esc, '"', "")
+    ctrl = pc.match_substring_regex(d, "[\\x00-\\x1f]")
+    if pc.any(ctrl).as_py():
+        fixed = [orjson.dumps(v).decode() for v in pc.filter(d, ctrl).to_pylist()]
+        quoted = pc.replace_with_mask(quoted, ctrl, pa.array(fixed, pa.string()))
+    return quoted.take(enc.indices)
+
+
+def _iso_text(col: pa.Array) -> pa.Array:
+    """UTC timestamps (none null) as JSON strings of ``datetime.isoformat()`` with ``Z``
+    (no fraction when it is 0)."""
+    us = col.cast(pa.int64()).to_numpy().astype("datetime64[us]")
+    text = pa.array(np.datetime_as_string(us, unit="us"), pa.string())
+    return pc.binary_join_element_wise('"', pc.replace_substring_regex(
+        text, r"\.0{6}$", ""), 'Z"', "")
+
+
+def event_columns(t: pa.Table) -> dict[str, pa.Array]:
+    """:func:`event_columns_py` in bulk, with Arrow kernels and no Python per row.
+
+    The fields JSON is built from the non-null cells only (a part is hundreds of columns
+    wide, nearly all empty for any one event): the text columns are put end to end and
+    their nulls dropped in one pass, each distinct value is escaped once, each cell
+    becomes its ``"key":value`` text, and the cells are ordered by row (by column within
+    a row, as the dict keeps them) and joined per row. The details are built the same
+    way over the detail fields put end to end. Falls back to the reference for a part it
+    does not cover (a column type other than text and integers besides ``ts``, or two
+    columns under one field name).
+    """
+    n = t.num_rows
+    if not n:
+        return event_columns_py(t)
+    t = t.combine_chunks()
+    keys: list[str] = []
+    texts: list[tuple[int, pa.Array]] = []  # (key position, column) of the text columns
+    others: list[tuple[int, pa.Array]] = []  # integers and ts
+    text: dict[str, pa.Array] = {}  # the text of the fields details and users come from
+    for name, col in zip(t.column_names, t.columns, strict=True):
+        if name in _HIDDEN or col.null_count == n:
+            continue
+        key = SIGMA_NAMES.get(name, name)
+        if key in keys:
+            return event_columns_py(t)
+        arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+        typ = arr.type
+        if typ == pa.string():
+            texts.append((len(keys), arr))
+        elif pa.types.is_integer(typ):
+            arr = arr.cast(pa.string())
+            others.append((len(keys), arr))
+        elif name == "ts" and pa.types.is_timestamp(typ) and typ.tz == "UTC":
+            others.append((len(keys), arr))
+        else:
+            return event_columns_py(t)
+        if key in DETAIL_FIELDS or key in _WHO:
+            text[key] = arr
+        keys.append(key)
+    out: dict[str, pa.Array] = {"fields": _fields_json(n, keys, texts, others)}
+    out.update(_details(n, text))
+    for key, names in (("user", USER_FIELDS), ("src", SRC_FIELDS), ("dst", DST_FIELDS)):
+        cands = [pc.if_else(pc.is_in(text[f], _BLANK), None, text[f])
+                 for f in names if f in text]
+        out[key] = pc.coalesce(*cands) if cands else pa.nulls(n, pa.string())
+    return out
+
+
+def _fields_json(n: int, keys: list[str], texts: list[tuple[int, pa.Array]],
+                 others: list[tuple[int, pa.Array]]) -> pa.Array:
+    """Each row's ``{"key":value,...}`` from its non-null cells, in column order."""
+    if not keys:
+        return pa.array(["{}"] * n, pa.string())
+    rows_of, key_of, pieces = [], [], []
+    if texts:
+        big = pa.concat_arrays([a for _, a in texts])
+        valid = _valid(big)
+        rows_of.append(np.tile(np.arange(n), len(texts))[valid])
+        key_of.append(np.repeat(np.array([k for k, _ in texts]), n)[valid])
+        pieces.append(_json_text(big.filter(pa.array(valid))))
+    for k, a in others:
+        valid = _valid(a)
+        rows_of.append(np.flatnonzero(valid))
+        key_of.append(np.full(int(valid.sum()), k))
+        a = a.filter(pa.array(valid))
+        pieces.append(a if a.type == pa.string() else _iso_text(a))
+    row = np.concatenate(rows_of)
+    key = np.concatenate(key_of)
+    order = np.argsort(row * len(keys) + key, kind="stable")
+    prefix = pa.array([orjson.dumps(k).decode() + ":" for k in keys], pa.string())
+    cells = pc.binary_join_element_wise(prefix.take(pa.array(key[order])),
+                                        pa.concat_arrays(pieces).take(pa.array(order)), "")
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row, minlength=n), out=offsets[1:])
+    body = pc.binary_join(pa.LargeListArray.from_arrays(pa.array(offsets), cells), ",")
+    return pc.binary_join_element_wise("{", body.cast(pa.string()), "}", "")
+
+
+def _details(n: int, text: dict[str, pa.Array]) -> dict[str, pa.Array]:
+    """The details lines: the first 4 (``det``) and 6 (``det6``) ``Key: value`` items of
+    the DETAIL_FIELDS present, as :func:`_detail_items` makes them."""
+    dk = [k for k in DETAIL_FIELDS if k in text]
+    if not dk:
+        empty = pa.array([""] * n, pa.string())
+        return {"det": empty, "det6": empty}
+    big = pa.concat_arrays([text[k] for k in dk])
+    present = _valid(big) & ~_np_bool(pc.is_in(big, _BLANK))
+    s = pc.utf8_trim(pc.replace_substring_regex(big, _SPACE_RUN, " "), " ")
+    s = pc.if_else(pc.greater(pc.utf8_length(s), MAX_DETAIL),
+                   pc.binary_join_element_wise(pc.utf8_slice_codeunits(s, 0, MAX_DETAIL),
+                                               "…", ""), s)
+    prefix = pa.array([f"{k}: " for k in dk], pa.string())
+    item = pc.binary_join_element_wise(prefix.take(pa.array(np.repeat(np.arange(len(dk)), n))),
+                                       s, "")
+    rank = np.cumsum(present.reshape(len(dk), n), axis=0).reshape(-1)
+    out = {}
+    for key, limit in (("det", 4), ("det6", 6)):
+        kept = pc.if_else(pa.array(present & (rank <= limit)), item, None)
+        out[key] = _join_present([kept.slice(i * n, n) for i in range(len(dk))], " ¦ ")
+    return out
+
+
+def _join_present(items: list[pa.Array], sep: str) -> pa.Array:
+    """Per row, the non-null items joined by ``sep`` ("" when none is present)."""
+    # a leading item present in every row, cut off after: Arrow 26 drops the rows where
+    # every item of a "skip" join is null (its output comes out shorter than the input)
+    joined = pc.binary_join_element_wise("\x00", *items, sep, null_handling="skip")
+    return pc.if_else(pc.equal(joined, "\x00"), "",
+                      pc.utf8_slice_codeunits(joined, 1 + len(sep)))
+
+
+_BLANK = pa.array(["", "-"], pa.string())
+_WHO = frozenset(USER_FIELDS + SRC_FIELDS + DST_FIELDS)
+
+
+def _valid(a: pa.Array) -> np.ndarray:
+    """The validity of an array as a bool array, read from its bitmap."""
+    if a.null_count == 0:
+        return np.ones(len(a), dtype=bool)
+    if a.null_count == len(a):
+        return np.zeros(len(a), dtype=bool)
+    bitmap = np.frombuffer(a.buffers()[0], dtype=np.uint8)
+    bits = np.unpackbits(bitmap, bitorder="little")
+    return bits[a.offset:a.offset + len(a)].astype(bool)
+
+
+def _np_bool(a: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    arr: np.ndarray = _combined(a).fill_null(False).to_numpy(zero_copy_only=False)
+    return arr
+
+
+def _combined(a: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
 
 
 def _event_table(tables: list[pa.Table], per_event: dict[str, list[pa.Array]]

@@ -1,0 +1,143 @@
+"""The bulk event columns of a finding (fields JSON, details, user, source, destination)
+against the reference that builds one dict per event and serialises it with orjson."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import corpus_path
+from tidehunt.detect.sigma.findings import (
+    PY_SPACE,
+    _join_present,
+    event_columns,
+    event_columns_py,
+)
+
+
+def _same(t: pa.Table) -> None:
+    got, ref = event_columns(t), event_columns_py(t)
+    assert set(got) == set(ref)
+    for k in ref:
+        g, r = got[k].to_pylist(), ref[k].to_pylist()
+        bad = [i for i in range(len(r)) if g[i] != r[i]]
+        assert not bad, (k, bad[:3], g[bad[0]], r[bad[0]])
+
+
+def test_python_whitespace_set_is_str_isspace():
+    assert "".join(chr(c) for c in range(0x110000) if chr(c).isspace()) == PY_SPACE
+
+
+def test_hostile_values_match_reference():
+    ctl = "".join(chr(c) for c in range(0x20))
+    long = "é😀 x" * 100  # non-BMP and spaces past the 240-character cut
+    values = ['a "quoted" \\path\\ ', ctl, "line\nbreak\ttab\r", "\u2028\x85\xa0 mixed \u3000",
+              long, "", "-", "   ", None, "\x7f\\\\\"", "plain"]
+    n = len(values)
+    t = pa.table({
+        "ts": pa.array([datetime(2026, 1, 2, 3, 4, 5, i * 7, tzinfo=UTC) if i % 3 else
+                        datetime(1601, 1, 1, tzinfo=UTC) for i in range(n)],
+                       pa.timestamp("us", tz="UTC")),
+        "event_id": pa.array(range(n), pa.int64()),
+        "record_id": pa.array([None if i == 4 else i * 10 for i in range(n)], pa.int64()),
+        "host": pa.array(["h\"1"] * n),
+        "source_file": pa.array(["hidden"] * n),
+        "_artefact": pa.array(["a"] * n),
+        "CommandLine": pa.array(values),
+        "Image": pa.array(list(reversed(values))),
+        "ScriptBlockText": pa.array([long] * n),
+        "User": pa.array(["-", "", None, "CORP\\bob"] * 2 + ["x", None, "-"]),
+        "SubjectUserName": pa.array(["svc"] * n),
+        "IpAddress": pa.array(["-"] * n),
+        'we"ird\\key\n': pa.array(values),
+        "_private": pa.array(["kept"] + [None] * (n - 1)),
+        "AllNull": pa.nulls(n, pa.string()),
+    })
+    _same(t)
+    got = event_columns(t)
+    for s in got["fields"].to_pylist():
+        json.loads(s)  # each one valid JSON
+    assert json.loads(got["fields"][0].as_py())["TimeCreated"] == "1601-01-01T00:00:00Z"
+    assert json.loads(got["fields"][1].as_py())["TimeCreated"] == \
+        "2026-01-02T03:04:05.000007Z"
+
+
+def test_rows_without_fields_and_details():
+    t = pa.table({"source_file": pa.array(["f", "g"]), "Other": pa.array([None, "v"])})
+    _same(t)
+    assert event_columns(t)["fields"].to_pylist() == ["{}", '{"Other":"v"}']
+    assert event_columns(t)["det6"].to_pylist() == ["", ""]
+
+
+@pytest.mark.parametrize("extra", [
+    {"EventID": pa.array(["7", None])},  # a column that meets event_id's Sigma name
+    {"Flag": pa.array([True, None])},  # a type the bulk path does not build
+    {"When": pa.array([datetime(2026, 1, 1, tzinfo=UTC)] * 2, pa.timestamp("us", tz="UTC"))},
+])
+def test_parts_it_does_not_cover_fall_back(extra):
+    t = pa.table({"event_id": pa.array([1, 2], pa.int64()),
+                  "CommandLine": pa.array(["a", "b"]), **extra})
+    _same(t)
+
+
+def test_join_present_keeps_rows_where_nothing_is_present():
+    # Arrow 26's "skip" join drops such rows (its output is shorter than its input)
+    a = pa.array(["x", None, None, "y"], pa.string())
+    b = pa.array([None, None, "q", "z"], pa.string())
+    assert _join_present([a, b], " ¦ ").to_pylist() == ["x", "", "q", "y ¦ z"]
+
+
+def test_corpus_parts_match_reference(tmp_path):
+    """Every part of a case of real EVTX and evtx_dump JSON, whole and a row sample."""
+    from tidehunt.case.store import CaseStore
+    from tidehunt.context import RunContext
+    from tidehunt.ingest import ingest
+
+    evtx = sorted(corpus_path("evtx/evtx-attack-samples").rglob("*.evtx"))[::4]
+    js = sorted(corpus_path("evtx/sigma-regression").rglob("*.json"))[::3]
+    store = CaseStore(tmp_path / "case", create=True)
+    ingest([str(p) for p in evtx + js], store, RunContext(), workers=1)
+    parts = store.parts("windows")
+    assert parts
+    rng = np.random.default_rng(7)
+    for p in parts:
+        t = pq.read_table(p)
+        _same(t)
+        rows = np.sort(rng.choice(t.num_rows, size=min(t.num_rows, 300), replace=False))
+        _same(t.take(pa.array(rows)))
+
+
+def test_hits_for_correlations_only_of_the_rules_asked(tmp_path):
+    from tests.unit.test_sigma_engine import rule_text, write_events
+    from tidehunt.case.store import CaseStore
+    from tidehunt.context import RunContext
+    from tidehunt.detect.sigma.findings import build_findings
+    from tidehunt.detect.sigma.loader import load_plan
+    from tidehunt.detect.sigma.run import match
+    from tidehunt.ingest import ingest
+
+    rdir = tmp_path / "rules"
+    rdir.mkdir()
+    for i, ending in enumerate(("\\rar.exe", "\\rclone.exe")):
+        (rdir / f"r{i}.yml").write_text(rule_text(
+            {"sel": {"Image|endswith": ending}, "condition": "sel"}, title=f"r{i}",
+            rid=f"5f0e9d1c-1111-4222-8333-94445556667{i}"))
+    ev = write_events(tmp_path / "e.json", [{"Image": "c:\\rar.exe"}, {"Image": "c:\\rclone.exe"},
+                                            {"Image": "c:\\rar.exe"}])
+    store = CaseStore(tmp_path / "case", create=True)
+    ingest([str(ev)], store, RunContext(), workers=1)
+    plan = load_plan([rdir], use_cache=False)
+    res = match(plan, store)
+    rar = next(i for i, r in enumerate(plan.rules) if r["title"] == "r0")
+    findings, hits = build_findings(plan, res, set(range(len(plan.rules))), hit_rules={rar})
+    assert findings.num_rows == 3
+    assert hits.column("rule").to_pylist() == [rar, rar]
+    assert [json.loads(f)["Image"] for f in hits.column("fields").to_pylist()] == \
+        ["c:\\rar.exe"] * 2
+    _, every = build_findings(plan, res, set(range(len(plan.rules))))
+    assert every.num_rows == 3
