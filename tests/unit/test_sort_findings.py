@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pytest
 
 from tidehunt.engine import sort_findings
 from tidehunt.model.finding import FINDINGS_SCHEMA
@@ -27,7 +28,9 @@ def _findings(n: int, chunk: int) -> pa.Table:
     return pa.Table.from_batches(t.to_batches(max_chunksize=chunk), FINDINGS_SCHEMA)
 
 
-def test_same_as_whole_table_sort():
+@pytest.mark.parametrize("join_bytes", [0, 1 << 40], ids=["sliced", "joined"])
+def test_same_as_whole_table_sort(monkeypatch, join_bytes):
+    monkeypatch.setattr("tidehunt.engine.SORT_JOIN_BYTES", join_bytes)
     t = _findings(40_000, 7_000)
     order = pc.sort_indices(t, [("ts", "ascending"), ("finding_id", "ascending")])
     want = t.combine_chunks().take(order)
@@ -37,7 +40,8 @@ def test_same_as_whole_table_sort():
     assert box == []
     assert got.schema == FINDINGS_SCHEMA
     assert got.equals(want)
-    assert got.column("fields").num_chunks > 1  # taken a slice at a time, not joined
+    if not join_bytes:  # taken a slice at a time, never joined
+        assert got.column("fields").num_chunks > 1
 
 
 def test_one_chunk_and_empty():
