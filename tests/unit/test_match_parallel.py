@@ -23,3 +23,41 @@ def test_parallel_match_equals_serial(corpus, sigmahq_plan, tmp_path, monkeypatc
     assert len(serial.rule) > 500
     assert key(serial) == key(parallel)
     assert np.unique(serial.part).size > 1
+
+
+def test_value_cache_gives_the_hits_of_no_cache(corpus, sigmahq_plan, tmp_path, monkeypatch):
+    """Predicates evaluated once per distinct value across chunks (ValueCache) hit the
+    rows that evaluating every chunk on its own does: cache off (every space full at
+    once), on, and filling up part-way (spaces going full between chunks)."""
+    store = CaseStore(tmp_path / "case", create=True)
+    ingest([str(corpus("evtx/evtx-attack-samples"))], store, RunContext(), workers=1)
+    monkeypatch.setattr(run, "CHUNK_ROWS", 700)
+    key = lambda r: list(zip(r.rule.tolist(), r.part.tolist(), r.row.tolist(),  # noqa: E731
+                             strict=True))
+    got = {}
+    for limit in (0, 40, 1_000_000):
+        monkeypatch.setattr(run.ValueCache, "MAX_VALUES", limit)
+        got[limit] = key(run.match(sigmahq_plan, store, workers=1))
+    assert len(got[0]) > 500
+    assert got[0] == got[40] == got[1_000_000]
+
+
+def test_value_space_ids_and_bits():
+    import pyarrow as pa
+
+    space = run._Space(limit=5)
+    calls = []
+
+    def fn(vals):
+        calls.append(vals.to_pylist())
+        return {1: np.array([v.startswith("a") for v in vals.to_pylist()])}
+
+    assert space.ids(pa.array(["a1", "b1", "a2"])).tolist() == [0, 1, 2]
+    space.extend("k", [1], fn)
+    assert space.ids(pa.array(["b2", "a1", "b2x"])).tolist() == [3, 0, 4]
+    space.extend("k", [1], fn)
+    space.extend("k", [1], fn)  # nothing new: not evaluated again
+    assert calls == [["a1", "b1", "a2"], ["b2", "b2x"]]
+    assert space.bits[1].tolist() == [True, False, True, False, False]
+    assert space.ids(pa.array(["new"])) is None and space.full  # past its limit
+    assert space.ids(pa.array(["a1"])) is None

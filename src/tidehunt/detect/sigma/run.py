@@ -57,12 +57,16 @@ class Hits:
 class _ChunkColumn:
     """One column of a whole chunk, lower-cased and dictionary-encoded once for all groups."""
 
-    __slots__ = ("_orig_dict", "_orig_idx", "arr", "dict", "idx")
+    __slots__ = ("_orig_dict", "_orig_idx", "arr", "dict", "gids", "idx", "name")
 
-    def __init__(self, arr: pa.Array) -> None:
+    def __init__(self, arr: pa.Array, name: str | None = None) -> None:
         if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
             arr = arr.cast(pa.string())
         self.arr = arr
+        #: the physical column (None: a column of the engine's own, not cached by value)
+        self.name = name
+        #: this chunk's distinct values as ids in the ValueCache, per "lower" / "orig"
+        self.gids: dict[str, np.ndarray | None] = {}
         # one pass over the rows: encode as is, then lower-case only the distinct values
         # and merge those that differ by case alone
         n, nulls = len(arr), arr.null_count
@@ -119,6 +123,96 @@ class _Column:
         return _bits(ext[idx])
 
 
+class ValueCache:
+    """Predicate results over distinct values, kept across the chunks of one match.
+
+    A predicate on a column depends on the value alone, and the chunks of a case share
+    most of their distinct values (the same images, paths, hosts, accounts), so each
+    distinct value of a column is evaluated once per match instead of once per chunk.
+    A column's values ("lower": lower-cased, for plain and uncased predicates; "orig":
+    as they are, for cased and regex ones; and the values keyword rules search) get
+    ids as they are first met; a predicate's bits over them are extended, for the new
+    values only, whenever a chunk asks for it. A space past MAX_VALUES distinct values
+    stops growing: its later chunks are evaluated on their own, as without a cache.
+    """
+
+    MAX_VALUES = 1_000_000
+
+    def __init__(self) -> None:
+        self.spaces: dict[tuple[str, str], _Space] = {}
+
+    def space(self, column: str, which: str) -> _Space:
+        key = (column, which)
+        got = self.spaces.get(key)
+        if got is None:
+            got = self.spaces[key] = _Space(self.MAX_VALUES)
+        return got
+
+
+class _Space:
+    """The distinct values met in one column space, and predicate bits over them."""
+
+    __slots__ = ("_all", "bits", "chunks", "done", "full", "limit", "n")
+
+    def __init__(self, limit: int) -> None:
+        self.chunks: list[pa.Array] = []
+        self._all: pa.Array | None = None
+        self.n = 0
+        self.limit = limit
+        self.full = False
+        self.bits: dict[int, np.ndarray] = {}
+        self.done: dict[Any, int] = {}  # per evaluation: values evaluated so far
+
+    def values(self) -> pa.Array:
+        if self._all is None:
+            self._all = self.chunks[0] if len(self.chunks) == 1 else pa.concat_arrays(
+                self.chunks)
+            self.chunks = [self._all]
+        return self._all
+
+    def ids(self, d: pa.Array) -> np.ndarray | None:
+        """Ids of the (distinct, non-null) values ``d``, new ones added; None when full."""
+        if self.full:
+            return None
+        gid: np.ndarray
+        if self.n:
+            gid = pc.index_in(d, value_set=self.values()).fill_null(-1).to_numpy(
+                zero_copy_only=False).astype(np.int64)
+        else:
+            gid = np.full(len(d), -1, dtype=np.int64)
+        new = np.flatnonzero(gid < 0)
+        if len(new):
+            fresh = d.take(pa.array(new))
+            uniq = pc.unique(fresh)
+            if self.n + len(uniq) > self.limit:
+                self.full = True
+                return None
+            gid[new] = self.n + pc.index_in(fresh, value_set=uniq).to_numpy(
+                zero_copy_only=False).astype(np.int64)
+            self.chunks.append(uniq)
+            self._all = None
+            self.n += len(uniq)
+        return gid
+
+    def extend(self, key: Any, pids: Sequence[int], fn: Any) -> None:
+        """Bring the bits of ``pids`` up to every value met; ``fn(values)`` evaluates
+        them together over new values (a dict of pid -> bits, or ALL_FALSE)."""
+        start = self.done.get(key, 0)
+        if start >= self.n:
+            return
+        vals = self.values().slice(start, self.n - start)
+        got = fn(vals)
+        for pid in pids:
+            b = got.get(pid, ALL_FALSE)
+            if b is ALL_FALSE:
+                b = np.zeros(len(vals), dtype=bool)
+            elif b is ALL_TRUE:
+                b = np.ones(len(vals), dtype=bool)
+            old = self.bits.get(pid)
+            self.bits[pid] = b if old is None else np.concatenate([old, b])
+        self.done[key] = self.n
+
+
 class ChunkEval:
     """Predicate results over one chunk's distinct values, shared by every rule group.
 
@@ -128,10 +222,11 @@ class ChunkEval:
     """
 
     def __init__(self, plan: Plan, groups: Sequence[Group], table: pa.Table,
-                 resolve: dict[str, str | None]) -> None:
+                 resolve: dict[str, str | None], cache: ValueCache | None = None) -> None:
         self.plan = plan
         self.table = table
         self.resolve = resolve
+        self.cache = cache
         self.cols: dict[str, _ChunkColumn] = {}
         self.on_dict: dict[int, Bits] = {}
         self.ac_done: set[str | None] = set()
@@ -150,8 +245,32 @@ class ChunkEval:
         if got is None:
             arr = self.table.column(phys)
             arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-            got = self.cols[phys] = _ChunkColumn(arr)
+            got = self.cols[phys] = _ChunkColumn(arr, phys)
         return got
+
+    def gid(self, col: _ChunkColumn, which: str) -> np.ndarray | None:
+        """The ValueCache ids of a column's distinct values ("lower" or "orig"), or None
+        (no cache, a column of the engine's own, or a space that is full)."""
+        if self.cache is None or col.name is None:
+            return None
+        if which not in col.gids:
+            d = col.orig()[0] if which == "orig" else col.dict
+            col.gids[which] = self.cache.space(col.name, which).ids(d)
+        got: np.ndarray | None = col.gids[which]
+        return got
+
+    def dict_bits(self, pi: int, col: _ChunkColumn, which: str, fn: Any) -> np.ndarray:
+        """``fn`` (values -> bool array) over a column's distinct values, through the
+        ValueCache when it has the column."""
+        gid = self.gid(col, which)
+        if gid is None:
+            return cast(np.ndarray, fn(col.orig()[0] if which == "orig" else col.dict))
+        assert self.cache is not None
+        assert col.name is not None
+        space = self.cache.space(col.name, which)
+        space.extend(pi, [pi], lambda vals: {pi: fn(vals)})
+        bits: np.ndarray = space.bits[pi][gid]
+        return bits
 
     def ac(self, fieldname: str, pi: int) -> Bits:
         """Bitmap over the column's distinct values for a plain string predicate."""
@@ -162,9 +281,18 @@ class ChunkEval:
             if col is None or len(col.dict) == 0:
                 for i in preds:
                     self.on_dict[i] = ALL_FALSE
-            else:
+            elif (gid := self.gid(col, "lower")) is None:
                 self.on_dict.update(
                     ac_on_dict(col.dict, [self.plan.preds[i] for i in preds], preds))
+            else:
+                assert self.cache is not None
+                assert col.name is not None
+                space = self.cache.space(col.name, "lower")
+                space.extend(("ac", fieldname), preds, lambda vals: ac_on_dict(
+                    vals, [self.plan.preds[i] for i in preds], preds))
+                for i in preds:
+                    b = space.bits[i][gid]
+                    self.on_dict[i] = b if b.any() else ALL_FALSE
         return self.on_dict.get(pi, ALL_FALSE)
 
     def keyword_hits(self, pi: int) -> list[tuple[_ChunkColumn, np.ndarray]]:
@@ -196,7 +324,7 @@ class ChunkEval:
             if dicts:
                 big = pa.concat_arrays([d for _, d in dicts])
                 bounds = np.cumsum([0] + [len(d) for _, d in dicts])
-                got = ac_on_dict(big, [self.plan.preds[i] for i in kws], kws)
+                got = self._keyword_bits(big, kws)
                 for i, bits in got.items():
                     if bits is ALL_FALSE:
                         continue
@@ -210,6 +338,27 @@ class ChunkEval:
                         on = _np(pc.is_in(c.dict, value_set=d.filter(pa.array(seg))))
                         self._kw[i].append((c, on))
         return self._kw.get(pi, [])
+
+
+    def _keyword_bits(self, big: pa.Array, kws: list[int]) -> dict[int, Bits]:
+        """``ac_on_dict`` of the keywords over the text columns' distinct values put end
+        to end, through the ValueCache (one space for every column: a keyword hits a
+        value whichever column holds it)."""
+        def run(vals: pa.Array) -> dict[int, Bits]:
+            return ac_on_dict(vals, [self.plan.preds[i] for i in kws], kws)
+
+        if self.cache is None:
+            return run(big)
+        space = self.cache.space(FULLTEXT, "lower")
+        gid = space.ids(big)
+        if gid is None:
+            return run(big)
+        space.extend("keywords", kws, run)
+        out: dict[int, Bits] = {}
+        for i in kws:
+            b = space.bits[i][gid]
+            out[i] = b if b.any() else ALL_FALSE
+        return out
 
 
 def _merge_by_field(plan: Plan, groups: Sequence[Group]) -> dict[str | None, list[int]]:
@@ -286,13 +435,14 @@ class GroupRun:
                 break
         return acc
 
-    def _dict_bits(self, pi: int, shared: bool, fn: Any) -> Bits:
-        """A predicate over distinct values, computed once per chunk when ``shared``."""
+    def _dict_bits(self, pi: int, shared: bool, col: _Column, which: str, fn: Any) -> Bits:
+        """A predicate over a column's distinct values ("lower" or "orig"), computed once
+        per chunk (and through the ValueCache, once per value) when ``shared``."""
         if not shared:
-            return fn()
+            return fn(col.base.orig()[0] if which == "orig" else col.dict)
         got = self.chunk.on_dict.get(pi)
         if got is None:
-            got = self.chunk.on_dict[pi] = fn()
+            got = self.chunk.on_dict[pi] = self.chunk.dict_bits(pi, col.base, which, fn)
         return got
 
     def _eval(self, pi: int, p: dict[str, Any], shared: bool = True) -> Bits:
@@ -309,17 +459,19 @@ class GroupRun:
             return ALL_FALSE
         if kind == "str":
             if p["cased"]:
-                d, idx = col.orig()
-                return col.to_rows(self._dict_bits(pi, shared, lambda: _np(_cased(d, p))), idx)
+                _, idx = col.orig()
+                return col.to_rows(self._dict_bits(pi, shared, col, "orig",
+                                                   lambda v: _np(_cased(v, p))), idx)
             # uncased glob: the pattern is lower-case, match the lower-cased values
-            return col.to_rows(self._dict_bits(pi, shared, lambda: _np(
-                pc.match_substring_regex(col.dict, regex_of(p)))), col.idx)
+            return col.to_rows(self._dict_bits(pi, shared, col, "lower", lambda v: _np(
+                pc.match_substring_regex(v, regex_of(p)))), col.idx)
         if kind == "re":
-            d, idx = col.orig()
-            return col.to_rows(self._dict_bits(pi, shared, lambda: _np(
-                pc.match_substring_regex(d, regex_of(p)))), idx)
+            _, idx = col.orig()
+            return col.to_rows(self._dict_bits(pi, shared, col, "orig", lambda v: _np(
+                pc.match_substring_regex(v, regex_of(p)))), idx)
         if kind == "num":
-            return col.to_rows(self._dict_bits(pi, shared, lambda: _num(col.dict, p)), col.idx)
+            return col.to_rows(self._dict_bits(pi, shared, col, "lower",
+                                               lambda v: _num(v, p)), col.idx)
         if kind == "fieldref":
             other = self.column(p["other"])
             if other is None:
@@ -566,8 +718,9 @@ def match(plan: Plan, store: CaseStore, rules: Sequence[int] | None = None, *,
                     on_progress("match", events, total)
     else:
         kept: dict[int, pa.Table] | None = {} if len(chunks) == 1 else None
+        cache = ValueCache()
         for c in chunks:
-            res = match_chunk(plan, c, active, since, until, keep=kept)
+            res = match_chunk(plan, c, active, since, until, keep=kept, cache=cache)
             out.append(res)
             events += res[3]
             if on_progress:
@@ -582,7 +735,7 @@ def match(plan: Plan, store: CaseStore, rules: Sequence[int] | None = None, *,
 
 def match_chunk(plan: Plan, chunk: list[tuple[int, str]], active: Sequence[int],
                 since: datetime | None, until: datetime | None, *,
-                keep: dict[int, pa.Table] | None = None
+                keep: dict[int, pa.Table] | None = None, cache: ValueCache | None = None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Match one chunk of parts: (rule, part index, row in part) per hit, and its rows.
 
@@ -590,13 +743,14 @@ def match_chunk(plan: Plan, chunk: list[tuple[int, str]], active: Sequence[int],
     """
     groups = active_groups(plan, active)
     table, part_of_row, row_in_part = _read_chunk(chunk, groups, plan, keep)
-    hits = run_groups(plan, groups, table, since, until)
+    hits = run_groups(plan, groups, table, since, until, cache)
     rule = _cat(hits.rules, np.int32)
     rows = _cat(hits.rows, np.int64)
     return rule, part_of_row[rows], row_in_part[rows], table.num_rows
 
 
 _WORKER_PLAN: list[Plan] = []
+_WORKER_CACHE: list[ValueCache] = []
 
 
 def _init_worker(plan_json: bytes) -> None:
@@ -606,13 +760,15 @@ def _init_worker(plan_json: bytes) -> None:
         raise RuntimeError("plan version mismatch in worker")
     warm_up(plan)
     _WORKER_PLAN[:] = [plan]
+    _WORKER_CACHE[:] = [ValueCache()]  # the chunks this worker gets share it
 
 
 def _match_chunk_in_worker(args: tuple[list[tuple[int, str]], list[int], datetime | None,
                                        datetime | None]
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     chunk, active, since, until = args
-    return match_chunk(_WORKER_PLAN[0], chunk, active, since, until)
+    return match_chunk(_WORKER_PLAN[0], chunk, active, since, until,
+                       cache=_WORKER_CACHE[0] if _WORKER_CACHE else None)
 
 
 def _cat(xs: list[np.ndarray], dtype: Any) -> np.ndarray:
@@ -739,8 +895,10 @@ def merge_case_variants(table: pa.Table) -> pa.Table:
 
 
 def run_groups(plan: Plan, groups: list[Group], table: pa.Table,
-               since: datetime | None = None, until: datetime | None = None) -> Hits:
-    """Evaluate every group's rules over one in-memory table."""
+               since: datetime | None = None, until: datetime | None = None,
+               cache: ValueCache | None = None) -> Hits:
+    """Evaluate every group's rules over one in-memory table (predicates over distinct
+    values through ``cache`` when given: one per match, shared by its chunks)."""
     hits = Hits()
     names = table.column_names
     resolve: dict[str, str | None] = {}
@@ -763,7 +921,7 @@ def run_groups(plan: Plan, groups: list[Group], table: pa.Table,
         if until is not None:
             conds.append(pc.less_equal(ts, pa.scalar(until, ts.type)))
         base = conds[0] if len(conds) == 1 else pc.and_(conds[0], conds[1])
-    chunk = ChunkEval(plan, groups, table, resolve)
+    chunk = ChunkEval(plan, groups, table, resolve, cache)
     for g in groups:
         mask = base
         if g.channels:
