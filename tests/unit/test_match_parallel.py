@@ -42,10 +42,10 @@ def test_value_cache_gives_the_hits_of_no_cache(corpus, sigmahq_plan, tmp_path, 
     assert got[0] == got[40] == got[1_000_000]
 
 
-def test_value_space_ids_and_bits():
+def test_value_space_ids_and_hits():
     import pyarrow as pa
 
-    space = run._Space(limit=5)
+    space = run._Space(limit=5, max_bytes=1 << 20)
     calls = []
 
     def fn(vals):
@@ -58,6 +58,12 @@ def test_value_space_ids_and_bits():
     space.extend("k", [1], fn)
     space.extend("k", [1], fn)  # nothing new: not evaluated again
     assert calls == [["a1", "b1", "a2"], ["b2", "b2x"]]
-    assert space.bits[1].tolist() == [True, False, True, False, False]
+    assert space.hits[1].tolist() == [0, 2]  # the ids it is true for
+    # bits over a chunk holding ids 2, 3 and 0 at positions 0, 1, 2
+    where = np.array([2, -1, 0, 1, -1])
+    assert space.bits(1, where, 3).tolist() == [True, False, True]
+    assert space.bits(1, np.array([-1, 0, -1, 1, 2]), 3) is run.ALL_FALSE
     assert space.ids(pa.array(["new"])) is None and space.full  # past its limit
-    assert space.ids(pa.array(["a1"])) is None
+    assert space.ids(pa.array(["a1"])) is None and space.hits == {}
+    wide = run._Space(limit=100, max_bytes=64)
+    assert wide.ids(pa.array(["x" * 100])) is None  # past its bytes

@@ -65,7 +65,8 @@ class _ChunkColumn:
         self.arr = arr
         #: the physical column (None: a column of the engine's own, not cached by value)
         self.name = name
-        #: this chunk's distinct values as ids in the ValueCache, per "lower" / "orig"
+        #: per "lower" / "orig": position in this chunk's distinct values of each id of
+        #: the ValueCache space (-1: absent), None if the space is full
         self.gids: dict[str, np.ndarray | None] = {}
         # one pass over the rows: encode as is, then lower-case only the distinct values
         # and merge those that differ by case alone
@@ -131,12 +132,15 @@ class ValueCache:
     distinct value of a column is evaluated once per match instead of once per chunk.
     A column's values ("lower": lower-cased, for plain and uncased predicates; "orig":
     as they are, for cased and regex ones; and the values keyword rules search) get
-    ids as they are first met; a predicate's bits over them are extended, for the new
-    values only, whenever a chunk asks for it. A space past MAX_VALUES distinct values
-    stops growing: its later chunks are evaluated on their own, as without a cache.
+    ids as they are first met; a predicate's hits among them (the ids of the values it
+    is true for: few, so thousands of predicates on one column stay small) are extended,
+    for the new values only, whenever a chunk asks for it. A space past MAX_VALUES
+    values or MAX_BYTES of text stops growing: its later chunks are evaluated on their
+    own, as without a cache.
     """
 
-    MAX_VALUES = 1_000_000
+    MAX_VALUES = 500_000
+    MAX_BYTES = 32 << 20
 
     def __init__(self) -> None:
         self.spaces: dict[tuple[str, str], _Space] = {}
@@ -145,22 +149,25 @@ class ValueCache:
         key = (column, which)
         got = self.spaces.get(key)
         if got is None:
-            got = self.spaces[key] = _Space(self.MAX_VALUES)
+            got = self.spaces[key] = _Space(self.MAX_VALUES, self.MAX_BYTES)
         return got
 
 
 class _Space:
-    """The distinct values met in one column space, and predicate bits over them."""
+    """The distinct values met in one column space, and predicate hits among them."""
 
-    __slots__ = ("_all", "bits", "chunks", "done", "full", "limit", "n")
+    __slots__ = ("_all", "chunks", "done", "full", "hits", "limit", "max_bytes", "n",
+                 "nbytes")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, max_bytes: int) -> None:
         self.chunks: list[pa.Array] = []
         self._all: pa.Array | None = None
         self.n = 0
+        self.nbytes = 0
         self.limit = limit
+        self.max_bytes = max_bytes
         self.full = False
-        self.bits: dict[int, np.ndarray] = {}
+        self.hits: dict[int, np.ndarray] = {}  # per predicate: ids of the values it hits
         self.done: dict[Any, int] = {}  # per evaluation: values evaluated so far
 
     def values(self) -> pa.Array:
@@ -184,19 +191,22 @@ class _Space:
         if len(new):
             fresh = d.take(pa.array(new))
             uniq = pc.unique(fresh)
-            if self.n + len(uniq) > self.limit:
+            size = uniq.nbytes
+            if self.n + len(uniq) > self.limit or self.nbytes + size > self.max_bytes:
                 self.full = True
+                self.chunks, self._all, self.hits = [], None, {}
                 return None
             gid[new] = self.n + pc.index_in(fresh, value_set=uniq).to_numpy(
                 zero_copy_only=False).astype(np.int64)
             self.chunks.append(uniq)
             self._all = None
             self.n += len(uniq)
+            self.nbytes += size
         return gid
 
     def extend(self, key: Any, pids: Sequence[int], fn: Any) -> None:
-        """Bring the bits of ``pids`` up to every value met; ``fn(values)`` evaluates
-        them together over new values (a dict of pid -> bits, or ALL_FALSE)."""
+        """Bring the hits of ``pids`` up to every value met; ``fn(values)`` evaluates
+        them together over the new values (a dict of pid -> bits, or ALL_FALSE)."""
         start = self.done.get(key, 0)
         if start >= self.n:
             return
@@ -205,12 +215,28 @@ class _Space:
         for pid in pids:
             b = got.get(pid, ALL_FALSE)
             if b is ALL_FALSE:
-                b = np.zeros(len(vals), dtype=bool)
+                ids = np.zeros(0, dtype=np.int64)
             elif b is ALL_TRUE:
-                b = np.ones(len(vals), dtype=bool)
-            old = self.bits.get(pid)
-            self.bits[pid] = b if old is None else np.concatenate([old, b])
+                ids = np.arange(start, self.n, dtype=np.int64)
+            else:
+                ids = np.flatnonzero(b) + start
+            old = self.hits.get(pid)
+            self.hits[pid] = ids if old is None or not len(old) else np.concatenate([old, ids])
         self.done[key] = self.n
+
+    def bits(self, pid: int, where: np.ndarray, n: int) -> Bits:
+        """A predicate's bits over a chunk's ``n`` distinct values, ``where`` giving each
+        id's position among them (-1: not in the chunk); ALL_FALSE when none is hit."""
+        ids = self.hits.get(pid)
+        if ids is None or not len(ids):
+            return ALL_FALSE
+        loc = where[ids]
+        loc = loc[loc >= 0]
+        if not len(loc):
+            return ALL_FALSE
+        on = np.zeros(n, dtype=bool)
+        on[loc] = True
+        return on
 
 
 class ChunkEval:
@@ -248,29 +274,35 @@ class ChunkEval:
             got = self.cols[phys] = _ChunkColumn(arr, phys)
         return got
 
-    def gid(self, col: _ChunkColumn, which: str) -> np.ndarray | None:
-        """The ValueCache ids of a column's distinct values ("lower" or "orig"), or None
-        (no cache, a column of the engine's own, or a space that is full)."""
+    def where(self, col: _ChunkColumn, which: str) -> tuple[_Space, np.ndarray] | None:
+        """The ValueCache space of a column's distinct values ("lower" or "orig") and,
+        per id in it, the value's position in this chunk's dictionary (-1: absent); None
+        without a cache, for a column of the engine's own, or once the space is full."""
         if self.cache is None or col.name is None:
             return None
         if which not in col.gids:
             d = col.orig()[0] if which == "orig" else col.dict
-            col.gids[which] = self.cache.space(col.name, which).ids(d)
-        got: np.ndarray | None = col.gids[which]
-        return got
+            space = self.cache.space(col.name, which)
+            gid = space.ids(d)
+            if gid is None:
+                col.gids[which] = None
+            else:
+                at = np.full(space.n, -1, dtype=np.int64)
+                at[gid] = np.arange(len(gid))
+                col.gids[which] = at
+        pos = col.gids[which]
+        return None if pos is None else (self.cache.space(col.name, which), pos)
 
-    def dict_bits(self, pi: int, col: _ChunkColumn, which: str, fn: Any) -> np.ndarray:
+    def dict_bits(self, pi: int, col: _ChunkColumn, which: str, fn: Any) -> Bits:
         """``fn`` (values -> bool array) over a column's distinct values, through the
         ValueCache when it has the column."""
-        gid = self.gid(col, which)
-        if gid is None:
-            return cast(np.ndarray, fn(col.orig()[0] if which == "orig" else col.dict))
-        assert self.cache is not None
-        assert col.name is not None
-        space = self.cache.space(col.name, which)
+        d = col.orig()[0] if which == "orig" else col.dict
+        got = self.where(col, which)
+        if got is None:
+            return fn(d)
+        space, pos = got
         space.extend(pi, [pi], lambda vals: {pi: fn(vals)})
-        bits: np.ndarray = space.bits[pi][gid]
-        return bits
+        return space.bits(pi, pos, len(d))
 
     def ac(self, fieldname: str, pi: int) -> Bits:
         """Bitmap over the column's distinct values for a plain string predicate."""
@@ -281,18 +313,15 @@ class ChunkEval:
             if col is None or len(col.dict) == 0:
                 for i in preds:
                     self.on_dict[i] = ALL_FALSE
-            elif (gid := self.gid(col, "lower")) is None:
+            elif (got := self.where(col, "lower")) is None:
                 self.on_dict.update(
                     ac_on_dict(col.dict, [self.plan.preds[i] for i in preds], preds))
             else:
-                assert self.cache is not None
-                assert col.name is not None
-                space = self.cache.space(col.name, "lower")
+                space, pos = got
                 space.extend(("ac", fieldname), preds, lambda vals: ac_on_dict(
                     vals, [self.plan.preds[i] for i in preds], preds))
                 for i in preds:
-                    b = space.bits[i][gid]
-                    self.on_dict[i] = b if b.any() else ALL_FALSE
+                    self.on_dict[i] = space.bits(i, pos, len(col.dict))
         return self.on_dict.get(pi, ALL_FALSE)
 
     def keyword_hits(self, pi: int) -> list[tuple[_ChunkColumn, np.ndarray]]:
@@ -350,14 +379,17 @@ class ChunkEval:
         if self.cache is None:
             return run(big)
         space = self.cache.space(FULLTEXT, "lower")
-        gid = space.ids(big)
+        gid = space.ids(big)  # big repeats values of several columns: each has its id
         if gid is None:
             return run(big)
         space.extend("keywords", kws, run)
         out: dict[int, Bits] = {}
         for i in kws:
-            b = space.bits[i][gid]
-            out[i] = b if b.any() else ALL_FALSE
+            ids = space.hits.get(i)
+            out[i] = ALL_FALSE if ids is None or not len(ids) else _np(
+                pc.is_in(pa.array(gid), value_set=pa.array(ids)))
+            if out[i] is not ALL_FALSE and not out[i].any():
+                out[i] = ALL_FALSE
         return out
 
 
