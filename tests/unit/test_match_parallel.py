@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import tidehunt.detect.sigma.run as run
 from tidehunt.case.store import CaseStore
@@ -67,3 +68,34 @@ def test_value_space_ids_and_hits():
     assert space.ids(pa.array(["a1"])) is None and space.hits == {}
     wide = run._Space(limit=100, max_bytes=64)
     assert wide.ids(pa.array(["x" * 100])) is None  # past its bytes
+
+
+@pytest.mark.parametrize("eid_type", ["int64", "string"])
+def test_group_rows_are_the_rows_channel_and_event_id_select(eid_type):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from tidehunt.detect.sigma.plan import Group
+
+    rng = np.random.default_rng(5)
+    n = 5000
+    chans = ["Security", "SECURITY", "Microsoft-Windows-Sysmon/Operational", None, "System"]
+    channel = pa.array([chans[i] for i in rng.integers(0, len(chans), n)])
+    ids = [None if x == 0 else int(x) for x in rng.integers(0, 12, n)]
+    event_id = pa.array(ids, pa.int64()) if eid_type == "int64" else pa.array(
+        [None if x is None else str(x) for x in ids])
+    base = rng.random(n) < 0.7
+    groups = [Group(["security"], [4, 7], []),
+              Group(["Microsoft-Windows-Sysmon/Operational"], [], []),
+              Group([], [1, 11], []), Group([], [], []), Group(["nowhere"], [1], [])]
+    for b in (None, base):
+        sel = run._GroupRows(channel, event_id, b)
+        for g in groups:
+            mask = np.ones(n, dtype=bool) if b is None else b.copy()
+            if g.channels:
+                mask &= run._np(pc.is_in(pc.utf8_lower(channel),
+                                         pa.array([c.lower() for c in g.channels])))
+            if g.event_ids:
+                mask &= run._np(pc.is_in(event_id, pa.array(g.event_ids, pa.int64())
+                                         .cast(event_id.type)))
+            assert sel.rows(g).tolist() == np.flatnonzero(mask).tolist(), (g, b is None)

@@ -926,6 +926,72 @@ def merge_case_variants(table: pa.Table) -> pa.Table:
     return table
 
 
+class _GroupRows:
+    """The rows of a chunk each group (channels and event IDs) selects.
+
+    Rows are coded once by their (channel, event ID) pair; a group's pairs are found
+    among the few distinct ones, then its rows in one pass over the codes, instead of
+    testing every row's channel and event ID once per group.
+    """
+
+    def __init__(self, channel: pa.Array | pa.ChunkedArray, event_id: pa.Array | pa.ChunkedArray,
+                 base: np.ndarray | None) -> None:
+        self.base = base
+        self.n = len(channel)
+        chan = pc.dictionary_encode(_whole(channel).cast(pa.string()))
+        #: lower-cased channel per code; a null channel has code -1
+        self.chan_names = pc.utf8_lower(chan.dictionary)
+        c = chan.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        eids = _whole(event_id)
+        self.by_value = pa.types.is_integer(eids.type)
+        if not self.by_value:  # event IDs as text (not written so here): row by row
+            self.eid = eids
+            self.chan = c
+            return
+        ev = pc.dictionary_encode(eids)
+        self.eid_values = ev.dictionary
+        e = ev.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+        n_e = len(self.eid_values) + 1
+        pair = (c + 1) * n_e + (e + 1)  # -1 (null) -> 0
+        self.pairs, self.code = np.unique(pair, return_inverse=True)
+        self.pair_chan = self.pairs // n_e - 1
+        self.pair_eid = self.pairs % n_e - 1
+
+    def rows(self, g: Group) -> np.ndarray:
+        """Row numbers (ascending) of the group's rows (and within ``base``)."""
+        if not self.by_value:
+            return self._rows_slow(g)
+        ok = np.ones(len(self.pairs), dtype=bool)
+        if g.channels:
+            hit = _np(pc.is_in(self.chan_names, pa.array([c.lower() for c in g.channels])))
+            ok &= (self.pair_chan >= 0) & np.append(hit, False)[self.pair_chan]
+        if g.event_ids:
+            hit = _np(pc.is_in(self.eid_values, pa.array(g.event_ids, pa.int64())))
+            ok &= (self.pair_eid >= 0) & np.append(hit, False)[self.pair_eid]
+        if not g.channels and not g.event_ids and self.base is None:
+            return np.arange(self.n, dtype=np.int64)
+        if not ok.any():
+            return np.zeros(0, dtype=np.int64)
+        keep = ok[self.code]
+        if self.base is not None:
+            keep &= self.base
+        return np.flatnonzero(keep)
+
+    def _rows_slow(self, g: Group) -> np.ndarray:
+        keep = np.ones(self.n, dtype=bool) if self.base is None else self.base.copy()
+        if g.channels:
+            hit = _np(pc.is_in(self.chan_names, pa.array([c.lower() for c in g.channels])))
+            keep &= (self.chan >= 0) & np.append(hit, False)[self.chan]
+        if g.event_ids:
+            keep &= _np(pc.is_in(self.eid, pa.array(g.event_ids, pa.int64()).cast(
+                self.eid.type)))
+        return np.flatnonzero(keep)
+
+
+def _whole(a: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
+
+
 def run_groups(plan: Plan, groups: list[Group], table: pa.Table,
                since: datetime | None = None, until: datetime | None = None,
                cache: ValueCache | None = None) -> Hits:
@@ -942,8 +1008,6 @@ def run_groups(plan: Plan, groups: list[Group], table: pa.Table,
     for alias, col in WINDOWS_ALIASES.items():
         if col in names:
             resolve[alias.lower()] = col
-    chan = pc.utf8_lower(table.column("channel"))
-    eid = table.column("event_id")
     base = None
     if since is not None or until is not None:
         ts = table.column("ts")
@@ -952,23 +1016,11 @@ def run_groups(plan: Plan, groups: list[Group], table: pa.Table,
             conds.append(pc.greater_equal(ts, pa.scalar(since, ts.type)))
         if until is not None:
             conds.append(pc.less_equal(ts, pa.scalar(until, ts.type)))
-        base = conds[0] if len(conds) == 1 else pc.and_(conds[0], conds[1])
+        base = _np(_whole(conds[0] if len(conds) == 1 else pc.and_(conds[0], conds[1])))
     chunk = ChunkEval(plan, groups, table, resolve, cache)
+    select = _GroupRows(table.column("channel"), table.column("event_id"), base)
     for g in groups:
-        mask = base
-        if g.channels:
-            m = pc.is_in(chan, pa.array([c.lower() for c in g.channels]))
-            mask = m if mask is None else pc.and_(mask, m)
-        if g.event_ids:
-            m = pc.is_in(eid, pa.array(g.event_ids, pa.int64()))
-            mask = m if mask is None else pc.and_(mask, m)
-        if mask is None:
-            rows = np.arange(table.num_rows, dtype=np.int64)
-        else:
-            m = pc.fill_null(mask, False)
-            if isinstance(m, pa.ChunkedArray):
-                m = m.combine_chunks()
-            rows = np.flatnonzero(m.to_numpy(zero_copy_only=False))
+        rows = select.rows(g)
         if len(rows) == 0:
             continue
         run = GroupRun(chunk, g, rows, names)
