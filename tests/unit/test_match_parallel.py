@@ -41,12 +41,28 @@ def test_value_cache_gives_the_hits_of_no_cache(corpus, sigmahq_plan, tmp_path, 
         got[limit] = key(run.match(sigmahq_plan, store, workers=1))
     assert len(got[0]) > 500
     assert got[0] == got[40] == got[1_000_000]
+    # the whole cache bounded: spaces dropped as values or hits no longer fit
+    used = []
+    real = run.ValueCache.__init__
+
+    def spy(self, max_total=None):
+        real(self, max_total)
+        used.append(self)
+
+    monkeypatch.setattr(run.ValueCache, "__init__", spy)
+    monkeypatch.setattr(run.ValueCache, "MAX_TOTAL_BYTES", 60_000)
+    assert key(run.match(sigmahq_plan, store, workers=1)) == got[0]
+    cache = used[-1]
+    assert any(sp.full for sp in cache.spaces.values())
+    assert any(not sp.full and sp.n for sp in cache.spaces.values())
+    assert 0 < cache.used <= 60_000
+    assert cache.used == sum(sp.nbytes for sp in cache.spaces.values())
 
 
 def test_value_space_ids_and_hits():
     import pyarrow as pa
 
-    space = run._Space(limit=5, max_bytes=1 << 20)
+    space = run._Space(limit=5, max_bytes=1 << 20)  # no owner: only its own limits
     calls = []
 
     def fn(vals):
@@ -99,3 +115,23 @@ def test_group_rows_are_the_rows_channel_and_event_id_select(eid_type):
                 mask &= run._np(pc.is_in(event_id, pa.array(g.event_ids, pa.int64())
                                          .cast(event_id.type)))
             assert sel.rows(g).tolist() == np.flatnonzero(mask).tolist(), (g, b is None)
+
+
+def test_value_space_drops_when_the_cache_is_full():
+    import pyarrow as pa
+
+    cache = run.ValueCache(max_total=200)
+    a, b = cache.space("A", "lower"), cache.space("B", "lower")
+    assert a.ids(pa.array(["x" * 50, "y" * 50])) is not None
+    used = cache.used
+    assert used > 0
+    assert b.ids(pa.array(["z" * 150])) is None and b.full  # no room left in the cache
+    assert cache.used == used
+    hit_all = {7: run.ALL_TRUE}
+    assert a.extend("k", [7], lambda vals: hit_all)  # two ids: 8 bytes fit
+    assert a.ids(pa.array(["w" * 60])) is not None
+    # hits of a predicate true everywhere no longer fit: the space goes, its bytes freed
+    assert not a.extend("k2", list(range(40)), lambda vals: dict.fromkeys(range(40),
+                                                                          run.ALL_TRUE))
+    assert a.full and cache.used == 0
+    assert not a.extend("k", [7], lambda vals: hit_all)  # and stays gone

@@ -135,21 +135,32 @@ class ValueCache:
     ids as they are first met; a predicate's hits among them (the ids of the values it
     is true for: few, so thousands of predicates on one column stay small) are extended,
     for the new values only, whenever a chunk asks for it. A space past MAX_VALUES
-    values or MAX_BYTES of text stops growing: its later chunks are evaluated on their
-    own, as without a cache.
+    values or MAX_BYTES of text, or that would take the cache past ``max_total`` bytes
+    (values and hit ids of every space), is dropped: its later chunks are evaluated on
+    their own, as without a cache.
     """
 
     MAX_VALUES = 500_000
     MAX_BYTES = 32 << 20
+    MAX_TOTAL_BYTES = 128 << 20
 
-    def __init__(self) -> None:
+    def __init__(self, max_total: int | None = None) -> None:
         self.spaces: dict[tuple[str, str], _Space] = {}
+        self.max_total = self.MAX_TOTAL_BYTES if max_total is None else max_total
+        self.used = 0  # bytes held by every space
+
+    @classmethod
+    def for_budget(cls, budget: MemoryBudget | None) -> ValueCache:
+        """A cache of at most MAX_TOTAL_BYTES, and a 16th of ``--max-memory`` if less."""
+        if budget is None:
+            return cls()
+        return cls(min(cls.MAX_TOTAL_BYTES, budget.total // 16))
 
     def space(self, column: str, which: str) -> _Space:
         key = (column, which)
         got = self.spaces.get(key)
         if got is None:
-            got = self.spaces[key] = _Space(self.MAX_VALUES, self.MAX_BYTES)
+            got = self.spaces[key] = _Space(self.MAX_VALUES, self.MAX_BYTES, self)
         return got
 
 
@@ -157,15 +168,16 @@ class _Space:
     """The distinct values met in one column space, and predicate hits among them."""
 
     __slots__ = ("_all", "chunks", "done", "full", "hits", "limit", "max_bytes", "n",
-                 "nbytes")
+                 "nbytes", "owner")
 
-    def __init__(self, limit: int, max_bytes: int) -> None:
+    def __init__(self, limit: int, max_bytes: int, owner: ValueCache | None = None) -> None:
         self.chunks: list[pa.Array] = []
         self._all: pa.Array | None = None
         self.n = 0
-        self.nbytes = 0
+        self.nbytes = 0  # bytes held: values and hit ids
         self.limit = limit
         self.max_bytes = max_bytes
+        self.owner = owner
         self.full = False
         self.hits: dict[int, np.ndarray] = {}  # per predicate: ids of the values it hits
         self.done: dict[Any, int] = {}  # per evaluation: values evaluated so far
@@ -192,37 +204,66 @@ class _Space:
             fresh = d.take(pa.array(new))
             uniq = pc.unique(fresh)
             size = uniq.nbytes
-            if self.n + len(uniq) > self.limit or self.nbytes + size > self.max_bytes:
-                self.full = True
-                self.chunks, self._all, self.hits = [], None, {}
+            if self.n + len(uniq) > self.limit or not self._grow(size):
+                self._drop()
                 return None
             gid[new] = self.n + pc.index_in(fresh, value_set=uniq).to_numpy(
                 zero_copy_only=False).astype(np.int64)
             self.chunks.append(uniq)
             self._all = None
             self.n += len(uniq)
-            self.nbytes += size
         return gid
 
-    def extend(self, key: Any, pids: Sequence[int], fn: Any) -> None:
+    def _grow(self, size: int) -> bool:
+        """Account ``size`` more bytes, if this space and the cache have room for them."""
+        if self.nbytes + size > self.max_bytes:
+            return False
+        if self.owner is not None:
+            if self.owner.used + size > self.owner.max_total:
+                return False
+            self.owner.used += size
+        self.nbytes += size
+        return True
+
+    def _drop(self) -> None:
+        """Give up caching this space: what it held is freed, it is never used again."""
+        if self.owner is not None:
+            self.owner.used -= self.nbytes
+        self.full = True
+        self.chunks, self._all, self.hits, self.done = [], None, {}, {}
+        self.nbytes = 0
+
+    def extend(self, key: Any, pids: Sequence[int], fn: Any) -> bool:
         """Bring the hits of ``pids`` up to every value met; ``fn(values)`` evaluates
-        them together over the new values (a dict of pid -> bits, or ALL_FALSE)."""
+        them together over the new values (a dict of pid -> bits, or ALL_FALSE).
+
+        False when the space is (or, for want of room for the hits, now goes) full: the
+        caller evaluates its chunk's values itself.
+        """
+        if self.full:
+            return False
         start = self.done.get(key, 0)
         if start >= self.n:
-            return
+            return True
         vals = self.values().slice(start, self.n - start)
         got = fn(vals)
+        new: dict[int, np.ndarray] = {}
         for pid in pids:
             b = got.get(pid, ALL_FALSE)
             if b is ALL_FALSE:
-                ids = np.zeros(0, dtype=np.int64)
+                new[pid] = np.zeros(0, dtype=np.int32)
             elif b is ALL_TRUE:
-                ids = np.arange(start, self.n, dtype=np.int64)
+                new[pid] = np.arange(start, self.n, dtype=np.int32)
             else:
-                ids = np.flatnonzero(b) + start
+                new[pid] = (np.flatnonzero(b) + start).astype(np.int32)
+        if not self._grow(sum(a.nbytes for a in new.values())):
+            self._drop()
+            return False
+        for pid, ids in new.items():
             old = self.hits.get(pid)
             self.hits[pid] = ids if old is None or not len(old) else np.concatenate([old, ids])
         self.done[key] = self.n
+        return True
 
     def bits(self, pid: int, where: np.ndarray, n: int) -> Bits:
         """A predicate's bits over a chunk's ``n`` distinct values, ``where`` giving each
@@ -301,7 +342,8 @@ class ChunkEval:
         if got is None:
             return fn(d)
         space, pos = got
-        space.extend(pi, [pi], lambda vals: {pi: fn(vals)})
+        if not space.extend(pi, [pi], lambda vals: {pi: fn(vals)}):
+            return fn(d)
         return space.bits(pi, pos, len(d))
 
     def ac(self, fieldname: str, pi: int) -> Bits:
@@ -313,15 +355,17 @@ class ChunkEval:
             if col is None or len(col.dict) == 0:
                 for i in preds:
                     self.on_dict[i] = ALL_FALSE
-            elif (got := self.where(col, "lower")) is None:
-                self.on_dict.update(
-                    ac_on_dict(col.dict, [self.plan.preds[i] for i in preds], preds))
             else:
-                space, pos = got
-                space.extend(("ac", fieldname), preds, lambda vals: ac_on_dict(
-                    vals, [self.plan.preds[i] for i in preds], preds))
-                for i in preds:
-                    self.on_dict[i] = space.bits(i, pos, len(col.dict))
+                got = self.where(col, "lower")
+                if got is not None and got[0].extend(("ac", fieldname), preds,
+                                                     lambda vals: ac_on_dict(
+                        vals, [self.plan.preds[i] for i in preds], preds)):
+                    space, pos = got
+                    for i in preds:
+                        self.on_dict[i] = space.bits(i, pos, len(col.dict))
+                else:
+                    self.on_dict.update(
+                        ac_on_dict(col.dict, [self.plan.preds[i] for i in preds], preds))
         return self.on_dict.get(pi, ALL_FALSE)
 
     def keyword_hits(self, pi: int) -> list[tuple[_ChunkColumn, np.ndarray]]:
@@ -380,9 +424,8 @@ class ChunkEval:
             return run(big)
         space = self.cache.space(FULLTEXT, "lower")
         gid = space.ids(big)  # big repeats values of several columns: each has its id
-        if gid is None:
+        if gid is None or not space.extend("keywords", kws, run):
             return run(big)
-        space.extend("keywords", kws, run)
         out: dict[int, Bits] = {}
         for i in kws:
             ids = space.hits.get(i)
@@ -741,7 +784,9 @@ def match(plan: Plan, store: CaseStore, rules: Sequence[int] | None = None, *,
 
         mp = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=min(workers, len(chunks)), mp_context=mp,
-                                 initializer=_init_worker, initargs=(plan.to_json(),)) as pool:
+                                 initializer=_init_worker,
+                                 initargs=(plan.to_json(), ValueCache.for_budget(budget)
+                                           .max_total // min(workers, len(chunks)))) as pool:
             for res in pool.map(_match_chunk_in_worker,
                                 [(c, active, since, until) for c in chunks]):
                 out.append(res)
@@ -750,7 +795,7 @@ def match(plan: Plan, store: CaseStore, rules: Sequence[int] | None = None, *,
                     on_progress("match", events, total)
     else:
         kept: dict[int, pa.Table] | None = {} if len(chunks) == 1 else None
-        cache = ValueCache()
+        cache = ValueCache.for_budget(budget)
         for c in chunks:
             res = match_chunk(plan, c, active, since, until, keep=kept, cache=cache)
             out.append(res)
@@ -785,14 +830,14 @@ _WORKER_PLAN: list[Plan] = []
 _WORKER_CACHE: list[ValueCache] = []
 
 
-def _init_worker(plan_json: bytes) -> None:
+def _init_worker(plan_json: bytes, cache_bytes: int | None = None) -> None:
     configure_arrow_memory()
     plan = Plan.from_json(plan_json)
     if plan is None:
         raise RuntimeError("plan version mismatch in worker")
     warm_up(plan)
     _WORKER_PLAN[:] = [plan]
-    _WORKER_CACHE[:] = [ValueCache()]  # the chunks this worker gets share it
+    _WORKER_CACHE[:] = [ValueCache(cache_bytes)]  # the chunks this worker gets share it
 
 
 def _match_chunk_in_worker(args: tuple[list[tuple[int, str]], list[int], datetime | None,
