@@ -100,3 +100,29 @@ def test_screenshot_of_the_overview(report_html: Path, tmp_path: Path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20000
     ARTIFACTS.mkdir(exist_ok=True)
     shutil.copyfile(shot, ARTIFACTS / "report-overview.png")
+
+
+def test_matrix_pairs_counted_in_bulk_as_per_row():
+    import random
+
+    import pyarrow as pa
+
+    from tidehunt.render.html import _list_pairs, _list_pairs_py
+
+    rng = random.Random(4)
+    tacs = ["execution", "persistence", "exfiltration"]
+    techs = ["T1059.001", "T1053.002", "T1567.002", "T1105"]
+
+    def lists(pool):
+        return [None if rng.random() < 0.1 else rng.sample(pool, rng.randint(0, 2))
+                for _ in range(3000)]
+
+    t = pa.table({"tactics": pa.array(lists(tacs), pa.list_(pa.string())),
+                  "techniques": pa.array(lists(techs), pa.list_(pa.string()))})
+    assert _list_pairs(t) == _list_pairs_py(t)
+    assert sum(_list_pairs(t).values()) == 3000
+    # items the text keys cannot carry: counted row by row, the same
+    odd = pa.table({"tactics": pa.array([[""], ["a\x1fb"], ["a"]], pa.list_(pa.string())),
+                    "techniques": pa.array([["T1"], ["T2"], [None]], pa.list_(pa.string()))})
+    assert _list_pairs(odd) == _list_pairs_py(odd)
+    assert _list_pairs(odd)[(("",), ("T1",))] == 1

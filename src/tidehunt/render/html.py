@@ -253,13 +253,7 @@ def _matrix(findings: pa.Table) -> list[str]:
 
     names = {t["id"]: t.get("name", "") for t in load_coverage().get("techniques", [])}
     # findings of one rule share their tactics and techniques: count each pair of lists
-    pairs: Counter[tuple[tuple[str, ...], tuple[str, ...]]] = Counter()
-    both = findings.select(["tactics", "techniques"])
-    for start in range(0, both.num_rows, _SLICE):
-        part = both.slice(start, _SLICE)
-        pairs.update(zip((tuple(v or ()) for v in part.column("tactics").to_pylist()),
-                         (tuple(v or ()) for v in part.column("techniques").to_pylist()),
-                         strict=True))
+    pairs = _list_pairs(findings.select(["tactics", "techniques"]))
     cells: dict[str, Counter[str]] = defaultdict(Counter)
     for (tacs, techs), n in pairs.items():
         for tac in tacs:
@@ -288,6 +282,41 @@ def _matrix(findings: pa.Table) -> list[str]:
         out.append("</tr>")
     out.append("</table></section>")
     return out
+
+
+def _list_pairs(both: pa.Table) -> Counter[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """How many findings have each (tactics, techniques) pair of lists (null as empty).
+
+    Counted in Arrow, each pair of lists joined into one text key, unless an item is
+    null, empty or holds a separator (then one Python tuple per row, as before).
+    """
+    import pyarrow.compute as pc
+
+    keys = []
+    for name in ("tactics", "techniques"):
+        col = both.column(name)
+        flat = pc.list_flatten(col)
+        if flat.null_count or pc.any(pc.match_substring_regex(flat, "^$|[\x1e\x1f]")).as_py():
+            return _list_pairs_py(both)
+        keys.append(pc.fill_null(pc.binary_join(col, "\x1f"), ""))
+    pairs: Counter[tuple[tuple[str, ...], tuple[str, ...]]] = Counter()
+    vc = pc.value_counts(pc.binary_join_element_wise(keys[0], keys[1], "\x1e"))
+    for key, n in zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(),
+                      strict=True):
+        tacs, techs = key.split("\x1e")
+        pairs[(tuple(tacs.split("\x1f")) if tacs else (),
+               tuple(techs.split("\x1f")) if techs else ())] += n
+    return pairs
+
+
+def _list_pairs_py(both: pa.Table) -> Counter[tuple[tuple[str, ...], tuple[str, ...]]]:
+    pairs: Counter[tuple[tuple[str, ...], tuple[str, ...]]] = Counter()
+    for start in range(0, both.num_rows, _SLICE):
+        part = both.slice(start, _SLICE)
+        pairs.update(zip((tuple(v or ()) for v in part.column("tactics").to_pylist()),
+                         (tuple(v or ()) for v in part.column("techniques").to_pylist()),
+                         strict=True))
+    return pairs
 
 
 def _table_rows(findings: pa.Table) -> list[list[Any]]:
