@@ -351,6 +351,7 @@ def sort_findings(box: list[pa.Table]) -> pa.Table:
     """
     from pyarrow import compute as pc
 
+    from tidehunt.detect.sigma.run import one_array
     from tidehunt.render._polars import SLICE_ROWS, take_rows
 
     findings = box.pop()
@@ -363,11 +364,8 @@ def sort_findings(box: list[pa.Table]) -> pa.Table:
         col = cols[i]
         cols[i] = None
         if col.num_chunks <= 1 or col.nbytes <= SORT_JOIN_BYTES:
-            joined = col.combine_chunks() if col.num_chunks > 1 else col
-            out.append(pa.chunked_array([c.take(order) for c in
-                                         getattr(joined, "chunks", [joined])] or [],
-                                        fld.type))
-            del joined
+            out.append(pa.chunked_array([one_array(col).take(order)] if col.num_chunks
+                                        else [], fld.type))
         else:
             batches = pa.table({fld.name: col}).to_batches()
             out.append(pa.chunked_array(

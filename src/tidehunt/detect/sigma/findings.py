@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tidehunt.detect.sigma.plan import Plan
-from tidehunt.detect.sigma.run import MatchResult
+from tidehunt.detect.sigma.run import MatchResult, one_array
 from tidehunt.model.finding import EVIDENCE_TYPE, FINDINGS_SCHEMA, finding_id
 from tidehunt.model.rule import Severity
 
@@ -98,7 +98,7 @@ def build_findings(plan: Plan, res: MatchResult, emit: set[int], *, with_hits: b
     for t, (uniq, inv) in zip(_matched_rows(sources, [u for u, _ in wanted]), wanted,
                               strict=True):
         for key in per_event:
-            per_event[key].append(_combined(t.column(_DERIVED + key)))
+            per_event[key].append(one_array(t.column(_DERIVED + key)))
         ev_tables.append(t.select([c for c in _EVENT_COLS if c in t.column_names]))
         hit_event.append(inv.reshape(-1).astype(np.int64) + base)
         base += len(uniq)
@@ -437,12 +437,8 @@ def _valid(a: pa.Array) -> np.ndarray:
 
 
 def _np_bool(a: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    arr: np.ndarray = _combined(a).fill_null(False).to_numpy(zero_copy_only=False)
+    arr: np.ndarray = one_array(a).fill_null(False).to_numpy(zero_copy_only=False)
     return arr
-
-
-def _combined(a: pa.Array | pa.ChunkedArray) -> pa.Array:
-    return a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
 
 
 def _event_table(tables: list[pa.Table], per_event: dict[str, list[pa.Array]]

@@ -983,11 +983,11 @@ class _GroupRows:
                  base: np.ndarray | None) -> None:
         self.base = base
         self.n = len(channel)
-        chan = pc.dictionary_encode(_whole(channel).cast(pa.string()))
+        chan = pc.dictionary_encode(one_array(channel).cast(pa.string()))
         #: lower-cased channel per code; a null channel has code -1
         self.chan_names = pc.utf8_lower(chan.dictionary)
         c = chan.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-        eids = _whole(event_id)
+        eids = one_array(event_id)
         self.by_value = pa.types.is_integer(eids.type)
         if not self.by_value:  # event IDs as text (not written so here): row by row
             self.eid = eids
@@ -1033,7 +1033,8 @@ class _GroupRows:
         return np.flatnonzero(keep)
 
 
-def _whole(a: pa.Array | pa.ChunkedArray) -> pa.Array:
+def one_array(a: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """An array of ``a``'s values: its chunks joined if it has several."""
     return a.combine_chunks() if isinstance(a, pa.ChunkedArray) else a
 
 
@@ -1061,7 +1062,7 @@ def run_groups(plan: Plan, groups: list[Group], table: pa.Table,
             conds.append(pc.greater_equal(ts, pa.scalar(since, ts.type)))
         if until is not None:
             conds.append(pc.less_equal(ts, pa.scalar(until, ts.type)))
-        base = _np(_whole(conds[0] if len(conds) == 1 else pc.and_(conds[0], conds[1])))
+        base = _np(one_array(conds[0] if len(conds) == 1 else pc.and_(conds[0], conds[1])))
     chunk = ChunkEval(plan, groups, table, resolve, cache)
     select = _GroupRows(table.column("channel"), table.column("event_id"), base)
     for g in groups:
