@@ -91,6 +91,10 @@ class _ChunkColumn:
         """Distinct values with their case kept (for cased and regex predicates)."""
         return self._orig_dict, self._orig_idx
 
+    def distinct(self, which: str) -> pa.Array:
+        """The distinct values predicates see: "orig" (case kept) or "lower"."""
+        return self._orig_dict if which == "orig" else self.dict
+
 
 class _Column:
     """A chunk column seen through one group's rows (indices into the chunk's dictionary)."""
@@ -322,9 +326,8 @@ class ChunkEval:
         if self.cache is None or col.name is None:
             return None
         if which not in col.gids:
-            d = col.orig()[0] if which == "orig" else col.dict
             space = self.cache.space(col.name, which)
-            gid = space.ids(d)
+            gid = space.ids(col.distinct(which))
             if gid is None:
                 col.gids[which] = None
             else:
@@ -337,7 +340,7 @@ class ChunkEval:
     def dict_bits(self, pi: int, col: _ChunkColumn, which: str, fn: Any) -> Bits:
         """``fn`` (values -> bool array) over a column's distinct values, through the
         ValueCache when it has the column."""
-        d = col.orig()[0] if which == "orig" else col.dict
+        d = col.distinct(which)
         got = self.where(col, which)
         if got is None:
             return fn(d)
@@ -514,7 +517,7 @@ class GroupRun:
         """A predicate over a column's distinct values ("lower" or "orig"), computed once
         per chunk (and through the ValueCache, once per value) when ``shared``."""
         if not shared:
-            return fn(col.base.orig()[0] if which == "orig" else col.dict)
+            return fn(col.base.distinct(which))
         got = self.chunk.on_dict.get(pi)
         if got is None:
             got = self.chunk.on_dict[pi] = self.chunk.dict_bits(pi, col.base, which, fn)
