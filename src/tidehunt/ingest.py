@@ -42,7 +42,7 @@ from tidehunt.model.warning import IngestWarning
 from tidehunt.sources import _lines, _winrows
 from tidehunt.sources._winrows import WindowsRows, WindowsSource
 from tidehunt.sources.base import Artefact
-from tidehunt.sources.sniff import HEAD, sniff
+from tidehunt.sources.sniff import HEAD, readers, sniff
 
 log = logging.getLogger("tidehunt.ingest")
 
@@ -56,6 +56,11 @@ MAX_TASK_BYTES = 64 << 20
 MIN_TASK_BYTES = 4 << 20
 #: Files hashed and sniffed ahead of the tasks handed out (their heads are held).
 PLAN_AHEAD = 64
+#: Files hashed per job of the hashing thread (one hand-off per file cost more than
+#: hashing a small file).
+SCAN_BATCH = 16
+#: Bytes read (and hashed) at a time.
+SCAN_BLOCK = 1 << 20
 #: Tasks queued per worker: planning waits (backpressure) rather than run far ahead.
 QUEUED_PER_WORKER = 4
 
@@ -139,18 +144,33 @@ def _walk(root: Path, ctx: RunContext, rel: str = "") -> Iterator[tuple[str, int
                 yield sub, 0  # gone or unreadable: _scan reports it
 
 
-def _scan(path: Path) -> tuple[int, str, bytes] | OSError:
-    """Size, SHA-256 and the first bytes (for sniffing) of a file, in one read."""
+def _scan(path: Path, buf: memoryview | None = None) -> tuple[int, str, bytes] | OSError:
+    """Size, SHA-256 and the first bytes (for sniffing) of a file, in one read.
+
+    ``buf``: a buffer to read into (one per scanning thread: no fresh allocation, and so
+    no page faults, for each block of each file).
+    """
+    if buf is None or len(buf) < HEAD:
+        buf = memoryview(bytearray(max(SCAN_BLOCK, HEAD)))
     try:
-        with open(path, "rb") as fh:
+        with open(path, "rb", buffering=0) as fh:
             size = os.fstat(fh.fileno()).st_size
-            head = fh.read(HEAD)
-            h = hashlib.sha256(head)
-            while chunk := fh.read(1 << 20):
-                h.update(chunk)  # releases the GIL on large buffers: threads hash in parallel
+            n = 0
+            while n < HEAD and (got := fh.readinto(buf[n:])):  # reads may come short
+                n += got
+            head = bytes(buf[:min(n, HEAD)])
+            h = hashlib.sha256(buf[:n])  # large buffers: hashed with the GIL released
+            while n := fh.readinto(buf):
+                h.update(buf[:n])
     except OSError as exc:
         return exc
     return size, h.hexdigest(), head
+
+
+def _scan_many(paths: list[Path]) -> list[tuple[int, str, bytes] | OSError]:
+    """``_scan`` of each path, through one buffer."""
+    buf = memoryview(bytearray(max(SCAN_BLOCK, HEAD)))
+    return [_scan(p, buf) for p in paths]
 
 
 def plan(evidence: Iterable[str], store: CaseStore, ctx: RunContext,
@@ -170,7 +190,10 @@ def plan_files(files: list[tuple[Path, str, int]], store: CaseStore, ctx: RunCon
     ``options`` let the analyst's column mappings claim files (see ``Source.claims``).
     """
     seen: set[str] = set()
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    sources = readers()
+    # one thread: hashing runs beside the worker processes, and on a machine they keep
+    # busy a second hashing thread costs more CPU (GIL hand-offs) than it saves
+    with ThreadPoolExecutor(max_workers=1) as pool:
         for (real, display, _), scanned in zip(files, _ahead(pool, files), strict=True):
             if isinstance(scanned, OSError):
                 msg = f"{display}: unreadable: {scanned.strerror or scanned}"
@@ -188,7 +211,7 @@ def plan_files(files: list[tuple[Path, str, int]], store: CaseStore, ctx: RunCon
             seen.add(aid)
             item = Planned(aid, real, display, size, digest)
             try:
-                src = sniff(Artefact(aid, real, display), head, options)
+                src = sniff(Artefact(aid, real, display), head, options, sources)
             except SourceError as exc:
                 _record_failed(store, item, "", str(exc))
                 result.failed += 1
@@ -208,19 +231,24 @@ def plan_files(files: list[tuple[Path, str, int]], store: CaseStore, ctx: RunCon
 
 def _ahead(pool: ThreadPoolExecutor, files: list[tuple[Path, str, int]]
            ) -> Iterator[tuple[int, str, bytes] | OSError]:
-    """``_scan`` of each file in order, at most PLAN_AHEAD in flight or waiting (each
-    result holds a file's head: ``pool.map`` would hold every file's at once)."""
-    queue: deque[Future[tuple[int, str, bytes] | OSError]] = deque()
+    """``_scan`` of each file in order, SCAN_BATCH files to a job and at most PLAN_AHEAD
+    files in flight or waiting (each result holds a file's head: ``pool.map`` over the
+    files would hold every file's at once)."""
+    queue: deque[Future[list[tuple[int, str, bytes] | OSError]]] = deque()
     todo = iter(files)
-    for f in itertools.islice(todo, PLAN_AHEAD):
-        queue.append(pool.submit(_scan, f[0]))
+
+    def submit() -> None:
+        batch = [f[0] for f in itertools.islice(todo, SCAN_BATCH)]
+        if batch:
+            queue.append(pool.submit(_scan_many, batch))
+
+    for _ in range(max(1, PLAN_AHEAD // SCAN_BATCH)):
+        submit()
     try:
         while queue:
             got = queue.popleft().result()
-            nxt = next(todo, None)
-            if nxt is not None:
-                queue.append(pool.submit(_scan, nxt[0]))
-            yield got
+            submit()
+            yield from got
     finally:
         for fut in queue:
             fut.cancel()

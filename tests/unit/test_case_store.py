@@ -172,3 +172,32 @@ def test_row_defects_reach_the_manifest_of_their_own_file(tmp_path):
     warns = {w["message"]: w for w in by_name["bad.json"]["warnings"]}
     assert warns["unreadable event time (kept with no time)"]["locators"] == ["line 2"]
     assert warns["unreadable event ID (kept with no event ID)"]["locators"] == ["line 3"]
+
+
+def test_planning_hashes_and_heads_every_file_in_order(tmp_path):
+    """The hashing thread's batches: SHA-256 and head of each file (empty, around the
+    head size, several read blocks), in the order given, an unreadable file in its place."""
+    import hashlib
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tidehunt.ingest import HEAD, PLAN_AHEAD, SCAN_BLOCK, _ahead
+
+    sizes = [0, 1, HEAD - 1, HEAD, HEAD + 1, 2 * SCAN_BLOCK + 17]
+    files = []
+    for i in range(PLAN_AHEAD + 37):  # more than in flight at once: the queue refills
+        p = tmp_path / f"f{i:03d}"
+        if i == 40:
+            files.append((p, str(p), 0))  # never created: unreadable
+            continue
+        p.write_bytes(os.urandom(sizes[i % len(sizes)]))
+        files.append((p, str(p), p.stat().st_size))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        got = list(_ahead(pool, files))
+    assert len(got) == len(files)
+    for (p, _, _), res in zip(files, got, strict=True):
+        if not p.exists():
+            assert isinstance(res, OSError)
+            continue
+        data = p.read_bytes()
+        assert res == (len(data), hashlib.sha256(data).hexdigest(), data[:HEAD])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tidehunt import registry
@@ -13,11 +13,14 @@ HEAD = 65536
 
 
 def sniff(artefact: Artefact, head: bytes | None = None,
-          options: Mapping[str, Any] | None = None) -> type[Source] | None:
+          options: Mapping[str, Any] | None = None,
+          sources: Sequence[type[Source]] | None = None) -> type[Source] | None:
     """The Source class whose ``sniff`` accepts the file; None when none does.
 
     With ``options`` (the ingest options), a Source whose ``claims`` accepts the file
     (the analyst's column mapping fits its header) wins over content sniffing.
+    ``sources``: the Sources to choose from (default: every registered one that imports;
+    a caller sniffing many files passes ``readers()`` once).
 
     Raises:
         SourceError: two Sources of equal priority, or two claims, for one file.
@@ -25,7 +28,8 @@ def sniff(artefact: Artefact, head: bytes | None = None,
     if head is None:
         with artefact.open() as fh:
             head = fh.read(HEAD)
-    sources = list(registry.all_of("sources").values())
+    if sources is None:
+        sources = readers()
     signed = [cls for cls in sources if cls.MAGIC and head.startswith(cls.MAGIC)]
     if signed:  # a binary signature: only its readers decide (and may still refuse)
         sources = signed
@@ -46,3 +50,8 @@ def sniff(artefact: Artefact, head: bytes | None = None,
         names = ", ".join(c.NAME for c in hits)
         raise SourceError(f"{artefact.display}: more than one reader claims it ({names})")
     return hits[0]
+
+
+def readers() -> list[type[Source]]:
+    """Every registered Source that imports."""
+    return list(registry.all_of("sources").values())
