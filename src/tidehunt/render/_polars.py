@@ -71,7 +71,7 @@ def iso_utc(col: Any) -> Any:
 
 
 def write_lines(lines: Any, out: IO[bytes], terminator: str = "\n") -> None:
-    """Write a Polars string Series, one value a line.
+    """Write a Polars string Series, one value a line (``terminator`` added to each).
 
     The lines, each with its terminator, are one Arrow string array whose data buffer is
     the text to write: it is written as it is, with no Python string per line.
@@ -83,7 +83,9 @@ def write_lines(lines: Any, out: IO[bytes], terminator: str = "\n") -> None:
         return
     if lines.null_count():  # no line can be null: fail as joining them always did
         raise TypeError("write_lines: a line is null")
-    arr = (lines + terminator).to_arrow(compat_level=pl.CompatLevel.oldest())
+    if terminator:  # "": the lines end with their terminators already
+        lines = lines + terminator
+    arr = lines.to_arrow(compat_level=pl.CompatLevel.oldest())
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
     _, offsets, data = arr.buffers()

@@ -38,5 +38,6 @@ def render(report: RunReport, findings: pa.Table, out: IO[bytes]) -> None:
         body = pl.struct([pl.col(c) for c in cols]).struct.json_encode().str.head(-1)
         fields = pl.col("fields").fill_null("")
         fields = pl.when(fields == "").then(pl.lit("{}")).otherwise(fields)
-        lines = df.select(pl.concat_str([body, pl.lit(',"fields":'), fields, pl.lit("}")]))
-        write_lines(lines.to_series(), out)
+        # each line ends with its newline here: one copy of the slice's text fewer
+        lines = df.select(pl.concat_str([body, pl.lit(',"fields":'), fields, pl.lit("}\n")]))
+        write_lines(lines.to_series(), out, terminator="")
