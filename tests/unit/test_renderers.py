@@ -109,6 +109,9 @@ def test_write_lines_is_the_joined_text():
         buf = io.BytesIO()
         write_lines(series, buf)
         assert buf.getvalue() == ("\n".join(series.to_list()) + "\n").encode("utf-8")
+        buf = io.BytesIO()
+        write_lines(series, buf, terminator="")  # lines that end with their terminator
+        assert buf.getvalue() == "".join(series.to_list()).encode("utf-8")
     buf = io.BytesIO()
     write_lines(pl.Series([], dtype=pl.String), buf)
     assert buf.getvalue() == b""
