@@ -52,8 +52,10 @@ IN_PROCESS_BYTES = 16 << 20
 SAVE_SECONDS = 2.0
 #: Errors that say the case's disk cannot take more: the run stops (exit 3), resumable.
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
-MAX_TASK_BYTES = 64 << 20
+MAX_TASK_BYTES = 256 << 20
 MIN_TASK_BYTES = 4 << 20
+#: A task handed out takes the bytes left over this many times the workers (``stream_tasks``).
+TASK_SPLIT = 1
 #: Files hashed and sniffed ahead of the tasks handed out (their heads are held).
 PLAN_AHEAD = 64
 #: Files hashed per job of the hashing thread (one hand-off per file cost more than
@@ -296,17 +298,37 @@ def group(items: list[Planned], workers: int) -> list[list[Planned]]:
     return tasks
 
 
-def stream_tasks(items: Iterable[Planned], target: int) -> Iterator[list[Planned]]:
-    """Tasks of about ``target`` bytes as items arrive; a large file is a task by itself."""
+def stream_tasks(items: Iterable[Planned], total: int, workers: int
+                 ) -> Iterator[list[Planned]]:
+    """Tasks as items arrive, each of about the bytes not yet handed out (of ``total``)
+    over TASK_SPLIT times the ``workers``, between MIN_TASK_BYTES and
+    MAX_TASK_BYTES; a file at least that large is a task by itself.
+
+    Large tasks first, smaller ones as the evidence runs out (guided self-scheduling):
+    a task has a fixed cost (its rows are flushed once per event type and written as a
+    part of their own: ~0.1 s for a task of mixed EVTX), so few tasks is fast, and small
+    last ones let the workers finish together.
+    """
+    left = total
+
+    def target() -> int:
+        return max(MIN_TASK_BYTES, min(MAX_TASK_BYTES,
+                                       left // max(1, workers * TASK_SPLIT)))
+
+    want = target()
     cur: list[Planned] = []
     cur_bytes = 0
     for it in items:
-        if it.size >= target:
+        if it.size >= want:
+            left -= it.size
+            want = target()
             yield [it]
             continue
         cur.append(it)
         cur_bytes += it.size
-        if cur_bytes >= target:
+        if cur_bytes >= want:
+            left -= cur_bytes
+            want = target()
             yield cur
             cur, cur_bytes = [], 0
     if cur:
@@ -467,15 +489,13 @@ def _in_workers(planned: Iterable[Planned], store: CaseStore, ctx: RunContext,
     At most QUEUED_PER_WORKER tasks per worker are queued: beyond that, planning (hashing
     and sniffing the next files) waits for a task to finish.
     """
-    # workers start on the first tasks while the rest is still hashed and sniffed;
-    # small tasks keep the tail balanced without knowing the sizes ahead
-    target = max(MIN_TASK_BYTES, min(MAX_TASK_BYTES, total // (workers * 8)))
+    # workers start on the first tasks while the rest is still hashed and sniffed
     mp = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp,
                              initializer=configure_arrow_memory) as pool:
         pending: set[Future[dict[str, Any]]] = set()
         try:
-            for task in stream_tasks(planned, target):
+            for task in stream_tasks(planned, total, workers):
                 pending.add(pool.submit(run_task, str(store.root), task, 1, strict, options,
                                         limits))
                 if len(pending) >= workers * QUEUED_PER_WORKER:

@@ -201,3 +201,25 @@ def test_planning_hashes_and_heads_every_file_in_order(tmp_path):
             continue
         data = p.read_bytes()
         assert res == (len(data), hashlib.sha256(data).hexdigest(), data[:HEAD])
+
+
+def test_tasks_shrink_as_the_evidence_runs_out():
+    """Guided task sizes: large tasks first, smaller ones at the end, each file in one
+    task in its order, a file at least the task size alone."""
+    from tidehunt.ingest import MAX_TASK_BYTES, MIN_TASK_BYTES, Planned, stream_tasks
+
+    mib = 1 << 20
+    sizes = [3 * mib] * 400 + [300 * mib] + [3 * mib] * 100
+    items = [Planned(f"a{i}", Path(f"/e/{i}"), f"{i}", s, "") for i, s in enumerate(sizes)]
+    tasks = list(stream_tasks(items, sum(sizes), 2))
+    assert sorted(i.id for t in tasks for i in t) == sorted(i.id for i in items)
+    assert [i.id for t in tasks for i in t if len(t) > 1] == \
+        [i.id for i in items if i.size < 300 * mib]  # order kept
+    big = [t for t in tasks if any(i.size == 300 * mib for i in t)]
+    assert len(big) == 1 and len(big[0]) == 1
+    task_bytes = [sum(i.size for i in t) for t in tasks if len(t) > 1]
+    assert task_bytes[0] >= MAX_TASK_BYTES  # the first task is as large as allowed
+    assert all(b < MAX_TASK_BYTES + 3 * mib for b in task_bytes)
+    assert task_bytes[-2] <= MIN_TASK_BYTES + 3 * mib  # the last ones are the smallest
+    assert task_bytes == sorted(task_bytes, reverse=True)
+    assert len(tasks) < 25  # 1.8 GiB: not the 28 tasks of 64 MiB it was cut into

@@ -182,6 +182,9 @@ def _take_in_order(chunks: list[pa.Array | None], starts: np.ndarray, indices: n
 
 #: Parts made ready ahead of the one in use (each by a thread of its own).
 AHEAD = 2
+#: Rows of a part decoded at a time for its matched rows: what a part holds in memory
+#: while it is read stays bounded however large the part (up to PART_ROWS, 65,536).
+READ_ROWS = 16_384
 
 
 def _matched_rows(sources: list[Part | None], wanted: Sequence[np.ndarray]
@@ -192,11 +195,27 @@ def _matched_rows(sources: list[Part | None], wanted: Sequence[np.ndarray]
     ``sources[i]`` is a path, or the part as matching read it (``MatchResult.tables``).
     Reading a part (hundreds of columns), taking its rows and building their event
     columns run in Arrow with the GIL released, so AHEAD parts are made at once, beside
-    the work on the current one; each part is let go of once its rows are taken.
+    the work on the current one; each part is let go of once its rows are taken, and a
+    part of more than READ_ROWS rows is decoded READ_ROWS at a time.
     """
     def read(part: Part, rows: np.ndarray) -> pa.Table:
-        t = pq.read_table(part) if isinstance(part, str) else part
-        return event_rows(t.take(pa.array(rows)))
+        if not isinstance(part, str):
+            return event_rows(part.take(pa.array(rows)))
+        pf = pq.ParquetFile(part)
+        if pf.metadata.num_rows <= READ_ROWS:
+            return event_rows(pf.read().take(pa.array(rows)))
+        # a large part is read a batch at a time, only its wanted rows kept of each
+        pieces = []
+        start = 0
+        for b in pf.iter_batches(batch_size=READ_ROWS):
+            lo, hi = np.searchsorted(rows, [start, start + b.num_rows])
+            if hi > lo:
+                pieces.append(event_rows(pa.Table.from_batches([b]).take(
+                    pa.array(rows[lo:hi] - start))))
+            start += b.num_rows
+        if not pieces:
+            return event_rows(pf.schema_arrow.empty_table())
+        return pa.concat_tables(pieces, promote_options="permissive")
 
     def submit(i: int) -> Future[pa.Table]:
         src = sources[i]
