@@ -465,7 +465,7 @@ class _PartWriter:
                             strict=True):
                 counts[v] = counts.get(v, 0) + c
         try:
-            n, cols = write_part(tmp, batches)
+            n, cols = write_part(tmp, batches, table)
         except OSError as exc:  # disk full, quota, read-only: the task is given up whole,
             for p in [tmp, *(Path(x["tmp"]) for x in self.parts)]:  # its parts freed
                 with contextlib.suppress(OSError):

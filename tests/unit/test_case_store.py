@@ -151,6 +151,27 @@ def test_parallel_ingest_same_rows_as_serial(corpus, tmp_path):
         ing.IN_PROCESS_BYTES = old
     assert sorted(_keys(a)) == sorted(_keys(b))
     assert a.rows("windows") == 5079
+    # parts of other sizes (one task, and tasks per worker), the same columns in the same
+    # order: declared ones first, the others by name, so an event's fields JSON (in the
+    # order of its part's columns) is the same byte for byte however files were grouped
+    from tidehunt.detect.sigma.findings import event_columns
+    from tidehunt.model.tables import WINDOWS
+
+    declared = [f.name for f in WINDOWS.fields]
+    fields: list[dict[tuple[str, str], str]] = []
+    for store in (a, b):
+        got = {}
+        for p in store.parts("windows"):
+            t = pq.read_table(p)
+            rest = [c for c in t.column_names if c not in declared]
+            assert t.column_names == [c for c in declared if c in t.column_names] + sorted(rest)
+            js = event_columns(t)["fields"].to_pylist()
+            for k, f in zip(zip(t.column("_artefact").to_pylist(),
+                                t.column("_locator").to_pylist(), strict=True), js, strict=True):
+                got[k] = f
+        fields.append(got)
+    assert len(a.parts("windows")) != len(b.parts("windows"))
+    assert fields[0] == fields[1]
 
 
 def test_row_defects_reach_the_manifest_of_their_own_file(tmp_path):
@@ -223,3 +244,22 @@ def test_tasks_shrink_as_the_evidence_runs_out():
     assert task_bytes[-2] <= MIN_TASK_BYTES + 3 * mib  # the last ones are the smallest
     assert task_bytes == sorted(task_bytes, reverse=True)
     assert len(tasks) < 25  # 1.8 GiB: not the 28 tasks of 64 MiB it was cut into
+
+
+def test_part_columns_do_not_depend_on_batch_order(tmp_path):
+    from tidehunt.case.store import write_part
+    from tidehunt.model.batch import TableBatch
+
+    def batch(cols: dict[str, list[str]]) -> pa.RecordBatch:
+        n = len(next(iter(cols.values())))
+        return TableBatch.of("windows", {k: pa.array(v) for k, v in cols.items()},
+                             source="t", artefact="a", locator=pa.array(["1"] * n)).data
+
+    x = batch({"Image": ["a.exe"], "CommandLine": ["a"]})
+    y = batch({"TargetFilename": ["c:\\t"], "Image": ["b.exe"], "Details": ["d"]})
+    _, one = write_part(tmp_path / "1.parquet", [x, y], "windows")
+    _, two = write_part(tmp_path / "2.parquet", [y, x], "windows")
+    assert one == two
+    assert one[-4:] == ["CommandLine", "Details", "Image", "TargetFilename"]
+    _, seen = write_part(tmp_path / "3.parquet", [y, x])  # no table: order first seen
+    assert seen.index("TargetFilename") < seen.index("CommandLine")

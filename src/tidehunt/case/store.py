@@ -18,7 +18,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -354,22 +354,37 @@ def _sql_list(items: Iterable[str]) -> str:
     return "[" + ", ".join(_sql_str(s) for s in items) + "]"
 
 
-def write_part(path: Path, batches: list[pa.RecordBatch]) -> tuple[int, list[str]]:
-    """Write batches (schemas may differ: missing columns become null) as one Parquet file."""
-    table = union_table(batches)
-    pq.write_table(table, path, compression="zstd", row_group_size=131072)
-    return table.num_rows, table.column_names
+def write_part(path: Path, batches: list[pa.RecordBatch],
+               table: str | None = None) -> tuple[int, list[str]]:
+    """Write batches (schemas may differ: missing columns become null) as one Parquet file.
+
+    ``table``: the table they belong to, whose declared columns come first, in its order,
+    and the others by name (``TableBatch``'s own order): a part's columns then do not
+    depend on which batches met in it. Without it, the order in which columns first appear.
+    """
+    whole = union_table(batches, [f.name for f in TABLES[table].fields]
+                        if table in TABLES else None)
+    pq.write_table(whole, path, compression="zstd", row_group_size=131072)
+    return whole.num_rows, whole.column_names
 
 
-def union_table(batches: list[pa.RecordBatch]) -> pa.Table:
+def union_table(batches: list[pa.RecordBatch], first: Sequence[str] | None = None
+                ) -> pa.Table:
     """Batches as one table over the union of their columns, without copying any column.
 
     Each column is a chunked array of the batches' own arrays; where a batch lacks the
     column, one shared all-null array of its length stands in. (``concat_tables`` with
     permissive promotion builds and copies a null array per missing column and batch,
     which costs as much as writing the part when batches of a hundred event types meet.)
+
+    ``first``: columns in this order, then the others sorted by name; None: the columns
+    in the order they first appear.
     """
     schema = pa.unify_schemas([b.schema for b in batches], promote_options="permissive")
+    if first is not None:
+        rank = {n: i for i, n in enumerate(first)}
+        schema = pa.schema(sorted(schema, key=lambda f: (
+            (0, rank[f.name], "") if f.name in rank else (1, 0, f.name))))
     nulls: dict[tuple[int, pa.DataType], pa.Array] = {}
     cols = []
     for f in schema:
