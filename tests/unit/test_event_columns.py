@@ -143,13 +143,12 @@ def test_hits_for_correlations_only_of_the_rules_asked(tmp_path):
     assert every.num_rows == 3
 
 
-def test_large_part_read_a_batch_at_a_time_gives_the_same_rows(tmp_path, monkeypatch):
-    """A part of more than READ_ROWS rows is decoded in batches, its wanted rows kept of
-    each: the same event rows as taking them from the whole part (rows at batch edges,
-    a batch with none wanted, columns null in some batches)."""
+
+def test_large_part_read_a_group_of_columns_at_a_time(tmp_path, monkeypatch):
+    """A part of more than READ_CELLS cells is read as groups of columns, the wanted rows
+    kept of each: the same event rows as taking them from the whole part."""
     import tidehunt.detect.sigma.findings as F
 
-    monkeypatch.setattr(F, "READ_ROWS", 1000)
     n = 4321
     ts = pa.array([datetime(2026, 10, 6, 1, 0, i % 60, tzinfo=UTC) for i in range(n)],
                   pa.timestamp("us", tz="UTC"))
@@ -162,12 +161,15 @@ def test_large_part_read_a_batch_at_a_time_gives_the_same_rows(tmp_path, monkeyp
         "Image": [f"C:\\p{i}.exe" if i < 1500 else None for i in range(n)],
         "CommandLine": [None if i < 2000 else f"p{i} \"-x\"\t" for i in range(n)],
         "User": [f"CORP\\u{i % 5}" for i in range(n)],
+        "Target.Name": [f"t{i}" if i % 2 else None for i in range(n)],  # a dot in a name
     })
     path = tmp_path / "part.parquet"
     pq.write_table(t, path)
-    rows = np.array([0, 999, 1000, 1001, 1499, 1500, 2999, 3000, 4320], dtype=np.int64)
-    (got,) = F._matched_rows([str(path)], [rows])
+    rows = np.array([0, 999, 1499, 1500, 2999, 3000, 4320], dtype=np.int64)
     want = F.event_rows(t.take(pa.array(rows)))
-    assert got.num_rows == len(rows)
-    for name in want.column_names:
-        assert got.column(name).to_pylist() == want.column(name).to_pylist(), name
+    for cells in (1 << 22, 3 * n, n):  # whole; 3 columns at a time; one at a time
+        monkeypatch.setattr(F, "READ_CELLS", cells)
+        (got,) = F._matched_rows([str(path)], [rows])
+        assert got.column_names == want.column_names
+        for name in want.column_names:
+            assert got.column(name).to_pylist() == want.column(name).to_pylist(), name

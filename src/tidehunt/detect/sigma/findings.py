@@ -182,9 +182,9 @@ def _take_in_order(chunks: list[pa.Array | None], starts: np.ndarray, indices: n
 
 #: Parts made ready ahead of the one in use (each by a thread of its own).
 AHEAD = 2
-#: Rows of a part decoded at a time for its matched rows: what a part holds in memory
-#: while it is read stays bounded however large the part (up to PART_ROWS, 65,536).
-READ_ROWS = 16_384
+#: Cells (rows x columns) of a part read at once for its matched rows; a larger part is
+#: read as groups of columns, each let go of once its rows are taken.
+READ_CELLS = 1 << 22
 
 
 def _matched_rows(sources: list[Part | None], wanted: Sequence[np.ndarray]
@@ -196,26 +196,25 @@ def _matched_rows(sources: list[Part | None], wanted: Sequence[np.ndarray]
     Reading a part (hundreds of columns), taking its rows and building their event
     columns run in Arrow with the GIL released, so AHEAD parts are made at once, beside
     the work on the current one; each part is let go of once its rows are taken, and a
-    part of more than READ_ROWS rows is decoded READ_ROWS at a time.
+    part of more than READ_CELLS cells is read a group of columns at a time.
     """
     def read(part: Part, rows: np.ndarray) -> pa.Table:
+        idx = pa.array(rows)
         if not isinstance(part, str):
-            return event_rows(part.take(pa.array(rows)))
+            return event_rows(part.take(idx))
         pf = pq.ParquetFile(part)
-        if pf.metadata.num_rows <= READ_ROWS:
-            return event_rows(pf.read().take(pa.array(rows)))
-        # a large part is read a batch at a time, only its wanted rows kept of each
-        pieces = []
-        start = 0
-        for b in pf.iter_batches(batch_size=READ_ROWS):
-            lo, hi = np.searchsorted(rows, [start, start + b.num_rows])
-            if hi > lo:
-                pieces.append(event_rows(pa.Table.from_batches([b]).take(
-                    pa.array(rows[lo:hi] - start))))
-            start += b.num_rows
-        if not pieces:
-            return event_rows(pf.schema_arrow.empty_table())
-        return pa.concat_tables(pieces, promote_options="permissive")
+        names = pf.schema_arrow.names
+        if pf.metadata.num_rows * len(names) <= READ_CELLS:
+            return event_rows(pf.read().take(idx))
+        # a large part is read a group of columns at a time, only its wanted rows kept
+        # of each: it is never whole in memory (a 53k-row part of 344 columns is 100 MiB)
+        step = max(1, READ_CELLS // max(1, pf.metadata.num_rows))
+        cols: dict[str, pa.ChunkedArray] = {}
+        for i in range(0, len(names), step):
+            t = pf.read(columns=names[i:i + step]).take(idx)
+            cols.update(zip(t.column_names, t.columns, strict=True))
+            del t
+        return event_rows(pa.table(cols))
 
     def submit(i: int) -> Future[pa.Table]:
         src = sources[i]
