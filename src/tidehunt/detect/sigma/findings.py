@@ -180,8 +180,9 @@ def _take_in_order(chunks: list[pa.Array | None], starts: np.ndarray, indices: n
     return pa.chunked_array(out, pa.string())
 
 
-#: Parts made ready ahead of the one in use (each by a thread of its own).
-AHEAD = 2
+#: Parts made ready ahead of the one in use (each by a thread of its own; 2 took 0.3 s
+#: less at 100x for 60 MiB more at the peak, which is this build).
+AHEAD = 1
 #: Cells (rows x columns) of a part read at once for its matched rows; a larger part is
 #: read as groups of columns, each let go of once its rows are taken.
 READ_CELLS = 1 << 22
