@@ -481,6 +481,21 @@ class _PartWriter:
         return self.parts
 
 
+def fresh_bytes(files: list[tuple[Path, str, int]], store: CaseStore) -> int:
+    """Bytes of the files the case does not seem to hold yet (no ingested record of the
+    same path and size): what the tasks are sized by, before hashing tells for sure.
+
+    A re-run that adds a little evidence to a large case cuts the new files into tasks
+    for every worker, and reads a few new files in this process, rather than sizing its
+    tasks by the evidence it will skip.
+    """
+    known = {(rec.get("path"), rec.get("size")) for rec in store.artefacts.values()
+             if rec.get("status") == "ingested"}
+    if not known:
+        return sum(f[2] for f in files)
+    return sum(size for real, _, size in files if (str(real), size) not in known)
+
+
 def _in_workers(planned: Iterable[Planned], store: CaseStore, ctx: RunContext,
                 absorb: Callable[[dict[str, Any]], None], total: int, workers: int,
                 strict: bool, options: dict[str, Any] | None, limits: IngestLimits) -> None:
@@ -567,14 +582,15 @@ def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
         ctx.on_progress("ingest", done_bytes, total)
 
     planned = plan_files(files, store, ctx, result, options)
+    fresh = fresh_bytes(files, store)
     try:
-        if workers <= 1 or total <= IN_PROCESS_BYTES:
+        if workers <= 1 or fresh <= IN_PROCESS_BYTES:
             for task in group(list(planned), workers):
                 if ctx.should_stop():
                     break
                 absorb(run_task(str(store.root), task, 0, strict, options, limits))
         else:
-            _in_workers(planned, store, ctx, absorb, total, workers, strict, options, limits)
+            _in_workers(planned, store, ctx, absorb, fresh, workers, strict, options, limits)
     except CaseError:
         # the case cannot be written (disk full): keep the record of what was committed;
         # the task that failed left only temporary parts, removed when the case reopens

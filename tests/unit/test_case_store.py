@@ -263,3 +263,20 @@ def test_part_columns_do_not_depend_on_batch_order(tmp_path):
     assert one[-4:] == ["CommandLine", "Details", "Image", "TargetFilename"]
     _, seen = write_part(tmp_path / "3.parquet", [y, x])  # no table: order first seen
     assert seen.index("TargetFilename") < seen.index("CommandLine")
+
+
+def test_tasks_are_sized_by_the_evidence_not_yet_in_the_case(tmp_path):
+    from tidehunt.ingest import fresh_bytes, iter_files
+
+    (tmp_path / "ev").mkdir()
+    a = _events(tmp_path / "ev" / "a.json", 5)
+    store = CaseStore(tmp_path / "case", create=True)
+    ingest([str(a)], store, RunContext(), workers=1)
+    b = _events(tmp_path / "ev" / "b.json", 7)
+    files = list(iter_files([str(tmp_path / "ev")], RunContext()))
+    assert fresh_bytes(files, store) == b.stat().st_size  # a.json is skipped: not counted
+    _events(a, 6)  # a.json changed size: counted again (it will be read again)
+    files = list(iter_files([str(tmp_path / "ev")], RunContext()))
+    assert fresh_bytes(files, store) == a.stat().st_size + b.stat().st_size
+    empty = CaseStore(tmp_path / "case2", create=True)
+    assert fresh_bytes(files, empty) == sum(f[2] for f in files)
