@@ -56,6 +56,8 @@ MAX_TASK_BYTES = 256 << 20
 MIN_TASK_BYTES = 4 << 20
 #: A task handed out takes the bytes left over this many times the workers (``stream_tasks``).
 TASK_SPLIT = 1
+#: ... and in one process, over this many: each task is committed when it ends.
+IN_PROCESS_SPLIT = 3
 #: Files hashed and sniffed ahead of the tasks handed out (their heads are held).
 PLAN_AHEAD = 64
 #: Files hashed per job of the hashing thread (one hand-off per file cost more than
@@ -276,44 +278,23 @@ def _record_failed(store: CaseStore, item: Planned, reader: str, error: str) -> 
     store.artefacts[item.id] = _record(item, reader, "failed", error=error)
 
 
-def group(items: list[Planned], workers: int) -> list[list[Planned]]:
-    """Tasks of similar byte size; a large file is a task by itself."""
-    total = sum(i.size for i in items) or 1
-    target = max(MIN_TASK_BYTES, min(MAX_TASK_BYTES, total // max(1, workers * 3)))
-    tasks: list[list[Planned]] = []
-    cur: list[Planned] = []
-    cur_bytes = 0
-    for it in items:
-        if it.size >= target:
-            tasks.append([it])
-            continue
-        cur.append(it)
-        cur_bytes += it.size
-        if cur_bytes >= target:
-            tasks.append(cur)
-            cur, cur_bytes = [], 0
-    if cur:
-        tasks.append(cur)
-    tasks.sort(key=lambda t: -sum(i.size for i in t))  # big first: better balance
-    return tasks
-
-
-def stream_tasks(items: Iterable[Planned], total: int, workers: int
+def stream_tasks(items: Iterable[Planned], total: int, split: int
                  ) -> Iterator[list[Planned]]:
     """Tasks as items arrive, each of about the bytes not yet handed out (of ``total``)
-    over TASK_SPLIT times the ``workers``, between MIN_TASK_BYTES and
-    MAX_TASK_BYTES; a file at least that large is a task by itself.
+    over ``split``, between MIN_TASK_BYTES and MAX_TASK_BYTES; a file at least that large
+    is a task by itself.
 
     Large tasks first, smaller ones as the evidence runs out (guided self-scheduling):
     a task has a fixed cost (its rows are flushed once per event type and written as a
     part of their own: ~0.1 s for a task of mixed EVTX), so few tasks is fast, and small
-    last ones let the workers finish together.
+    last ones let the workers (``split``: TASK_SPLIT per worker) finish together. In one
+    process ``split`` is IN_PROCESS_SPLIT: a task is also what a killed or failed run
+    keeps.
     """
     left = total
 
     def target() -> int:
-        return max(MIN_TASK_BYTES, min(MAX_TASK_BYTES,
-                                       left // max(1, workers * TASK_SPLIT)))
+        return max(MIN_TASK_BYTES, min(MAX_TASK_BYTES, left // max(1, split)))
 
     want = target()
     cur: list[Planned] = []
@@ -510,7 +491,7 @@ def _in_workers(planned: Iterable[Planned], store: CaseStore, ctx: RunContext,
                              initializer=configure_arrow_memory) as pool:
         pending: set[Future[dict[str, Any]]] = set()
         try:
-            for task in stream_tasks(planned, total, workers):
+            for task in stream_tasks(planned, total, workers * TASK_SPLIT):
                 pending.add(pool.submit(run_task, str(store.root), task, 1, strict, options,
                                         limits))
                 if len(pending) >= workers * QUEUED_PER_WORKER:
@@ -585,7 +566,9 @@ def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
     fresh = fresh_bytes(files, store)
     try:
         if workers <= 1 or fresh <= IN_PROCESS_BYTES:
-            for task in group(list(planned), workers):
+            # planned whole first: the manifest is saved once planning ends, before
+            # the first task commits
+            for task in stream_tasks(list(planned), fresh, IN_PROCESS_SPLIT):
                 if ctx.should_stop():
                     break
                 absorb(run_task(str(store.root), task, 0, strict, options, limits))
