@@ -6,6 +6,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
+NATIVE := $(VENV)/.native
+NATIVE_SRC := $(wildcard native/evtxflat/src/*.rs) native/evtxflat/Cargo.toml
 
 .PHONY: demo test lint bench fuzz clean
 FUZZ_SECONDS ?= 60
@@ -22,11 +24,17 @@ $(TSTAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@ $(STAMP)
 
-demo: $(STAMP)
+# the optional native EVTX flatten: built where cargo is (see scripts/build-native.sh),
+# skipped with a message where it is not
+$(NATIVE): $(NATIVE_SRC) | $(STAMP)
+	@scripts/build-native.sh $(BIN)/python
+	@touch $@
+
+demo: $(STAMP) $(NATIVE)
 	$(BIN)/tidehunt demo -o demo-case
 	@echo "Report: demo-case/case/report.html (and report.json), timeline: demo-case/case/timeline.csv"
 
-test: $(TSTAMP)
+test: $(TSTAMP) $(NATIVE)
 	@scripts/install-chromium.sh
 	$(BIN)/python -m pytest -q
 
@@ -39,8 +47,9 @@ fuzz: $(TSTAMP)
 	TIDEHUNT_FUZZ_PROFILE=fuzz $(BIN)/python -m pytest -q tests/fuzz
 	PYTHONPATH=. $(BIN)/python fuzz/run.py --seconds $(FUZZ_SECONDS)
 
-bench: $(STAMP)
+bench: $(STAMP) $(NATIVE)
 	$(BIN)/python bench/bench_hunt.py
 
 clean:
-	rm -rf $(VENV) demo-case build dist src/*.egg-info .hypothesis
+	rm -rf $(VENV) demo-case build dist src/*.egg-info .hypothesis native/evtxflat/target
+	rm -f src/tidehunt/_evtxflat.*.so

@@ -23,6 +23,22 @@ def corpus_path(rel: str = "") -> Path:
 
 
 @pytest.fixture
+def native():
+    """The native flatten module; skips when it is not built (fails when
+    TIDEHUNT_REQUIRE_NATIVE is set, as CI sets it on a machine with cargo)."""
+    from tidehunt.sources._wincolumnar import native_flatten
+
+    mod = native_flatten()
+    if mod is None:
+        why = ("the native flatten is not built or is switched off (scripts/build-native.sh "
+               "builds it where cargo and the Debian Rust crates are at hand)")
+        if os.environ.get("TIDEHUNT_REQUIRE_NATIVE"):
+            pytest.fail(why + ", but TIDEHUNT_REQUIRE_NATIVE is set")
+        pytest.skip(why)
+    return mod
+
+
+@pytest.fixture
 def corpus():
     """Function returning a corpus path (skips when the corpus is absent)."""
     return corpus_path

@@ -1,15 +1,18 @@
 """The columnar EVTX flatten (``EvtxRows.add_event``) builds exactly the batches of the
-generic one (``event_row`` + ``WindowsRows.add``): on the corpus and on made-up records
-that exercise every rule of the flatten."""
+generic one (``event_row`` + ``WindowsRows.add``), and the native flatten
+(``tidehunt._evtxflat``, from the parser's JSON text) exactly the same rows and warnings:
+on the corpus and on made-up records that exercise every rule of the flatten."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 import tidehunt.sources._winrows as winrows
@@ -76,6 +79,76 @@ def assert_same(events: list[tuple[str, Any, Any]]) -> None:
         assert x.data.equals(y.data), _first_difference(x.data, y.data)
 
 
+needs_native = pytest.mark.usefixtures("native")
+
+
+def from_text(events: Events, native: bool, chunk: int = 2048) -> tuple[pa.Table, list[Any]]:
+    """``EvtxSource.read_records`` over parser-like records (each event as JSON text),
+    with the native flatten or without it: the rows as one table, and the warnings."""
+    src, ctx = EvtxSource(), RunContext()
+    sink = EvtxRows("evtx", native=native)
+    assert (sink.native is not None) == native
+    by_art: dict[str, list[dict[str, Any]]] = {}
+    order: list[str] = []
+    for a, event, rid in events:
+        if a not in by_art:
+            order.append(a)
+        by_art.setdefault(a, []).append(
+            {"data": json.dumps({"Event": event}), "event_record_id": rid})
+    out: list[Any] = []
+    import tidehunt.sources.evtx as evtx_mod
+    old, evtx_mod.NATIVE_CHUNK = evtx_mod.NATIVE_CHUNK, chunk  # type: ignore[misc]
+    try:
+        for a in order:
+            art = Artefact(a, Path(a + ".evtx"), a + ".evtx")
+            sink.begin(art.id, art.display)
+            out += src.read_records(iter(by_art[a]), art, ctx, sink)
+        out += sink.flush()
+    finally:
+        evtx_mod.NATIVE_CHUNK = old  # type: ignore[misc]
+    sink.report(ctx, src.NAME)
+    return _table(out), ctx.warnings
+
+
+def assert_native_same(events: list[tuple[str, Any, Any]], chunk: int = 2048,
+                       merge_case: bool = False) -> None:
+    """Same rows and warnings. With ``merge_case``, columns whose names differ only by
+    case are merged first, as the store merges them on reading: rows the native flatten
+    hands back sit in batches of their own, where another spelling may come first."""
+    (pt, pw), (nt, nw) = from_text(events, False), from_text(events, True, chunk)
+    assert _warnings(pw) == _warnings(nw)
+    if merge_case:
+        pt, nt = _merge_case(pt), _merge_case(nt)
+    assert pt.schema == nt.schema
+    assert pt.equals(nt), _first_difference(pt, nt)
+
+
+def _warnings(ws: list[Any]) -> list[str]:
+    """Warnings in a comparable form: locators in sorted order when all are listed (the
+    order rows are flushed in differs between the paths)."""
+    out = []
+    for w in ws:
+        d = w.to_dict()
+        if d["count"] <= len(d["locators"]):
+            d["locators"] = sorted(d["locators"])
+        out.append(repr(d))
+    return sorted(out)
+
+
+def _merge_case(t: pa.Table) -> pa.Table:
+    by: dict[str, list[str]] = {}
+    for n in t.column_names:
+        by.setdefault(n.lower(), []).append(n)
+    cols = {}
+    for names in by.values():
+        merged = t.column(names[0])
+        for n in names[1:]:
+            assert pc.all(pc.or_(merged.is_null(), t.column(n).is_null())).as_py()
+            merged = pc.coalesce(merged, t.column(n))
+        cols[min(names)] = merged
+    return pa.table(dict(sorted(cols.items())))
+
+
 def _first_difference(a: pa.RecordBatch, b: pa.RecordBatch) -> str:
     for name in a.schema.names:
         la, lb = a.column(name).to_pylist(), b.column(name).to_pylist()
@@ -120,6 +193,9 @@ def ev(data: Any = None, *, user: Any = None, **sys_over: Any) -> dict:
     return e
 
 
+# two spellings of one name in one record: a value has to go (with a warning)
+CLASH = ev({"Commandline": "b", "CommandLine": "c"}, eid=12, channel="App")
+
 TRICKY: list[dict] = [
     ev({"SubjectUserName": "bob", "NewProcessName": "C:\\x.exe", "ProcessId": "0x1"}),
     ev({"SubjectUserName": "eve", "NewProcessName": None, "TokenElevationType": 1936}),
@@ -156,7 +232,7 @@ TRICKY: list[dict] = [
     ev({"Level": "data level", "Version": "v"}, eid=11, channel="App"),
     ev({"level": "lower level"}, eid=11, channel="App"),
     ev({"CommandLine": "a"}, eid=12, channel="App"),
-    ev({"Commandline": "b", "CommandLine": "c"}, eid=12, channel="App"),
+    CLASH,
     ev({"commandline": "d"}, eid=12, channel="App"),
     ev({"CommandLine": "e", "Image": "i"}, eid=13, channel="App"),
     ev({"commandLine": "f"}, eid=13, channel="App", Execution=None),
@@ -219,6 +295,82 @@ def test_tricky_records_interleaved_artefacts_and_flushes(monkeypatch):
     assert_same(events)
 
 
+def test_case_clash_in_one_record_is_a_warning():
+    """The value kept is the same whatever else the batch holds (the spelling first in
+    code-point order), and the loss is reported with the record."""
+    first = ("a1", ev({"commandline": "a"}, eid=12, channel="App"), 1)
+    for events in ([first, ("a1", CLASH, 2)], [("a1", CLASH, 2)]):
+        tables, warnings, _ = columnar(events)
+        assert [(w.message, w.count, w.locators) for w in warnings] == [
+            (winrows.CASE_CLASH, 1, ("2",))]
+        t = _table(tables)
+        (name,) = [n for n in t.column_names if n.lower() == "commandline"]
+        assert t.column(name).to_pylist()[-1] == "c"
+
+
+# the native flatten hands CLASH back to Python, which flattens it in a batch of its own:
+# same value, but under the spelling first seen in that batch (merged when the store reads)
+NATIVE_TRICKY = [e for e in TRICKY if e is not CLASH]
+
+
+@needs_native
+def test_native_tricky_records():
+    assert_native_same([("a1", e, i) for i, e in enumerate(NATIVE_TRICKY, 1)])
+
+
+@needs_native
+def test_native_tricky_records_interleaved_artefacts_and_flushes(monkeypatch):
+    monkeypatch.setattr(winrows, "FLUSH_ROWS", 7)
+    events = [(f"a{i % 3}", e, i) for i, e in enumerate(NATIVE_TRICKY * 3, 1)]
+    assert_native_same(events, chunk=5)
+
+
+@needs_native
+def test_native_case_clash():
+    events = [("a1", ev({"CommandLine": "a"}, eid=12, channel="App"), 1), ("a1", CLASH, 2)]
+    (pt, pw), (nt, nw) = from_text(events, False), from_text(events, True)
+    assert [(w.message, w.count) for w in pw] == [(w.message, w.count) for w in nw] == [
+        (winrows.CASE_CLASH, 1)]
+    assert pt.column("CommandLine").to_pylist() == ["a", "c"]
+    assert "Commandline" not in pt.column_names
+    # read as the store reads it: spellings merged
+    merged = pc.coalesce(nt.column("CommandLine"), nt.column("Commandline"))
+    assert merged.to_pylist() == ["a", "c"]
+
+
+@needs_native
+def test_native_takes_nested_data_and_refuses_what_python_must_do():
+    """The generic shapes are taken natively (the corpus's SQL Server and UserData
+    events); floats, lone surrogates, non-ASCII names, case variants in one record and
+    records Python warns about or raises on are handed back."""
+    from tidehunt import _evtxflat  # type: ignore[attr-defined]
+    from tidehunt.sources._winrows import _RESERVED
+
+    taken = [
+        ev({"Data": {"#text": ["sa", " Reason: x", " [CLIENT: 10.0.2.17]"]}, "Binary": "00"}),
+        ev(user={"LogFileCleared": {"#attributes": {"xmlns": "m"}, "SubjectUserName": "a"}}),
+        ev({"#attributes": {"Name": "EVENT_X"}, "param1": "p"}),
+        ev({"A": "plain", "N": 5, "B": True}),
+    ]
+    refused = [
+        ev({"Ratio": 1.5}),
+        ev({"Bad": "x\ud800y"}),
+        ev({"Name\u00e9": "v"}),
+        ev({"CommandLine": {"#text": "a"}, "commandline": "b"}),
+        ev({"level": {"#text": "x"}}),
+        {"EventData": {"A": "1"}},
+        None,
+        ev({"A": "1"}, TimeCreated={"#attributes": "text"}),
+    ]
+    buf = _evtxflat.Buffer(sorted(_RESERVED))
+    recs = [{"data": json.dumps({"Event": e}), "event_record_id": i}
+            for i, e in enumerate(taken + refused)]
+    assert buf.add(recs, 0) == list(range(len(taken), len(taken) + len(refused)))
+    assert buf.n == len(taken)
+    assert buf.add([{"data": "{not json", "event_record_id": 1}, {"data": 5}, "x",
+                    {"data": "{}", "event_record_id": 2**70}], 0) == [0, 1, 2, 3]
+
+
 def test_raises_where_the_generic_flatten_raises():
     bad = ev({"A": "1"}, TimeCreated={"#attributes": "text"})
     with pytest.raises(AttributeError):
@@ -270,14 +422,24 @@ def test_random_records(monkeypatch, seed):
     assert_same(events)
 
 
+@needs_native
+@pytest.mark.parametrize("seed", range(4))
+def test_native_random_records(monkeypatch, seed):
+    rng = random.Random(seed)
+    monkeypatch.setattr(winrows, "FLUSH_ROWS", rng.choice([50, 400, 65_536]))
+    events = [(f"a{i // 97}", _random_event(rng, i), i) for i in range(1500)]
+    assert_native_same(events, chunk=rng.choice([1, 64, 2048]), merge_case=True)
+
+
 # -- corpus ---------------------------------------------------------------------------
 
-def _read(files: list[Path], columnar: bool) -> tuple[list[Any], list[Any]]:
+def _read(files: list[Path], columnar: bool, native: bool = False
+          ) -> tuple[list[Any], list[Any]]:
     """``EvtxSource`` over the files through one buffer, as an ingest task reads them."""
     src = EvtxSource()
     src.columnar = columnar  # type: ignore[misc]
     ctx = RunContext()
-    sink = src.new_sink()
+    sink = EvtxRows(src.NAME, native=native) if columnar else src.new_sink()
     assert isinstance(sink, EvtxRows) == columnar
     out: list[Any] = []
     for f in files:
@@ -314,3 +476,23 @@ def test_corpus(corpus, root):
     assert len(ga) == len(ca)
     for x, y in zip(ga, ca, strict=True):
         assert x.data.equals(y.data), _first_difference(x.data, y.data)
+
+
+@needs_native
+@pytest.mark.parametrize("root", ["evtx", "evtx-benign", "evtx-malformed"])
+def test_corpus_native(corpus, root):
+    """The native flatten gives the Python flatten's rows (one table, columns by name,
+    rows by artefact and record ID) and warnings, file by file and all through one
+    buffer; it takes nearly every record itself."""
+    files = sorted(corpus(root).rglob("*.evtx"))
+    if not files:
+        pytest.skip(f"no .evtx files under {CORPUS / root}")
+    for f in files:
+        (pa_, pw), (na, nw) = _read([f], True), _read([f], True, native=True)
+        assert [w.to_dict() for w in pw] == [w.to_dict() for w in nw], f
+        if pa_:
+            assert _table(pa_).equals(_table(na)), f
+    (pa_, pw), (na, nw) = _read(files, True), _read(files, True, native=True)
+    assert sorted(map(repr, (w.to_dict() for w in pw))) == \
+        sorted(map(repr, (w.to_dict() for w in nw)))
+    assert _table(pa_).equals(_table(na))

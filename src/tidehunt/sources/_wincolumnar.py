@@ -29,13 +29,18 @@ The batches are those of the generic path by construction rather than by imitati
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from functools import cached_property
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from tidehunt.model.batch import TableBatch
+from tidehunt.sources import _winrows
 from tidehunt.sources._winrows import (
+    _RESERVED,
     WindowsRows,
     _clean,
     _key,
@@ -44,6 +49,24 @@ from tidehunt.sources._winrows import (
     event_row,
     scalar_text,
 )
+
+try:  # the native flatten (native/evtxflat), built by ``make`` where Rust is at hand
+    from tidehunt import _evtxflat  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - depends on the build
+    _evtxflat = None
+
+#: Text held by the native buffer before a flush is due (its offsets are 32-bit).
+NATIVE_BYTES = 256 << 20
+#: Environment switch: ``0`` turns the native flatten off (the Python path takes all).
+NATIVE_ENV = "TIDEHUNT_NATIVE_FLATTEN"
+
+
+def native_flatten() -> str | None:
+    """Version of the native flatten that ``EvtxRows`` uses; None when it is not built
+    or ``TIDEHUNT_NATIVE_FLATTEN=0``."""
+    if _evtxflat is None or os.environ.get(NATIVE_ENV, "1") == "0":
+        return None
+    return str(_evtxflat.__version__)
 
 #: Order of the declared values kept per record (that of ``system_row``'s first keys).
 DECL = ("provider", "event_id", "ts", "record_id", "channel", "host")
@@ -109,8 +132,92 @@ class _CPart:
         self.n = 0
 
 
+class _Rows:
+    """Owners and locators of a native partition, as lists only if a warning needs them."""
+
+    def __init__(self, owners: pa.Array, locators: pa.Array) -> None:
+        self._o, self._l = owners, locators
+
+    @cached_property
+    def owners(self) -> list[int]:
+        return self._o.to_pylist()  # type: ignore[no-any-return]
+
+    @cached_property
+    def locators(self) -> list[str]:
+        return self._l.to_pylist()  # type: ignore[no-any-return]
+
+
+def _text_array(n: int, col: tuple[int, bytes | None, bytes, bytes]) -> pa.Array:
+    nulls, valid, offsets, data = col
+    arr = pa.Array.from_buffers(
+        pa.string(), n, [None if valid is None else pa.py_buffer(valid),
+                         pa.py_buffer(offsets), pa.py_buffer(data)], null_count=nulls)
+    arr.validate()
+    return arr
+
+
+def _int_array(n: int, col: tuple[int, bytes | None, bytes]) -> pa.Array:
+    nulls, valid, values = col
+    arr = pa.Array.from_buffers(
+        pa.int64(), n, [None if valid is None else pa.py_buffer(valid),
+                        pa.py_buffer(values)], null_count=nulls)
+    arr.validate()
+    return arr
+
+
 class EvtxRows(WindowsRows):
-    """``WindowsRows`` that also takes decoded EVTX ``Event`` objects (``add_event``)."""
+    """``WindowsRows`` that also takes decoded EVTX ``Event`` objects (``add_event``) and,
+    where the native flatten is built, the parser's records themselves (``add_records``).
+
+    ``native``: use the native flatten (None: where it is built and not switched off).
+    """
+
+    def __init__(self, source: str, artefact: str = "", source_file: str = "",
+                 native: bool | None = None) -> None:
+        super().__init__(source, artefact, source_file)
+        if native is None:
+            native = native_flatten() is not None
+        #: the native buffer (rows of the records it took), or None
+        self.native: Any = _evtxflat.Buffer(sorted(_RESERVED)) if native and _evtxflat \
+            else None
+
+    def add_records(self, records: list[dict[str, Any]]) -> list[int]:
+        """Buffer the parser's records the native flatten takes (all but those
+        ``add_event`` would send to the generic flatten, or could not take at all);
+        returns the indices of the others, which the caller flattens in Python."""
+        return self.native.add(records, self._cur)  # type: ignore[no-any-return]
+
+    def full(self) -> bool:
+        """True when a flush is due (the native buffer's rows and text count too)."""
+        nb = self.native
+        if nb is None:
+            return super().full()
+        n: int = self.n + nb.n
+        return n >= (self.flush_rows or _winrows.FLUSH_ROWS) or nb.nbytes >= NATIVE_BYTES
+
+    def _more_batches(self, arts: pa.Array, files: pa.Array) -> Iterator[TableBatch]:
+        nb = self.native
+        if nb is None or not nb.n:
+            return
+        for t in nb.take():
+            yield self._native_batch(t, arts, files)
+
+    def _native_batch(self, t: tuple[Any, ...], arts: pa.Array, files: pa.Array
+                      ) -> TableBatch:
+        """One native partition as the batch ``_batch`` makes of the same rows."""
+        n, prov, ts, chan, host, eid, rid, loc, owners, cols = t
+        own = pa.Array.from_buffers(pa.int32(), n, [None, pa.py_buffer(owners)])
+        locator = _text_array(n, loc)
+        out = {name: _text_array(n, c) for name, c in cols}
+        out["ts"] = self._ts_text(_text_array(n, ts), _Rows(own, locator))
+        out["event_id"] = _int_array(n, eid)
+        out["record_id"] = _int_array(n, rid)
+        out["host"] = _text_array(n, host)
+        out["channel"] = _text_array(n, chan)
+        out["provider"] = _text_array(n, prov)
+        out["source_file"] = files.take(own)
+        return TableBatch.of("windows", out, source=self.source, artefact=arts.take(own),
+                             locator=locator)
 
     def _part(self, channel: Any, event_id: Any) -> _CPart:
         parts: dict[Any, _CPart] = self._parts  # type: ignore[assignment]

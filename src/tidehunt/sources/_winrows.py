@@ -21,6 +21,9 @@ from tidehunt.model.tables import WINDOWS
 FLUSH_ROWS = 65_536
 BAD_TS = "unreadable event time (kept with no time)"
 BAD_EID = "unreadable event ID (kept with no event ID)"
+CASE_CLASH = ("fields of one record meet in one column (names differing only by case, or a "
+              "reserved name renamed onto another): kept the value of the name first in "
+              "code-point order, dropped the other")
 
 #: Declared column names (lower case) that an EventData key must not shadow.
 _RESERVED = {f.name.lower() for f in WINDOWS.fields}
@@ -236,9 +239,15 @@ class WindowsRows:
         for part in parts.values():
             idx = pa.array(part.owners, pa.int32())
             yield self._batch(part, arts.take(idx), files.take(idx))
+        yield from self._more_batches(arts, files)
         if self._cur >= 0:
             self._arts = [self._arts[self._cur]]
             self._cur = 0
+
+    def _more_batches(self, arts: pa.Array, files: pa.Array) -> Iterator[TableBatch]:
+        """Batches of rows buffered elsewhere than ``_parts`` (``EvtxRows``' native ones);
+        ``arts`` and ``files`` by owner number."""
+        return iter(())
 
     def _batch(self, part: _Part, arts: pa.Array, files: pa.Array) -> TableBatch:
         n = part.n
@@ -250,13 +259,26 @@ class WindowsRows:
         canon: dict[str, str] = {}
         for k in raw:
             canon.setdefault(k.lower(), k)
+        groups: dict[str, list[str]] = {}
+        for k in raw:
+            if k not in self.DECLARED:
+                groups.setdefault(_clean(canon[k.lower()]), []).append(k)
         cols: dict[str, pa.Array] = {}
-        for k, lst in raw.items():
-            if k in self.DECLARED:
+        for target, keys in groups.items():
+            if len(keys) == 1:
+                cols[target] = _strings(raw[keys[0]])
                 continue
-            target = _clean(canon[k.lower()])
-            arr = _strings(lst)
-            cols[target] = pc.coalesce(cols[target], arr) if target in cols else arr
+            # a record holding two of the spellings keeps one value: the same one whatever
+            # else its batch holds (the first name in code-point order), with a warning
+            arrs = [_strings(raw[k]) for k in sorted(keys)]
+            merged, lost = arrs[0], None
+            for arr in arrs[1:]:
+                clash = pc.fill_null(pc.not_equal(merged, arr), False)
+                lost = clash if lost is None else pc.or_(lost, clash)
+                merged = pc.coalesce(merged, arr)
+            if pc.any(lost).as_py():
+                self._note(part, CASE_CLASH, pc.indices_nonzero(lost).to_pylist())
+            cols[target] = merged
         none = [None] * n
         locators = part.locators
         cols["ts"] = self._ts(raw.get("ts", none), part)
@@ -277,7 +299,7 @@ class WindowsRows:
             locator=pa.array(locators, pa.string()),
         )
 
-    def _note(self, part: _Part, message: str, rows: list[int]) -> None:
+    def _note(self, part: Any, message: str, rows: list[int]) -> None:
         """Count rows kept with a defect against the artefact each came from."""
         for i in rows:
             art, path = self._arts[part.owners[i]]
@@ -292,8 +314,12 @@ class WindowsRows:
             ctx.warn(art, source, message, locs, count, path=path)
         self._defects.clear()
 
-    def _ts(self, vals: list[Any], part: _Part) -> pa.Array:
-        arr = _strings([None if v is None else str(v) for v in vals])
+    def _ts(self, vals: list[Any], part: Any) -> pa.Array:
+        return self._ts_text(_strings([None if v is None else str(v) for v in vals]), part)
+
+    def _ts_text(self, arr: pa.Array, part: Any) -> pa.Array:
+        """Event times from their text; ``part`` has the rows' ``owners`` and ``locators``
+        (for the warning about those that cannot be read)."""
         try:
             return arr.cast(pa.timestamp("us", tz="UTC"))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -313,7 +339,7 @@ class WindowsRows:
         except pa.ArrowInvalid:
             return self._ts_slow(clean, part)
 
-    def _ts_slow(self, clean: pa.Array, part: _Part) -> pa.Array:
+    def _ts_slow(self, clean: pa.Array, part: Any) -> pa.Array:
         """Per-value parse for the rare batch with an impossible date (e.g. month 13)."""
         out: list[datetime | None] = []
         bad: list[int] = []

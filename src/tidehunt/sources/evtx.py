@@ -12,7 +12,7 @@ import re
 import struct
 import zlib
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import orjson
 
@@ -30,6 +30,8 @@ CHUNK_SIZE = 65536
 _CHUNK_NO = re.compile(r"chunk number (\d+)")
 _RECORD_NO = re.compile(r"record number (\d+)")
 MAX_ERRORS = 10_000
+#: Records handed to the native flatten at a time.
+NATIVE_CHUNK = 2048
 
 
 class EvtxSource(WindowsSource, Source):
@@ -69,51 +71,75 @@ class EvtxSource(WindowsSource, Source):
                 parser = evtx.PyEvtxParser(fh, number_of_threads=self.threads)
             except (RuntimeError, OSError, ValueError) as exc:
                 raise SourceError(f"{artefact.display}: cannot open EVTX: {exc}") from exc
-            rows = sink
-            add_event = sink.add_event if isinstance(sink, EvtxRows) else None
-            it = iter(parser.records_json())
-            errors = 0
-            loads = orjson.loads
-            while True:
-                try:
-                    rec = next(it)
-                except StopIteration:
+            yield from self.read_records(iter(parser.records_json()), artefact, ctx, sink)
+
+    def read_records(self, it: Iterator[Any], artefact: Artefact, ctx: RunContext,
+                     sink: WindowsRows) -> Iterator[TableBatch]:
+        """The parser's records (dicts of ``data``, the record's JSON text, and
+        ``event_record_id``) into ``sink``; an error from the iterator is a warning and
+        the next record is asked for."""
+        rows = sink
+        native = isinstance(sink, EvtxRows) and sink.native is not None
+        pending: list[Any] = []  # records for the native flatten, a chunk at a time
+        errors = 0
+        while True:
+            try:
+                rec = next(it)
+            except StopIteration:
+                break
+            except (RuntimeError, OSError, ValueError) as exc:
+                errors += 1
+                self._parser_error(artefact, str(exc), ctx)
+                if errors >= MAX_ERRORS:
+                    ctx.warn(artefact.id, self.NAME, "too many parse errors; rest of file "
+                             "not read", path=artefact.display)
                     break
-                except (RuntimeError, OSError, ValueError) as exc:
-                    errors += 1
-                    self._parser_error(artefact, str(exc), ctx)
-                    if errors >= MAX_ERRORS:
-                        ctx.warn(artefact.id, self.NAME, "too many parse errors; rest of file "
-                                 "not read", path=artefact.display)
-                        break
+                continue
+            if rec is None:  # the stub allows it; the parser ends with StopIteration
+                break
+            if native:
+                pending.append(rec)
+                if len(pending) < NATIVE_CHUNK:
                     continue
-                if rec is None:  # the stub allows it; the parser ends with StopIteration
-                    break
-                try:
-                    event = loads(rec["data"])["Event"]
-                except (orjson.JSONDecodeError, KeyError, TypeError):
-                    ctx.warn(artefact.id, self.NAME, "record is not a valid event",
-                             [rec.get("event_record_id")], path=artefact.display)
-                    continue
-                if add_event is not None:  # columnar: the same checks, no row dict
-                    rid = rec.get("event_record_id")
-                    if not add_event(event, str(rid), rid):
-                        ctx.warn(artefact.id, self.NAME, "record has no System element",
-                                 [rid], path=artefact.display)
-                        continue
-                    if rows.full():
-                        yield from rows.flush()
-                    continue
-                row = event_row(event) if type(event) is dict else None  # {"Event": null}
-                if row is None:
-                    ctx.warn(artefact.id, self.NAME, "record has no System element",
-                             [rec.get("event_record_id")], path=artefact.display)
-                    continue
-                if row.get("record_id") is None:
-                    row["record_id"] = rec.get("event_record_id")
-                rows.add(row, str(rec.get("event_record_id")))
-                if rows.full():
-                    yield from rows.flush()
+                self._native(pending, artefact, ctx, sink)  # type: ignore[arg-type]
+                pending = []
+            else:
+                self._take(rec, artefact, ctx, sink)
+            if rows.full():
+                yield from rows.flush()
+        if pending:
+            self._native(pending, artefact, ctx, sink)  # type: ignore[arg-type]
+            if rows.full():
+                yield from rows.flush()
+
+    def _native(self, recs: list[Any], artefact: Artefact, ctx: RunContext,
+                sink: EvtxRows) -> None:
+        """Records through the native flatten; those it does not take, through Python."""
+        for i in sink.add_records(recs):
+            self._take(recs[i], artefact, ctx, sink)
+
+    def _take(self, rec: Any, artefact: Artefact, ctx: RunContext, rows: WindowsRows) -> None:
+        """Flatten one parser record into ``rows`` (a warning if it is not an event)."""
+        try:
+            event = orjson.loads(rec["data"])["Event"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            ctx.warn(artefact.id, self.NAME, "record is not a valid event",
+                     [rec.get("event_record_id")], path=artefact.display)
+            return
+        if isinstance(rows, EvtxRows):  # columnar: the same checks, no row dict
+            rid = rec.get("event_record_id")
+            if not rows.add_event(event, str(rid), rid):
+                ctx.warn(artefact.id, self.NAME, "record has no System element",
+                         [rid], path=artefact.display)
+            return
+        row = event_row(event) if type(event) is dict else None  # {"Event": null}
+        if row is None:
+            ctx.warn(artefact.id, self.NAME, "record has no System element",
+                     [rec.get("event_record_id")], path=artefact.display)
+            return
+        if row.get("record_id") is None:
+            row["record_id"] = rec.get("event_record_id")
+        rows.add(row, str(rec.get("event_record_id")))
 
     def _parser_error(self, artefact: Artefact, msg: str, ctx: RunContext) -> None:
         first = msg.split(": ", 1)[0] if msg.startswith("Failed to parse") else msg

@@ -1,0 +1,1282 @@
+//! tidehunt's native EVTX flatten: the JSON text of parsed EVTX records (as the Rust
+//! `evtx` parser's Python binding gives it) straight into Arrow column buffers.
+//!
+//! It takes exactly the records that tidehunt's Python fast path (`EvtxRows.add_event`)
+//! takes without falling back to the generic flatten: a regular `System`, a flat
+//! `EventData` of text, integers, booleans and nulls with plain ASCII names, no
+//! `UserData`. Every other record is handed back, untouched, by its index, and Python
+//! flattens it as before (with its warnings). Values become text as `scalar_text` writes
+//! them; rows are grouped per (channel, event ID) as `WindowsRows` groups them; a
+//! column is named by the first spelling of its case-insensitive name in the group.
+//!
+//! Nothing here can fail on hostile input: a record that does not parse, or is not of
+//! the shape above, is simply not taken.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+// ---------------------------------------------------------------- JSON values --------
+
+/// A JSON value as the fast path takes it; anything else aborts the record.
+enum Scalar<'a> {
+    Null,
+    Str(Cow<'a, str>),
+    Int(i64),
+    UInt(u64),
+    Bool(bool),
+    Other,
+}
+
+struct ScalarV;
+
+impl<'de> Visitor<'de> for ScalarV {
+    type Value = Scalar<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Null)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Scalar::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Scalar::Int(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(if v <= i64::MAX as u64 { Scalar::Int(v as i64) } else { Scalar::UInt(v) })
+    }
+    fn visit_f64<E>(self, _v: f64) -> Result<Self::Value, E> {
+        Ok(Scalar::Other)
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v)))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+        while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+        while s.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Scalar::Other)
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ScalarV)
+    }
+}
+
+/// An object key, borrowed from the text where it holds no escape.
+struct Key<'a>(Cow<'a, str>);
+
+struct KeyV;
+
+impl<'de> Visitor<'de> for KeyV {
+    type Value = Key<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a key")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Key(Cow::Owned(v)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(KeyV)
+    }
+}
+
+fn not_taken<E: de::Error>() -> E {
+    E::custom("not for the fast path")
+}
+
+/// Visits a map (or anything, where `any` is true) by key; `f` reads each value.
+macro_rules! map_visitor {
+    ($name:ident, $out:ty, $what:expr, |$m:ident, $key:ident, $acc:ident| $body:block, other => $other:expr) => {
+        struct $name;
+        impl<'de> Visitor<'de> for $name {
+            type Value = $out;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str($what)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut $m: A) -> Result<Self::Value, A::Error> {
+                let mut $acc: $out = Default::default();
+                while let Some(Key($key)) = $m.next_key::<Key<'de>>()? {
+                    $body
+                }
+                Ok($acc)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                $other
+            }
+            fn visit_bool<E: de::Error>(self, _v: bool) -> Result<Self::Value, E> {
+                $other
+            }
+            fn visit_i64<E: de::Error>(self, _v: i64) -> Result<Self::Value, E> {
+                $other
+            }
+            fn visit_u64<E: de::Error>(self, _v: u64) -> Result<Self::Value, E> {
+                $other
+            }
+            fn visit_f64<E: de::Error>(self, _v: f64) -> Result<Self::Value, E> {
+                $other
+            }
+            fn visit_str<E: de::Error>(self, _v: &str) -> Result<Self::Value, E> {
+                $other
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+                while s.next_element::<IgnoredAny>()?.is_some() {}
+                $other
+            }
+        }
+    };
+}
+
+/// `Provider`: `#attributes` `Name` or else `EventSourceName` (Python's `or`).
+#[derive(Default)]
+struct Attrs2<'a> {
+    a: Option<Scalar<'a>>,
+    b: Option<Scalar<'a>>,
+}
+
+map_visitor!(ProviderAttrsV, Attrs2<'de>, "provider attributes", |m, k, acc| {
+    match k.as_ref() {
+        "Name" => acc.a = Some(m.next_value()?),
+        "EventSourceName" => acc.b = Some(m.next_value()?),
+        _ => {
+            m.next_value::<IgnoredAny>()?;
+        }
+    }
+}, other => Err(not_taken()));
+
+struct ProviderAttrs<'a>(Attrs2<'a>);
+impl<'de> Deserialize<'de> for ProviderAttrs<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NullOr(ProviderAttrsV)).map(|x| ProviderAttrs(x.unwrap_or_default()))
+    }
+}
+
+/// `Provider` is an object (its `#attributes`) or, when it is not, no provider.
+#[derive(Default)]
+struct Prov<'a>(Option<Attrs2<'a>>);
+
+map_visitor!(ProvV, Prov<'de>, "provider", |m, k, acc| {
+    if k == "#attributes" {
+        acc.0 = Some(m.next_value::<ProviderAttrs<'de>>()?.0);
+    } else {
+        m.next_value::<IgnoredAny>()?;
+    }
+}, other => Ok(Prov(None)));
+
+/// Null (or an absent value) as None, else the inner visitor.
+struct NullOr<V>(V);
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for NullOr<V> {
+    type Value = Option<V::Value>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        self.0.expecting(f)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<Self::Value, A::Error> {
+        self.0.visit_map(m).map(Some)
+    }
+    fn visit_bool<E: de::Error>(self, _v: bool) -> Result<Self::Value, E> {
+        Err(not_taken())
+    }
+    fn visit_i64<E: de::Error>(self, _v: i64) -> Result<Self::Value, E> {
+        Err(not_taken())
+    }
+    fn visit_u64<E: de::Error>(self, _v: u64) -> Result<Self::Value, E> {
+        Err(not_taken())
+    }
+    fn visit_f64<E: de::Error>(self, _v: f64) -> Result<Self::Value, E> {
+        Err(not_taken())
+    }
+    fn visit_str<E: de::Error>(self, _v: &str) -> Result<Self::Value, E> {
+        Err(not_taken())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, _s: A) -> Result<Self::Value, A::Error> {
+        Err(not_taken())
+    }
+}
+
+/// `EventID`: an integer, or an object whose `#text` is one (absent: none).
+#[derive(Default)]
+struct Eid(Option<i64>);
+
+struct EidV;
+impl<'de> Visitor<'de> for EidV {
+    type Value = Eid;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an event ID")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Eid(None))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Eid(Some(v)))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        if v <= i64::MAX as u64 { Ok(Eid(Some(v as i64))) } else { Err(not_taken()) }
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+        let mut out = Eid(None);
+        while let Some(Key(k)) = m.next_key::<Key<'de>>()? {
+            if k == "#text" {
+                out = match m.next_value::<Scalar<'de>>()? {
+                    Scalar::Int(i) => Eid(Some(i)),
+                    Scalar::Null => Eid(None),
+                    _ => return Err(not_taken()),
+                };
+            } else {
+                m.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(out)
+    }
+}
+impl<'de> Deserialize<'de> for Eid {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(EidV)
+    }
+}
+
+/// `TimeCreated`: text, or an object whose `#attributes` `SystemTime` is text.
+#[derive(Default)]
+struct Tc<'a>(Option<Cow<'a, str>>);
+
+map_visitor!(TcAttrsV, Tc<'de>, "time attributes", |m, k, acc| {
+    if k == "SystemTime" {
+        acc.0 = match m.next_value::<Scalar<'de>>()? {
+            Scalar::Str(s) => Some(s),
+            Scalar::Null => None,
+            _ => return Err(not_taken()),
+        };
+    } else {
+        m.next_value::<IgnoredAny>()?;
+    }
+}, other => Err(not_taken()));
+
+struct TcAttrs<'a>(Tc<'a>);
+impl<'de> Deserialize<'de> for TcAttrs<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NullOr(TcAttrsV)).map(|x| TcAttrs(x.unwrap_or_default()))
+    }
+}
+
+struct TcV;
+impl<'de> Visitor<'de> for TcV {
+    type Value = Tc<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an event time")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Tc(None))
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Tc(Some(Cow::Borrowed(v))))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Tc(Some(Cow::Owned(v.to_owned()))))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+        let mut out = Tc(None);
+        while let Some(Key(k)) = m.next_key::<Key<'de>>()? {
+            if k == "#attributes" {
+                out = m.next_value::<TcAttrs<'de>>()?.0;
+            } else {
+                m.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(out)
+    }
+}
+impl<'de> Deserialize<'de> for Tc<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TcV)
+    }
+}
+
+/// `Execution` / `Security`: an object whose `#attributes` object holds two values
+/// (ignored altogether when either is not an object, as `system_row` ignores them).
+#[derive(Default)]
+struct Pair<'a>(Option<Scalar<'a>>, Option<Scalar<'a>>);
+
+struct PairAttrsV(&'static str, &'static str);
+impl<'de> Visitor<'de> for PairAttrsV {
+    type Value = Pair<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("attributes")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+        let mut out = Pair::default();
+        while let Some(Key(k)) = m.next_key::<Key<'de>>()? {
+            if k == self.0 {
+                out.0 = Some(m.next_value()?);
+            } else if k == self.1 {
+                out.1 = Some(m.next_value()?);
+            } else {
+                m.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(out)
+    }
+}
+
+struct PairV(&'static str, &'static str);
+impl<'de> Visitor<'de> for PairV {
+    type Value = Pair<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an element")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Self::Value, A::Error> {
+        let mut out = Pair::default();
+        while let Some(Key(k)) = m.next_key::<Key<'de>>()? {
+            if k == "#attributes" {
+                out = m.next_value_seed(AnyOrDefault(PairAttrsV(self.0, self.1)))?;
+            } else {
+                m.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(out)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Pair::default())
+    }
+    fn visit_bool<E>(self, _v: bool) -> Result<Self::Value, E> {
+        Ok(Pair::default())
+    }
+    fn visit_i64<E>(self, _v: i64) -> Result<Self::Value, E> {
+        Ok(Pair::default())
+    }
+    fn visit_u64<E>(self, _v: u64) -> Result<Self::Value, E> {
+        Ok(Pair::default())
+    }
+    fn visit_f64<E>(self, _v: f64) -> Result<Self::Value, E> {
+        Ok(Pair::default())
+    }
+    fn visit_str<E>(self, _v: &str) -> Result<Self::Value, E> {
+        Ok(Pair::default())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+        while s.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Pair::default())
+    }
+}
+
+/// A map through the inner visitor; any other value is skipped and gives the default.
+struct AnyOrDefault<V>(V);
+impl<'de, V: Visitor<'de>> DeserializeSeed<'de> for AnyOrDefault<V>
+where
+    V::Value: Default,
+{
+    type Value = V::Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(OrDefault(self.0))
+    }
+}
+struct OrDefault<V>(V);
+impl<'de, V: Visitor<'de>> Visitor<'de> for OrDefault<V>
+where
+    V::Value: Default,
+{
+    type Value = V::Value;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        self.0.expecting(f)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<Self::Value, A::Error> {
+        self.0.visit_map(m)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Default::default())
+    }
+    fn visit_bool<E>(self, _v: bool) -> Result<Self::Value, E> {
+        Ok(Default::default())
+    }
+    fn visit_i64<E>(self, _v: i64) -> Result<Self::Value, E> {
+        Ok(Default::default())
+    }
+    fn visit_u64<E>(self, _v: u64) -> Result<Self::Value, E> {
+        Ok(Default::default())
+    }
+    fn visit_f64<E>(self, _v: f64) -> Result<Self::Value, E> {
+        Ok(Default::default())
+    }
+    fn visit_str<E>(self, _v: &str) -> Result<Self::Value, E> {
+        Ok(Default::default())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+        while s.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Default::default())
+    }
+}
+
+/// `System`, as far as tidehunt keeps it.
+#[derive(Default)]
+struct System<'a> {
+    provider: Option<Cow<'a, str>>,
+    eid: Option<i64>,
+    ts: Option<Cow<'a, str>>,
+    rid: Option<i64>,
+    channel: Option<Cow<'a, str>>,
+    host: Option<Cow<'a, str>>,
+    /// Level, Task, Opcode, Keywords, Version, ExecutionProcessID, ExecutionThreadID,
+    /// SecurityUserID
+    extra: [Option<Scalar<'a>>; 8],
+}
+
+fn text_or_null<'a, E: de::Error>(v: Scalar<'a>) -> Result<Option<Cow<'a, str>>, E> {
+    match v {
+        Scalar::Str(s) => Ok(Some(s)),
+        Scalar::Null => Ok(None),
+        _ => Err(not_taken()),
+    }
+}
+
+fn flat<'a, E: de::Error>(v: Scalar<'a>) -> Result<Option<Scalar<'a>>, E> {
+    match v {
+        Scalar::Null => Ok(None),
+        Scalar::Other => Err(not_taken()),
+        s => Ok(Some(s)),
+    }
+}
+
+fn pid<'a, E: de::Error>(v: Option<Scalar<'a>>) -> Result<Option<Scalar<'a>>, E> {
+    match v {
+        None | Some(Scalar::Null) => Ok(None),
+        Some(s @ (Scalar::Str(_) | Scalar::Int(_) | Scalar::UInt(_))) => Ok(Some(s)),
+        _ => Err(not_taken()),
+    }
+}
+
+map_visitor!(SystemV, System<'de>, "a System element", |m, k, acc| {
+    match k.as_ref() {
+        "Provider" => {
+            acc.provider = match m.next_value_seed(AnyOrDefault(ProvV))?.0 {
+                None => None,
+                Some(Attrs2 { a, b }) => match a {
+                    Some(Scalar::Str(s)) if !s.is_empty() => Some(s),
+                    None | Some(Scalar::Null) | Some(Scalar::Str(_)) => match b {
+                        None => None,
+                        Some(v) => text_or_null(v)?,
+                    },
+                    _ => return Err(not_taken()),
+                },
+            }
+        }
+        "EventID" => acc.eid = m.next_value::<Eid>()?.0,
+        "TimeCreated" => acc.ts = m.next_value::<Tc<'de>>()?.0,
+        "EventRecordID" => {
+            acc.rid = match m.next_value::<Scalar<'de>>()? {
+                Scalar::Int(i) => Some(i),
+                Scalar::Null => None,
+                _ => return Err(not_taken()),
+            }
+        }
+        "Channel" => acc.channel = text_or_null(m.next_value()?)?,
+        "Computer" => acc.host = text_or_null(m.next_value()?)?,
+        "Level" => acc.extra[0] = flat(m.next_value()?)?,
+        "Task" => acc.extra[1] = flat(m.next_value()?)?,
+        "Opcode" => acc.extra[2] = flat(m.next_value()?)?,
+        "Keywords" => acc.extra[3] = flat(m.next_value()?)?,
+        "Version" => acc.extra[4] = flat(m.next_value()?)?,
+        "Execution" => {
+            let p = m.next_value_seed(AnyOrDefault(PairV("ProcessID", "ThreadID")))?;
+            acc.extra[5] = pid(p.0)?;
+            acc.extra[6] = pid(p.1)?;
+        }
+        "Security" => {
+            let p = m.next_value_seed(AnyOrDefault(PairV("UserID", "\u{0}")))?;
+            acc.extra[7] = match p.0 {
+                None => None,
+                Some(v) => flat(v)?,
+            };
+        }
+        _ => {
+            m.next_value::<IgnoredAny>()?;
+        }
+    }
+}, other => Err(not_taken()));
+
+impl<'de> DeserializeSeed<'de> for SystemV {
+    type Value = System<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// `EventData`: null or an object of scalars whose names do not start with `#`.
+#[derive(Default)]
+struct Data<'a>(Vec<(Cow<'a, str>, Scalar<'a>)>);
+
+map_visitor!(DataV, Data<'de>, "an EventData element", |m, k, acc| {
+    if k.starts_with('#') {
+        return Err(not_taken());
+    }
+    let v: Scalar<'de> = m.next_value()?;
+    if let Scalar::Other = v {
+        return Err(not_taken());
+    }
+    acc.0.push((k, v));
+}, other => Err(not_taken()));
+
+impl<'de> DeserializeSeed<'de> for DataV {
+    type Value = Data<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(NullOr(self)).map(|x| x.unwrap_or_default())
+    }
+}
+
+#[derive(Default)]
+struct Event<'a> {
+    system: Option<System<'a>>,
+    data: Data<'a>,
+}
+
+map_visitor!(EventV, Event<'de>, "an Event object", |m, k, acc| {
+    match k.as_ref() {
+        "System" => acc.system = Some(m.next_value_seed(SystemV)?),
+        "EventData" => acc.data = m.next_value_seed(DataV)?,
+        "UserData" => {
+            if let Scalar::Null = m.next_value::<Scalar<'de>>()? {
+            } else {
+                return Err(not_taken());
+            }
+        }
+        _ => {
+            m.next_value::<IgnoredAny>()?;
+        }
+    }
+}, other => Err(not_taken()));
+
+impl<'de> DeserializeSeed<'de> for EventV {
+    type Value = Event<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+#[derive(Default)]
+struct Top<'a>(Option<Event<'a>>);
+
+map_visitor!(TopV, Top<'de>, "a record", |m, k, acc| {
+    if k == "Event" {
+        acc.0 = Some(m.next_value_seed(EventV)?);
+    } else {
+        m.next_value::<IgnoredAny>()?;
+    }
+}, other => Err(not_taken()));
+
+fn parse(text: &str) -> Option<Event<'_>> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let top = de.deserialize_any(TopV).ok()?;
+    de.end().ok()?;
+    let ev = top.0?;
+    ev.system.as_ref()?;
+    Some(ev)
+}
+
+// ------------------------------------------------------- the generic flatten --------
+//
+// Records whose EventData or UserData is nested (objects, lists, `#text`, attributes):
+// `event_row` + `flatten_into` of `_winrows.py`, rule for rule, over the values in
+// document order (`preserve_order`: a repeated key keeps its first place and its last
+// value, as a Python dict does). Floats are left to Python (their text is Python's repr).
+
+use serde_json::{Map, Value};
+
+#[derive(Default)]
+struct GEvent<'a> {
+    system: Option<System<'a>>,
+    data: Option<Value>,
+    user: Option<Value>,
+}
+
+map_visitor!(GEventV, GEvent<'de>, "an Event object", |m, k, acc| {
+    match k.as_ref() {
+        "System" => acc.system = Some(m.next_value_seed(SystemV)?),
+        "EventData" => acc.data = Some(m.next_value()?),
+        "UserData" => acc.user = Some(m.next_value()?),
+        _ => {
+            m.next_value::<IgnoredAny>()?;
+        }
+    }
+}, other => Err(not_taken()));
+
+impl<'de> DeserializeSeed<'de> for GEventV {
+    type Value = GEvent<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+#[derive(Default)]
+struct GTop<'a>(Option<GEvent<'a>>);
+
+map_visitor!(GTopV, GTop<'de>, "a record", |m, k, acc| {
+    if k == "Event" {
+        acc.0 = Some(m.next_value_seed(GEventV)?);
+    } else {
+        m.next_value::<IgnoredAny>()?;
+    }
+}, other => Err(not_taken()));
+
+fn parse_generic(text: &str) -> Option<GEvent<'_>> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let top = de.deserialize_any(GTopV).ok()?;
+    de.end().ok()?;
+    let ev = top.0?;
+    ev.system.as_ref()?;
+    Some(ev)
+}
+
+/// Not for this flatten: the record goes back to Python.
+struct Refuse;
+
+fn num_text(n: &serde_json::Number) -> Result<String, Refuse> {
+    if let Some(i) = n.as_i64() {
+        Ok(itoa::Buffer::new().format(i).to_owned())
+    } else if let Some(u) = n.as_u64() {
+        Ok(itoa::Buffer::new().format(u).to_owned())
+    } else {
+        Err(Refuse)
+    }
+}
+
+/// `scalar_text`: None for null and for an object without `#text`.
+fn scalar_text(v: &Value) -> Result<Option<String>, Refuse> {
+    Ok(match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(if *b { "true" } else { "false" }.to_owned()),
+        Value::Number(n) => Some(num_text(n)?),
+        Value::Array(xs) => {
+            let mut parts: Vec<String> = Vec::with_capacity(xs.len());
+            for x in xs {
+                if let Some(p) = scalar_text(x)? {
+                    parts.push(p);
+                }
+            }
+            Some(parts.join("\n"))
+        }
+        Value::Object(o) => match o.get("#text") {
+            Some(t) => scalar_text(t)?,
+            None => None,
+        },
+    })
+}
+
+/// A flattened row's extra columns: first spelling of an exact name wins.
+struct Row<'r> {
+    reserved: &'r std::collections::HashSet<String>,
+    seen: std::collections::HashSet<String>,
+    cols: Vec<(String, String)>,
+}
+
+impl Row<'_> {
+    /// `_key`: reserved names get a trailing underscore (ASCII names only).
+    fn key(&self, k: &str) -> Result<String, Refuse> {
+        if !k.is_ascii() {
+            return Err(Refuse);
+        }
+        Ok(if self.reserved.contains(&k.to_ascii_lowercase()) { format!("{k}_") } else { k.to_owned() })
+    }
+    fn put(&mut self, key: String, value: String) {
+        if !self.seen.contains(&key) {
+            self.seen.insert(key.clone());
+            self.cols.push((key, value));
+        }
+    }
+    /// `flatten_into` of one entry.
+    fn entry(&mut self, k: &str, v: &Value) -> Result<(), Refuse> {
+        match v {
+            Value::Object(o) => {
+                if o.contains_key("#text") || o.is_empty() {
+                    if let Some(t) = o.get("#text") {
+                        if let Some(t) = scalar_text(t)? {
+                            let key = self.key(k)?;
+                            self.put(key, t);
+                        }
+                    }
+                    if let Some(Value::Object(a)) = o.get("#attributes") {
+                        self.items(a)?;
+                    }
+                    Ok(())
+                } else {
+                    self.items(o)
+                }
+            }
+            _ => {
+                if let Some(t) = scalar_text(v)? {
+                    let key = self.key(if k == "#text" { "Data" } else { k })?;
+                    self.put(key, t);
+                }
+                Ok(())
+            }
+        }
+    }
+    fn items(&mut self, o: &Map<String, Value>) -> Result<(), Refuse> {
+        for (k, v) in o {
+            self.entry(k, v)?;
+        }
+        Ok(())
+    }
+    /// `event_row`'s loop over one of EventData and UserData.
+    fn node(&mut self, node: &Option<Value>) -> Result<(), Refuse> {
+        match node {
+            None | Some(Value::Null) => Ok(()),
+            Some(Value::Object(o)) => {
+                for (k, v) in o {
+                    match v {
+                        Value::String(s) => {
+                            let key = self.key(k)?;
+                            self.put(key, s.clone());
+                        }
+                        Value::Null => {}
+                        Value::Number(n) if n.is_i64() || n.is_u64() => {
+                            let key = self.key(k)?;
+                            self.put(key, num_text(n)?);
+                        }
+                        _ => self.entry(k, v)?,
+                    }
+                }
+                Ok(())
+            }
+            Some(other) => {
+                if let Some(t) = scalar_text(other)? {
+                    if !t.is_empty() {
+                        self.put("Data".to_owned(), t);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- columns ------------
+
+#[derive(Default)]
+struct Bits {
+    bytes: Vec<u8>,
+    len: usize,
+    nulls: usize,
+}
+
+impl Bits {
+    fn push(&mut self, valid: bool) {
+        if self.len % 8 == 0 {
+            self.bytes.push(0);
+        }
+        if valid {
+            self.bytes[self.len / 8] |= 1 << (self.len % 8);
+        } else {
+            self.nulls += 1;
+        }
+        self.len += 1;
+    }
+}
+
+struct StrCol {
+    valid: Bits,
+    offsets: Vec<i32>,
+    data: Vec<u8>,
+}
+
+impl StrCol {
+    fn new() -> Self {
+        StrCol { valid: Bits::default(), offsets: vec![0], data: Vec::new() }
+    }
+    fn len(&self) -> usize {
+        self.valid.len
+    }
+    fn push(&mut self, s: &[u8]) {
+        self.data.extend_from_slice(s);
+        self.offsets.push(self.data.len() as i32);
+        self.valid.push(true);
+    }
+    fn push_null(&mut self) {
+        self.offsets.push(self.data.len() as i32);
+        self.valid.push(false);
+    }
+    fn push_opt(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => self.push(s.as_bytes()),
+            None => self.push_null(),
+        }
+    }
+    fn pad_to(&mut self, n: usize) {
+        while self.len() < n {
+            self.push_null();
+        }
+    }
+    fn to_py(&self, py: Python) -> PyObject {
+        let valid: PyObject = if self.valid.nulls == 0 {
+            py.None()
+        } else {
+            PyBytes::new(py, &self.valid.bytes).into()
+        };
+        let offsets = unsafe {
+            std::slice::from_raw_parts(self.offsets.as_ptr() as *const u8, self.offsets.len() * 4)
+        };
+        (self.valid.nulls, valid, PyBytes::new(py, offsets), PyBytes::new(py, &self.data))
+            .into_py(py)
+    }
+}
+
+#[derive(Default)]
+struct IntCol {
+    valid: Bits,
+    values: Vec<i64>,
+}
+
+impl IntCol {
+    fn push(&mut self, v: Option<i64>) {
+        self.values.push(v.unwrap_or(0));
+        self.valid.push(v.is_some());
+    }
+    fn to_py(&self, py: Python) -> PyObject {
+        let valid: PyObject = if self.valid.nulls == 0 {
+            py.None()
+        } else {
+            PyBytes::new(py, &self.valid.bytes).into()
+        };
+        let values = unsafe {
+            std::slice::from_raw_parts(self.values.as_ptr() as *const u8, self.values.len() * 8)
+        };
+        (self.valid.nulls, valid, PyBytes::new(py, values)).into_py(py)
+    }
+}
+
+/// One (channel, event ID) partition.
+struct Part {
+    n: usize,
+    provider: StrCol,
+    ts: StrCol,
+    channel: StrCol,
+    host: StrCol,
+    event_id: IntCol,
+    record_id: IntCol,
+    locator: StrCol,
+    owners: Vec<i32>,
+    /// column index by global lower-case name id (u32::MAX: none yet)
+    col_of: Vec<u32>,
+    cols: Vec<(String, StrCol)>,
+}
+
+impl Part {
+    fn new() -> Self {
+        Part {
+            n: 0,
+            provider: StrCol::new(),
+            ts: StrCol::new(),
+            channel: StrCol::new(),
+            host: StrCol::new(),
+            event_id: IntCol::default(),
+            record_id: IntCol::default(),
+            locator: StrCol::new(),
+            owners: Vec::new(),
+            col_of: Vec::new(),
+            cols: Vec::new(),
+        }
+    }
+
+    fn put(&mut self, lid: u32, name: &str, text: &[u8]) {
+        let l = lid as usize;
+        if self.col_of.len() <= l {
+            self.col_of.resize(l + 1, u32::MAX);
+        }
+        let mut ci = self.col_of[l];
+        if ci == u32::MAX {
+            ci = self.cols.len() as u32;
+            self.col_of[l] = ci;
+            self.cols.push((name.to_owned(), StrCol::new()));
+        }
+        let col = &mut self.cols[ci as usize].1;
+        col.pad_to(self.n);
+        col.push(text);
+    }
+}
+
+/// What is known of one EventData key: its lower-case name id and column name.
+struct KeyInfo {
+    lid: u32,
+    name: String,
+    ok: bool,
+}
+
+/// Text held before records are no longer taken (Arrow's 32-bit offsets).
+const MAX_BYTES: usize = 1 << 30;
+
+const EXTRA: [&str; 8] = [
+    "Level",
+    "Task",
+    "Opcode",
+    "Keywords",
+    "Version",
+    "ExecutionProcessID",
+    "ExecutionThreadID",
+    "SecurityUserID",
+];
+
+/// Buffered rows of the records taken, per (channel, event ID), until `take`.
+#[pyclass(module = "tidehunt._evtxflat")]
+struct Buffer {
+    reserved: std::collections::HashSet<String>,
+    keys: HashMap<String, KeyInfo>,
+    lids: HashMap<String, u32>,
+    stamp: Vec<u32>,
+    recno: u32,
+    by_chan: HashMap<String, HashMap<Option<i64>, usize>>,
+    no_chan: HashMap<Option<i64>, usize>,
+    parts: Vec<Part>,
+    #[pyo3(get)]
+    n: usize,
+    #[pyo3(get)]
+    nbytes: usize,
+}
+
+impl Buffer {
+    fn lid(&mut self, lower: &str) -> u32 {
+        if let Some(&l) = self.lids.get(lower) {
+            return l;
+        }
+        let l = self.lids.len() as u32;
+        self.lids.insert(lower.to_owned(), l);
+        l
+    }
+
+    fn key_info(&mut self, k: &str) -> (u32, bool) {
+        if let Some(ki) = self.keys.get(k) {
+            return (ki.lid, ki.ok);
+        }
+        let ascii = k.is_ascii();
+        let lower = k.to_ascii_lowercase();
+        let name = if self.reserved.contains(&lower) { format!("{k}_") } else { k.to_owned() };
+        let lname = name.to_ascii_lowercase();
+        let lid = self.lid(&lname);
+        let ok = ascii && lid as usize >= EXTRA.len();
+        self.keys.insert(k.to_owned(), KeyInfo { lid, name, ok });
+        (lid, ok)
+    }
+
+    fn part_index(&mut self, channel: Option<&str>, eid: Option<i64>) -> usize {
+        let map = match channel {
+            None => &mut self.no_chan,
+            Some(c) => {
+                if !self.by_chan.contains_key(c) {
+                    self.by_chan.insert(c.to_owned(), HashMap::new());
+                }
+                self.by_chan.get_mut(c).unwrap()
+            }
+        };
+        if let Some(&i) = map.get(&eid) {
+            return i;
+        }
+        let i = self.parts.len();
+        map.insert(eid, i);
+        self.parts.push(Part::new());
+        i
+    }
+
+    /// Take one record; false (nothing buffered) if it is not for the fast path.
+    fn take_one(&mut self, text: &str, parser_rid: Option<i64>, owner: i32) -> bool {
+        let ev = match parse(text) {
+            Some(ev) => ev,
+            None => return self.take_generic(text, parser_rid, owner),
+        };
+        if self.keys.len() >= 1 << 18 {
+            self.keys.clear(); // hostile input with endless names: keep the cache bounded
+        }
+        // EventData names: plain ASCII, distinct without case, none meeting System's
+        self.recno = self.recno.wrapping_add(1);
+        if self.recno == 0 {
+            self.stamp.iter_mut().for_each(|s| *s = 0);
+            self.recno = 1;
+        }
+        let mut lids: Vec<u32> = Vec::with_capacity(ev.data.0.len());
+        for (k, _) in ev.data.0.iter() {
+            let (lid, ok) = self.key_info(k);
+            if !ok {
+                return self.take_generic(text, parser_rid, owner);
+            }
+            let l = lid as usize;
+            if self.stamp.len() <= l {
+                self.stamp.resize(l + 1, 0);
+            }
+            if self.stamp[l] == self.recno {
+                return self.take_generic(text, parser_rid, owner);
+            }
+            self.stamp[l] = self.recno;
+            lids.push(lid);
+        }
+        let sys = ev.system.unwrap();
+        let pi = self.push_system(&sys, text, parser_rid, owner);
+        let mut ibuf = itoa::Buffer::new();
+        let keys = &self.keys;
+        let part = &mut self.parts[pi];
+        for ((k, v), lid) in ev.data.0.iter().zip(lids) {
+            if let Scalar::Null = v {
+                continue;
+            }
+            let name = &keys.get(k.as_ref()).unwrap().name;
+            put_scalar(part, lid, name, v, &mut ibuf);
+        }
+        part.n += 1;
+        self.n += 1;
+        true
+    }
+
+    /// The declared values and System's extra ones of a record; its partition's index.
+    fn push_system(&mut self, sys: &System, text: &str, parser_rid: Option<i64>, owner: i32) -> usize {
+        let pi = self.part_index(sys.channel.as_deref(), sys.eid);
+        let mut ibuf = itoa::Buffer::new();
+        let part = &mut self.parts[pi];
+        part.provider.push_opt(sys.provider.as_deref());
+        part.ts.push_opt(sys.ts.as_deref());
+        part.channel.push_opt(sys.channel.as_deref());
+        part.host.push_opt(sys.host.as_deref());
+        part.event_id.push(sys.eid);
+        part.record_id.push(sys.rid.or(parser_rid));
+        match parser_rid {
+            Some(r) => part.locator.push(ibuf.format(r).as_bytes()),
+            None => part.locator.push(b"None"),
+        }
+        part.owners.push(owner);
+        for (i, v) in sys.extra.iter().enumerate() {
+            if let Some(v) = v {
+                put_scalar(part, i as u32, EXTRA[i], v, &mut ibuf);
+            }
+        }
+        self.nbytes += text.len() + 32; // bounds the text this record adds
+        pi
+    }
+
+    /// A record with nested EventData or UserData, through the generic flatten.
+    fn take_generic(&mut self, text: &str, parser_rid: Option<i64>, owner: i32) -> bool {
+        let ev = match parse_generic(text) {
+            Some(ev) => ev,
+            None => return false,
+        };
+        let sys = ev.system.as_ref().unwrap();
+        let mut row = Row { reserved: &self.reserved, seen: Default::default(), cols: Vec::new() };
+        for k in ["provider", "event_id", "ts", "record_id", "channel", "host"] {
+            row.seen.insert(k.to_owned());
+        }
+        for (i, v) in sys.extra.iter().enumerate() {
+            if v.is_some() {
+                row.seen.insert(EXTRA[i].to_owned());
+            }
+        }
+        if row.node(&ev.data).is_err() || row.node(&ev.user).is_err() {
+            return false;
+        }
+        let cols = row.cols;
+        // distinct without case (System's values included); a System name only as itself
+        self.recno = self.recno.wrapping_add(1);
+        if self.recno == 0 {
+            self.stamp.iter_mut().for_each(|s| *s = 0);
+            self.recno = 1;
+        }
+        let mut lids: Vec<u32> = Vec::with_capacity(cols.len());
+        for (i, v) in sys.extra.iter().enumerate() {
+            if v.is_some() {
+                self.stamp_lid(i as u32);
+            }
+        }
+        for (k, _) in cols.iter() {
+            let lid = self.lid(&k.to_ascii_lowercase());
+            if (lid as usize) < EXTRA.len() && k != EXTRA[lid as usize] {
+                return false;
+            }
+            if !self.stamp_lid(lid) {
+                return false;
+            }
+            lids.push(lid);
+        }
+        let pi = self.push_system(sys, text, parser_rid, owner);
+        let part = &mut self.parts[pi];
+        for ((k, v), lid) in cols.iter().zip(lids) {
+            part.put(lid, k, v.as_bytes());
+        }
+        part.n += 1;
+        self.n += 1;
+        true
+    }
+
+    /// Mark a lower-case name id as met in this record; false if it already was.
+    fn stamp_lid(&mut self, lid: u32) -> bool {
+        let l = lid as usize;
+        if self.stamp.len() <= l {
+            self.stamp.resize(l + 1, 0);
+        }
+        if self.stamp[l] == self.recno {
+            return false;
+        }
+        self.stamp[l] = self.recno;
+        true
+    }
+}
+
+fn put_scalar(part: &mut Part, lid: u32, name: &str, v: &Scalar, ibuf: &mut itoa::Buffer) {
+    match v {
+        Scalar::Str(s) => part.put(lid, name, s.as_bytes()),
+        Scalar::Int(i) => {
+            let t = ibuf.format(*i).as_bytes().to_vec();
+            part.put(lid, name, &t)
+        }
+        Scalar::UInt(u) => {
+            let t = ibuf.format(*u).as_bytes().to_vec();
+            part.put(lid, name, &t)
+        }
+        Scalar::Bool(b) => part.put(lid, name, if *b { b"true" } else { b"false" }),
+        Scalar::Null | Scalar::Other => {}
+    }
+}
+
+#[pymethods]
+impl Buffer {
+    /// `reserved`: lower-case declared column names an EventData key must not shadow.
+    #[new]
+    fn new(reserved: Vec<String>) -> Self {
+        let mut b = Buffer {
+            reserved: reserved.into_iter().collect(),
+            keys: HashMap::new(),
+            lids: HashMap::new(),
+            stamp: Vec::new(),
+            recno: 0,
+            by_chan: HashMap::new(),
+            no_chan: HashMap::new(),
+            parts: Vec::new(),
+            n: 0,
+            nbytes: 0,
+        };
+        for k in EXTRA {
+            b.lid(&k.to_ascii_lowercase());
+        }
+        b
+    }
+
+    /// Buffer what can be taken of `records` (the parser's dicts: ``data``, the record's
+    /// JSON text, and ``event_record_id``), rows owned by artefact number `owner`.
+    /// Returns the indices of the records not taken, in order.
+    fn add(&mut self, records: &PyList, owner: i32) -> PyResult<Vec<usize>> {
+        let mut rest = Vec::new();
+        for (i, item) in records.iter().enumerate() {
+            if self.nbytes >= MAX_BYTES {
+                rest.push(i); // the caller flushes; i32 offsets stay far from overflow
+                continue;
+            }
+            let d = match item.downcast::<PyDict>() {
+                Ok(d) => d,
+                Err(_) => {
+                    rest.push(i);
+                    continue;
+                }
+            };
+            let text = match d.get_item("data").map(|t| t.downcast::<PyString>()) {
+                Some(Ok(s)) => match s.to_str() {
+                    Ok(t) => t,
+                    Err(_) => {
+                        rest.push(i);
+                        continue;
+                    }
+                },
+                _ => {
+                    rest.push(i);
+                    continue;
+                }
+            };
+            let rid = match d.get_item("event_record_id") {
+                None => None,
+                Some(r) if r.is_none() => None,
+                Some(r) => match r.extract::<i64>() {
+                    Ok(v) if !r.is_instance_of::<pyo3::types::PyBool>().unwrap_or(true) => Some(v),
+                    _ => {
+                        rest.push(i);
+                        continue;
+                    }
+                },
+            };
+            if !self.take_one(text, rid, owner) {
+                rest.push(i);
+            }
+        }
+        Ok(rest)
+    }
+
+    /// Hand over every partition and empty the buffer: a list of tuples
+    /// ``(n, provider, ts, channel, host, event_id, record_id, locator, owners, columns)``;
+    /// text columns are ``(null_count, validity or None, int32 offsets, data)``, integer
+    /// ones ``(null_count, validity or None, int64 values)``, ``owners`` int32 bytes,
+    /// ``columns`` a list of ``(name, text column)``.
+    fn take(&mut self, py: Python) -> PyResult<PyObject> {
+        let parts = std::mem::take(&mut self.parts);
+        self.by_chan.clear();
+        self.no_chan.clear();
+        self.n = 0;
+        self.nbytes = 0;
+        let out = PyList::empty(py);
+        for mut p in parts {
+            let n = p.n;
+            let cols = PyList::empty(py);
+            for (name, col) in p.cols.iter_mut() {
+                col.pad_to(n);
+                let t: PyObject = (name.as_str(), col.to_py(py)).into_py(py);
+                cols.append(t)?;
+            }
+            let owners = unsafe {
+                std::slice::from_raw_parts(p.owners.as_ptr() as *const u8, p.owners.len() * 4)
+            };
+            let t = PyTuple::new(
+                py,
+                &[
+                    n.into_py(py),
+                    p.provider.to_py(py),
+                    p.ts.to_py(py),
+                    p.channel.to_py(py),
+                    p.host.to_py(py),
+                    p.event_id.to_py(py),
+                    p.record_id.to_py(py),
+                    p.locator.to_py(py),
+                    PyBytes::new(py, owners).into(),
+                    cols.into(),
+                ],
+            );
+            out.append(t)?;
+        }
+        Ok(out.into())
+    }
+}
+
+#[pymodule]
+fn _evtxflat(_py: Python, m: &PyModule) -> PyResult<()> {
+    m.add_class::<Buffer>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
