@@ -8,6 +8,7 @@
 #   usage: scripts/build-native.sh VENV_PYTHON
 set -u
 PY=${1:?usage: scripts/build-native.sh VENV_PYTHON}
+case $PY in /*) ;; *) PY=$PWD/$PY ;; esac  # cargo runs pyo3's build script elsewhere
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 CRATE=$ROOT/native/evtxflat
 REG=/usr/share/cargo/registry
