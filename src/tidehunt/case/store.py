@@ -372,8 +372,10 @@ def union_table(batches: list[pa.RecordBatch], first: Sequence[str] | None = Non
                 ) -> pa.Table:
     """Batches as one table over the union of their columns, without copying any column.
 
-    Each column is a chunked array of the batches' own arrays; where a batch lacks the
-    column, one shared all-null array of its length stands in. (``concat_tables`` with
+    Each column is a chunked array of the batches' own arrays; where a run of batches
+    lacks the column, one shared all-null array of the run's length stands in (one chunk
+    for the run: the Parquet writer's cost grows with the chunks it walks, and most of a
+    part's columns are absent from most of its batches). (``concat_tables`` with
     permissive promotion builds and copies a null array per missing column and batch,
     which costs as much as writing the part when batches of a hundred event types meet.)
 
@@ -386,19 +388,29 @@ def union_table(batches: list[pa.RecordBatch], first: Sequence[str] | None = Non
         schema = pa.schema(sorted(schema, key=lambda f: (
             (0, rank[f.name], "") if f.name in rank else (1, 0, f.name))))
     nulls: dict[tuple[int, pa.DataType], pa.Array] = {}
+
+    def null(n: int, t: pa.DataType) -> pa.Array:
+        z = nulls.get((n, t))
+        if z is None:
+            z = nulls[n, t] = pa.nulls(n, t)
+        return z
+
+    where = [{n: i for i, n in enumerate(b.schema.names)} for b in batches]
+    sizes = [b.num_rows for b in batches]
     cols = []
     for f in schema:
-        chunks = []
-        for b in batches:
-            i = b.schema.get_field_index(f.name)
-            if i >= 0:
-                c = b.column(i)
-                chunks.append(c if c.type == f.type else c.cast(f.type))
+        chunks, gap = [], 0
+        for b, ix, n in zip(batches, where, sizes, strict=True):
+            i = ix.get(f.name)
+            if i is None:
+                gap += n
                 continue
-            key = (b.num_rows, f.type)
-            z = nulls.get(key)
-            if z is None:
-                z = nulls[key] = pa.nulls(b.num_rows, f.type)
-            chunks.append(z)
+            if gap:
+                chunks.append(null(gap, f.type))
+                gap = 0
+            c = b.column(i)
+            chunks.append(c if c.type == f.type else c.cast(f.type))
+        if gap:
+            chunks.append(null(gap, f.type))
         cols.append(pa.chunked_array(chunks, f.type))
     return pa.Table.from_arrays(cols, schema=schema)
