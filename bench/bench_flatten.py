@@ -1,5 +1,6 @@
 """Benchmark and equivalence check: the EVTX flatten, generic (``WindowsRows``) against
-columnar (``EvtxRows``, ``tidehunt.sources._wincolumnar``).
+columnar (``EvtxRows``, ``tidehunt.sources._wincolumnar``) against native (``EvtxRows``
+with the Rust flatten of ``native/evtxflat``, where it is built).
 
 Usage:
     .venv/bin/python bench/bench_flatten.py [--corpus ../shared/corpus] [--repeat 3]
@@ -14,13 +15,15 @@ and CPU time, records/s of:
 * parse only: every record through the Rust ``evtx`` parser as JSON, nothing done;
 * parse + generic flatten: ``orjson`` + ``event_row`` + ``WindowsRows.add``/``flush``;
 * parse + columnar flatten: ``orjson`` + ``EvtxRows.add_event``/``flush``;
+* parse + native flatten: ``EvtxSource.read_records`` into a native ``EvtxRows`` (the
+  records it hands back through ``orjson`` + ``add_event``);
 
 and the flatten alone (the parser's records held in memory, so without the parser).
 With ``--ingest-copies N``, also ``tidehunt.ingest.ingest`` in one process (hashing,
-sniffing, header checks, parse, flatten, Parquet) of N hard-linked copies, both ways,
-and whether the two cases' ``windows`` tables are identical.
+sniffing, header checks, parse, flatten, Parquet) of N hard-linked copies, each way,
+and whether the cases' ``windows`` tables are identical.
 
-Equivalence, through ``EvtxSource`` itself (``columnar`` off and on), for every ``.evtx``
+Equivalence, through ``EvtxSource`` itself (generic, columnar, native), for every ``.evtx``
 under ``evtx/``, ``evtx-benign/`` and ``evtx-malformed/``: the Arrow table of each file
 (columns sorted by name, rows by record ID) and the warnings must be identical; then all
 files of each folder, and of each root, through one buffer (partitions spanning files,
@@ -47,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from tidehunt.context import RunContext  # noqa: E402
-from tidehunt.sources._wincolumnar import EvtxRows  # noqa: E402
+from tidehunt.sources._wincolumnar import EvtxRows, native_flatten  # noqa: E402
 from tidehunt.sources._winrows import WindowsRows, event_row  # noqa: E402
 from tidehunt.sources.base import Artefact  # noqa: E402
 from tidehunt.sources.evtx import EvtxSource  # noqa: E402
@@ -115,12 +118,27 @@ def feed_columnar(sink: EvtxRows, recs: Iterator[dict[str, Any]], ctx: RunContex
             yield from sink.flush()
 
 
+def feed_native(sink: EvtxRows, recs: Iterator[dict[str, Any]], ctx: RunContext,
+                art: str) -> Iterator[Any]:
+    """``EvtxSource``'s own read loop over the records, into a native buffer."""
+    return EvtxSource().read_records(recs, Artefact(art, Path(art), art), ctx, sink)
+
+
+def sink_of(kind: str) -> WindowsRows:
+    if kind == "generic":
+        return WindowsRows("evtx")
+    return EvtxRows("evtx", native=kind == "native")
+
+
+FEEDS = {"generic": feed_generic, "columnar": feed_columnar, "native": feed_native}
+
+
 def run(kind: str, files: list[Path], recs_of: Callable[[Path], Iterator[dict[str, Any]]],
         ) -> tuple[list[Any], RunContext]:
     """All files through one buffer of ``kind``; the batches and the context."""
     ctx = RunContext()
-    sink: WindowsRows = EvtxRows("evtx") if kind == "columnar" else WindowsRows("evtx")
-    feed = feed_columnar if kind == "columnar" else feed_generic
+    sink = sink_of(kind)
+    feed = FEEDS[kind]
     out: list[Any] = []
     for f in files:
         sink.begin(str(f), str(f))
@@ -164,12 +182,11 @@ def diff(a: pa.Table, b: pa.Table) -> str:
     return "schemas differ" if not a.schema.equals(b.schema) else ""
 
 
-def read(files: list[Path], columnar: bool) -> tuple[list[Any], RunContext]:
+def read(files: list[Path], kind: str) -> tuple[list[Any], RunContext]:
     """``EvtxSource`` (its real read loop) over the files through one buffer."""
     src = EvtxSource()
-    src.columnar = columnar  # type: ignore[misc]
     ctx = RunContext()
-    sink = src.new_sink()
+    sink = sink_of(kind)
     out: list[Any] = []
     for f in files:
         art = Artefact(str(f), f, str(f))
@@ -180,38 +197,49 @@ def read(files: list[Path], columnar: bool) -> tuple[list[Any], RunContext]:
     return out, ctx
 
 
-def check(corpus: Path) -> dict[str, Any]:
-    """Generic == columnar through ``EvtxSource`` for every file alone, then for each
-    folder (and each root) through one shared buffer."""
+def check(corpus: Path, kinds: tuple[str, ...]) -> dict[str, Any]:
+    """Each kind after the first against the first, through ``EvtxSource``, for every
+    file alone (batches, as one table), then for each folder (and each root) through one
+    shared buffer (batch by batch for columnar, as one table for native, whose batches
+    are cut per partition and per path)."""
     roots = [corpus / "evtx", corpus / "evtx-benign", corpus / "evtx-malformed"]
     files = sorted(p for r in roots for p in r.rglob("*.evtx"))
+    base, others = kinds[0], kinds[1:]
     bad: list[str] = []
     rows = 0
     for f in files:
-        (ga, gctx), (ca, cctx) = read([f], False), read([f], True)
-        ta, tb = table_of(ga), table_of(ca)
+        ga, gctx = read([f], base)
+        ta = table_of(ga)
         rows += ta.num_rows
-        if not ta.equals(tb) or warnings_of(gctx) != warnings_of(cctx):
-            bad.append(f"{f.relative_to(corpus)}: {diff(ta, tb) or 'warnings differ'}")
+        for k in others:
+            ca, cctx = read([f], k)
+            tb = table_of(ca)
+            if not ta.equals(tb) or warnings_of(gctx) != warnings_of(cctx):
+                bad.append(f"{k}: {f.relative_to(corpus)}: {diff(ta, tb) or 'warnings'}")
     folders = sorted({f.parent for f in files} | set(roots))
     shared_bad: list[str] = []
     for d in folders:
         fs = [f for f in files if d in f.parents or f.parent == d]
         if not fs:
             continue
-        (ga, gctx), (ca, cctx) = read(fs, False), read(fs, True)
-        same = len(ga) == len(ca) and all(
-            x.data.equals(y.data) for x, y in zip(ga, ca, strict=True))
-        if not same or warnings_of(gctx) != warnings_of(cctx):
-            shared_bad.append(f"{d.relative_to(corpus)}: "
-                              f"{diff(table_of(ga), table_of(ca)) or 'batches or warnings'}")
-    return {"files": len(files), "rows": rows, "different_files": bad,
+        ga, gctx = read(fs, base)
+        for k in others:
+            ca, cctx = read(fs, k)
+            if k == "native":
+                same = table_of(ga).equals(table_of(ca))
+            else:
+                same = len(ga) == len(ca) and all(
+                    x.data.equals(y.data) for x, y in zip(ga, ca, strict=True))
+            if not same or warnings_of(gctx) != warnings_of(cctx):
+                shared_bad.append(f"{k}: {d.relative_to(corpus)}: "
+                                  f"{diff(table_of(ga), table_of(ca)) or 'batches/warnings'}")
+    return {"files": len(files), "rows": rows, "kinds": list(kinds), "different_files": bad,
             "shared_buffer_folders": len(folders), "different_shared": shared_bad}
 
 
 # -- speed ---------------------------------------------------------------------------
 
-def speed(corpus: Path, repeat: int, passes: int) -> dict[str, Any]:
+def speed(corpus: Path, repeat: int, passes: int, native: bool) -> dict[str, Any]:
     """Best-of-``repeat`` wall and CPU seconds per step; the steps are interleaved in
     each round so that a drift in the shared machine's speed hits all of them alike."""
     files = sorted((corpus / "evtx" / "evtx-attack-samples").rglob("*.evtx")) * passes
@@ -239,8 +267,11 @@ def speed(corpus: Path, repeat: int, passes: int) -> dict[str, Any]:
         "generic flatten alone": lambda: through("generic", mem),
         "columnar flatten alone": lambda: through("columnar", mem),
     }
-    through("generic", mem)  # warm: pyarrow's first conversions import modules
-    through("columnar", mem)
+    if native:
+        steps["parse + native flatten"] = lambda: through("native", iter_json)
+        steps["native flatten alone"] = lambda: through("native", mem)
+    for k in ("generic", "columnar", "native") if native else ("generic", "columnar"):
+        through(k, mem)  # warm: pyarrow's first conversions import modules
     wall = dict.fromkeys(steps, float("inf"))
     cpu = dict.fromkeys(steps, float("inf"))
     count: dict[str, int] = {}
@@ -260,10 +291,11 @@ def speed(corpus: Path, repeat: int, passes: int) -> dict[str, Any]:
     return out
 
 
-def ingest_speed(corpus: Path, copies: int, repeat: int) -> dict[str, Any]:
+def ingest_speed(corpus: Path, copies: int, repeat: int, kinds: tuple[str, ...]
+                 ) -> dict[str, Any]:
     """``tidehunt.ingest.ingest`` (one process: hash, sniff, parse, flatten, Parquet) of
-    ``copies`` hard-linked copies of the attack samples, columnar off and on, best of
-    ``repeat``; and whether the two cases' ``windows`` tables are identical."""
+    ``copies`` hard-linked copies of the attack samples, each of ``kinds``, best of
+    ``repeat``; and whether the cases' ``windows`` tables are identical."""
     import os
     import shutil
     import tempfile
@@ -281,34 +313,41 @@ def ingest_speed(corpus: Path, copies: int, repeat: int) -> dict[str, Any]:
                 dst = tmp / "ev" / f"c{i:03d}" / f.relative_to(src)
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 os.link(f, dst)
-        secs: dict[bool, float] = {False: float("inf"), True: float("inf")}
-        tables: dict[bool, pa.Table] = {}
+        secs = dict.fromkeys(kinds, float("inf"))
+        tables: dict[str, pa.Table] = {}
         events = 0
+        old = os.environ.get("TIDEHUNT_NATIVE_FLATTEN")
         for r in range(repeat):
-            for columnar in (False, True):
-                EvtxSource.columnar = columnar  # type: ignore[misc]
-                case = tmp / f"case-{columnar}-{r}"
+            for kind in kinds:
+                EvtxSource.columnar = kind != "generic"  # type: ignore[misc]
+                os.environ["TIDEHUNT_NATIVE_FLATTEN"] = "1" if kind == "native" else "0"
+                case = tmp / f"case-{kind}-{r}"
                 store = CaseStore(case, create=True)
                 gc.collect()
                 t = time.perf_counter()
                 res = ingest([str(tmp / "ev")], store, RunContext(), workers=1)
-                secs[columnar] = min(secs[columnar], time.perf_counter() - t)
+                secs[kind] = min(secs[kind], time.perf_counter() - t)
                 events = res.records
                 if r == 0:
                     t_ = pa.concat_tables([pq.read_table(p) for p in store.parts("windows")],
                                           promote_options="default")
-                    tables[columnar] = t_.select(sorted(t_.column_names)).sort_by(
+                    tables[kind] = t_.select(sorted(t_.column_names)).sort_by(
                         [("_artefact", "ascending"), ("record_id", "ascending"),
                          ("_locator", "ascending")])
                 shutil.rmtree(case)
         EvtxSource.columnar = True  # type: ignore[misc]
+        if old is None:
+            os.environ.pop("TIDEHUNT_NATIVE_FLATTEN", None)
+        else:
+            os.environ["TIDEHUNT_NATIVE_FLATTEN"] = old
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"copies": copies, "events": events, "repeat": repeat,
-            "generic_s": round(secs[False], 3), "columnar_s": round(secs[True], 3),
-            "generic_events_per_s": round(events / secs[False]),
-            "columnar_events_per_s": round(events / secs[True]),
-            "tables_identical": tables[False].equals(tables[True])}
+    out: dict[str, Any] = {"copies": copies, "events": events, "repeat": repeat}
+    for k in kinds:
+        out[f"{k}_s"] = round(secs[k], 3)
+        out[f"{k}_events_per_s"] = round(events / secs[k])
+        out[f"{k}_table_identical"] = tables[k].equals(tables[kinds[0]])
+    return out
 
 
 def main() -> None:
@@ -321,9 +360,13 @@ def main() -> None:
     ap.add_argument("--ingest-copies", type=int, default=0,
                     help="also time tidehunt's ingest (one process) of N copies, both ways")
     args = ap.parse_args()
-    res: dict[str, Any] = {}
+    native = native_flatten() is not None
+    if not native:
+        print("(the native flatten is not built: scripts/build-native.sh; measuring without)")
+    kinds = ("generic", "columnar", "native") if native else ("generic", "columnar")
+    res: dict[str, Any] = {"native": native_flatten()}
     if not args.no_speed:
-        res["speed"] = sp = speed(args.corpus, args.repeat, args.passes)
+        res["speed"] = sp = speed(args.corpus, args.repeat, args.passes, native)
         print(f"| step ({sp['files']} files = {sp['passes']} passes, best of {sp['repeat']}) "
               "| wall s | records/s | CPU s | records/CPU s |")
         print("|---|---:|---:|---:|---:|")
@@ -337,15 +380,19 @@ def main() -> None:
             p = sp["parse only"][unit]
             print(f"{unit}: flatten alone {g / c:.2f}x faster; parse + flatten {pg / pc_:.2f}x; "
                   f"(parse + flatten) / parse: generic {pg / p:.2f}, columnar {pc_ / p:.2f}")
+            if native:
+                n, pn = sp["native flatten alone"][unit], sp["parse + native flatten"][unit]
+                print(f"{unit}: native flatten alone {c / n:.2f}x faster than columnar; parse"
+                      f" + flatten {pc_ / pn:.2f}x; (parse + flatten) / parse: {pn / p:.2f}")
     if args.ingest_copies:
-        res["ingest"] = ig = ingest_speed(args.corpus, args.ingest_copies, args.repeat)
+        res["ingest"] = ig = ingest_speed(args.corpus, args.ingest_copies, args.repeat, kinds)
         print(f"\ningest of {ig['copies']} copies ({ig['events']:,} events, one process, best "
-              f"of {ig['repeat']}): generic {ig['generic_s']} s ({ig['generic_events_per_s']:,}"
-              f"/s), columnar {ig['columnar_s']} s ({ig['columnar_events_per_s']:,}/s), "
-              f"{ig['generic_s'] / ig['columnar_s']:.2f}x; windows tables identical: "
-              f"{ig['tables_identical']}")
+              f"of {ig['repeat']}):")
+        for k in kinds:
+            print(f"  {k}: {ig[k + '_s']} s ({ig[k + '_events_per_s']:,}/s); windows table "
+                  f"identical to {kinds[0]}'s: {ig[k + '_table_identical']}")
     if not args.no_check:
-        res["check"] = ck = check(args.corpus)
+        res["check"] = ck = check(args.corpus, kinds)
         print(f"\nequivalence: {ck['files']} files, {ck['rows']:,} rows; files differing: "
               f"{len(ck['different_files'])}; shared-buffer folders differing: "
               f"{len(ck['different_shared'])} of {ck['shared_buffer_folders']}")

@@ -40,6 +40,7 @@ from tidehunt.memory import (
 )
 from tidehunt.model.warning import IngestWarning
 from tidehunt.sources import _lines, _winrows
+from tidehunt.sources._wincolumnar import native_flatten
 from tidehunt.sources._winrows import WindowsRows, WindowsSource
 from tidehunt.sources.base import Artefact
 from tidehunt.sources.sniff import HEAD, readers, sniff
@@ -94,6 +95,8 @@ class IngestResult:
     warnings: int = 0
     seconds: float = 0.0
     parse_seconds: float = 0.0
+    #: Version of the native EVTX flatten used, or None (Python flattened every record).
+    native_flatten: str | None = None
     errors: list[str] = field(default_factory=list)
     #: Worker processes and buffers used (from ``--max-memory``; not in the run record).
     plan: IngestPlan | None = field(default=None, repr=False)
@@ -525,7 +528,7 @@ def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
     :meth:`tidehunt.memory.MemoryBudget.ingest`): ``workers`` is then the most.
     """
     t0 = time.perf_counter()
-    result = IngestResult()
+    result = IngestResult(native_flatten=native_flatten())
     files = list(iter_files(evidence, ctx))
     result.found = len(files)
     result.plan = ingest_plan(budget, workers or min(2, os.cpu_count() or 1),

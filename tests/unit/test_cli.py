@@ -249,3 +249,22 @@ def test_scan_webroot_and_scan_site_commands(tmp_path, capsys):
     assert main(["-q", "hunt", "-o", str(tmp_path / "c3")]) == 2  # nothing to hunt
     assert main(["-q", "scan-webroot", str(tmp_path / "nope"), "-o",
                  str(tmp_path / "c4")]) == 3
+
+
+@pytest.mark.parametrize("switch", ["0", "1"])
+def test_version_and_run_record_name_the_flatten(setup, capsys, monkeypatch, switch):
+    from tidehunt import __version__
+    from tidehunt.sources._wincolumnar import _evtxflat, native_flatten
+
+    monkeypatch.setenv("TIDEHUNT_NATIVE_FLATTEN", switch)
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    line = capsys.readouterr().out
+    state = ("not built" if _evtxflat is None else "on" if switch == "1"
+             else "off, TIDEHUNT_NATIVE_FLATTEN=0")
+    assert line == f"tidehunt {__version__} (native EVTX flatten: {state})\n"
+    ev, rules, case = setup
+    assert main(["-q", "hunt", str(ev), "-o", str(case), "--rules", str(rules)]) == 0
+    run = json.loads((case / "manifest.json").read_text())["runs"][-1]
+    assert run["ingest"]["native_flatten"] == native_flatten()
+    assert (run["ingest"]["native_flatten"] is None) == (switch == "0" or _evtxflat is None)

@@ -170,12 +170,24 @@ EXPORT_FILES = {"timesketch": "timesketch.csv", "ecs": "findings.ecs.jsonl",
 EXPORTS = tuple(EXPORT_FILES)
 
 
+def _version() -> str:
+    """``tidehunt X`` and whether the native EVTX flatten is built (found without
+    importing it, so that ``--help`` stays cheap) and switched on."""
+    import importlib.util
+    import os
+
+    built = importlib.util.find_spec("tidehunt._evtxflat") is not None
+    off = os.environ.get("TIDEHUNT_NATIVE_FLATTEN", "1") == "0"
+    native = "not built" if not built else "off, TIDEHUNT_NATIVE_FLATTEN=0" if off else "on"
+    return f"tidehunt {__version__} (native EVTX flatten: {native})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used for the docs)."""
     ap = argparse.ArgumentParser(
         prog="tidehunt",
         description="Hunt APT40 (Leviathan, G0065) tradecraft in a case's evidence.")
-    ap.add_argument("--version", action="version", version=f"tidehunt {__version__}")
+    ap.add_argument("--version", action="version", version=_version())
     ap.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary")
     ap.add_argument("-v", "--verbose", action="count", default=0,
                     help="more log output (-v info, -vv debug)")
