@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds tidehunt's optional native EVTX flatten (native/evtxflat, Rust + PyO3) into
 # src/tidehunt/ for the venv's Python. Offline: the crates come from Debian's packaged
-# registry (/usr/share/cargo/registry, librust-pyo3-dev and librust-serde-json-dev), which
+# registry (/usr/share/cargo/registry: librust-pyo3-dev, -serde-json-dev, -ahash-0.7-dev), which
 # this script installs when missing and this user may (root or password-less sudo).
 # Without cargo or the crates it says why and exits 0: tidehunt then flattens in Python
 # (same tables, slower ingest). TIDEHUNT_REQUIRE_NATIVE=1 makes any failure an error (CI).
@@ -27,7 +27,7 @@ CARGO=$(command -v cargo || true)
 [ -z "$CARGO" ] && [ -x "$HOME/.cargo/bin/cargo" ] && CARGO=$HOME/.cargo/bin/cargo
 [ -z "$CARGO" ] && fail "no cargo on PATH (install Rust >= 1.63 to build it)"
 
-have_crates() { ls -d "$REG"/pyo3-0.17* "$REG"/serde_json-1.* >/dev/null 2>&1; }
+have_crates() { ls -d "$REG"/pyo3-0.17* "$REG"/serde_json-1.* "$REG"/ahash-0.7* >/dev/null 2>&1; }
 if ! have_crates; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else
     fail "the Rust crates are not in $REG and this user cannot apt-get them"
@@ -37,8 +37,9 @@ if ! have_crates; then
   export DEBIAN_FRONTEND=noninteractive
   { $SUDO apt-get update -qq >/dev/null &&
     $SUDO apt-get install -y -qq --no-install-recommends \
-      librust-pyo3-dev librust-serde-json-dev librust-itoa-dev >/dev/null; } ||
-    fail "apt-get install of librust-pyo3-dev librust-serde-json-dev failed"
+      librust-pyo3-dev librust-serde-json-dev librust-itoa-dev librust-ahash-0.7-dev \
+      >/dev/null; } ||
+    fail "apt-get install of the librust-*-dev packages failed"
   have_crates || fail "the crates are still not in $REG"
 fi
 

@@ -13,8 +13,12 @@
 //! the shape above, is simply not taken.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
+
+// aHash: several times faster than SipHash on short names, and keyed at random per
+// process like it, so crafted names in hostile evidence cannot aim at its buckets
+type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, ahash::RandomState>;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
@@ -693,8 +697,8 @@ fn scalar_text(v: &Value) -> Result<Option<String>, Refuse> {
 
 /// A flattened row's extra columns: first spelling of an exact name wins.
 struct Row<'r> {
-    reserved: &'r std::collections::HashSet<String>,
-    seen: std::collections::HashSet<String>,
+    reserved: &'r HashSet<String>,
+    seen: HashSet<String>,
     cols: Vec<(String, String)>,
 }
 
@@ -947,8 +951,11 @@ const EXTRA: [&str; 8] = [
 /// Buffered rows of the records taken, per (channel, event ID), until `take`.
 #[pyclass(module = "tidehunt._evtxflat")]
 struct Buffer {
-    reserved: std::collections::HashSet<String>,
-    keys: HashMap<String, KeyInfo>,
+    reserved: HashSet<String>,
+    keys: HashMap<String, u32>,
+    kinfo: Vec<KeyInfo>,
+    /// scratch: the key ids of the record being taken
+    kis: Vec<u32>,
     lids: HashMap<String, u32>,
     stamp: Vec<u32>,
     recno: u32,
@@ -971,9 +978,10 @@ impl Buffer {
         l
     }
 
-    fn key_info(&mut self, k: &str) -> (u32, bool) {
-        if let Some(ki) = self.keys.get(k) {
-            return (ki.lid, ki.ok);
+    /// The id of an EventData key (an index in ``kinfo``).
+    fn key_info(&mut self, k: &str) -> u32 {
+        if let Some(&ki) = self.keys.get(k) {
+            return ki;
         }
         let ascii = k.is_ascii();
         let lower = k.to_ascii_lowercase();
@@ -981,8 +989,10 @@ impl Buffer {
         let lname = name.to_ascii_lowercase();
         let lid = self.lid(&lname);
         let ok = ascii && lid as usize >= EXTRA.len();
-        self.keys.insert(k.to_owned(), KeyInfo { lid, name, ok });
-        (lid, ok)
+        let ki = self.kinfo.len() as u32;
+        self.kinfo.push(KeyInfo { lid, name, ok });
+        self.keys.insert(k.to_owned(), ki);
+        ki
     }
 
     fn part_index(&mut self, channel: Option<&str>, eid: Option<i64>) -> usize {
@@ -990,7 +1000,7 @@ impl Buffer {
             None => &mut self.no_chan,
             Some(c) => {
                 if !self.by_chan.contains_key(c) {
-                    self.by_chan.insert(c.to_owned(), HashMap::new());
+                    self.by_chan.insert(c.to_owned(), HashMap::default());
                 }
                 self.by_chan.get_mut(c).unwrap()
             }
@@ -1012,6 +1022,7 @@ impl Buffer {
         };
         if self.keys.len() >= 1 << 18 {
             self.keys.clear(); // hostile input with endless names: keep the cache bounded
+            self.kinfo.clear();
         }
         // EventData names: plain ASCII, distinct without case, none meeting System's
         self.recno = self.recno.wrapping_add(1);
@@ -1019,10 +1030,13 @@ impl Buffer {
             self.stamp.iter_mut().for_each(|s| *s = 0);
             self.recno = 1;
         }
-        let mut lids: Vec<u32> = Vec::with_capacity(ev.data.0.len());
+        let mut kis = std::mem::take(&mut self.kis);
+        kis.clear();
         for (k, _) in ev.data.0.iter() {
-            let (lid, ok) = self.key_info(k);
+            let ki = self.key_info(k);
+            let KeyInfo { lid, ok, .. } = self.kinfo[ki as usize];
             if !ok {
+                self.kis = kis;
                 return self.take_generic(text, parser_rid, owner);
             }
             let l = lid as usize;
@@ -1030,25 +1044,27 @@ impl Buffer {
                 self.stamp.resize(l + 1, 0);
             }
             if self.stamp[l] == self.recno {
+                self.kis = kis;
                 return self.take_generic(text, parser_rid, owner);
             }
             self.stamp[l] = self.recno;
-            lids.push(lid);
+            kis.push(ki);
         }
         let sys = ev.system.unwrap();
         let pi = self.push_system(&sys, text, parser_rid, owner);
         let mut ibuf = itoa::Buffer::new();
-        let keys = &self.keys;
+        let kinfo = &self.kinfo;
         let part = &mut self.parts[pi];
-        for ((k, v), lid) in ev.data.0.iter().zip(lids) {
+        for ((_, v), &ki) in ev.data.0.iter().zip(kis.iter()) {
             if let Scalar::Null = v {
                 continue;
             }
-            let name = &keys.get(k.as_ref()).unwrap().name;
-            put_scalar(part, lid, name, v, &mut ibuf);
+            let info = &kinfo[ki as usize];
+            put_scalar(part, info.lid, &info.name, v, &mut ibuf);
         }
         part.n += 1;
         self.n += 1;
+        self.kis = kis;
         true
     }
 
@@ -1146,14 +1162,8 @@ impl Buffer {
 fn put_scalar(part: &mut Part, lid: u32, name: &str, v: &Scalar, ibuf: &mut itoa::Buffer) {
     match v {
         Scalar::Str(s) => part.put(lid, name, s.as_bytes()),
-        Scalar::Int(i) => {
-            let t = ibuf.format(*i).as_bytes().to_vec();
-            part.put(lid, name, &t)
-        }
-        Scalar::UInt(u) => {
-            let t = ibuf.format(*u).as_bytes().to_vec();
-            part.put(lid, name, &t)
-        }
+        Scalar::Int(i) => part.put(lid, name, ibuf.format(*i).as_bytes()),
+        Scalar::UInt(u) => part.put(lid, name, ibuf.format(*u).as_bytes()),
         Scalar::Bool(b) => part.put(lid, name, if *b { b"true" } else { b"false" }),
         Scalar::Null | Scalar::Other => {}
     }
@@ -1166,12 +1176,14 @@ impl Buffer {
     fn new(reserved: Vec<String>) -> Self {
         let mut b = Buffer {
             reserved: reserved.into_iter().collect(),
-            keys: HashMap::new(),
-            lids: HashMap::new(),
+            keys: HashMap::default(),
+            kinfo: Vec::new(),
+            kis: Vec::new(),
+            lids: HashMap::default(),
             stamp: Vec::new(),
             recno: 0,
-            by_chan: HashMap::new(),
-            no_chan: HashMap::new(),
+            by_chan: HashMap::default(),
+            no_chan: HashMap::default(),
             parts: Vec::new(),
             n: 0,
             nbytes: 0,
