@@ -176,12 +176,6 @@ map_visitor!(ProviderAttrsV, Attrs2<'de>, "provider attributes", |m, k, acc| {
     }
 }, other => Err(not_taken()));
 
-struct ProviderAttrs<'a>(Attrs2<'a>);
-impl<'de> Deserialize<'de> for ProviderAttrs<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(NullOr(ProviderAttrsV)).map(|x| ProviderAttrs(x.unwrap_or_default()))
-    }
-}
 
 /// `Provider` is an object (its `#attributes`) or, when it is not, no provider.
 #[derive(Default)]
@@ -189,7 +183,7 @@ struct Prov<'a>(Option<Attrs2<'a>>);
 
 map_visitor!(ProvV, Prov<'de>, "provider", |m, k, acc| {
     if k == "#attributes" {
-        acc.0 = Some(m.next_value::<ProviderAttrs<'de>>()?.0);
+        acc.0 = Some(m.next_value_seed(NullOrDefault(ProviderAttrsV))?);
     } else {
         m.next_value::<IgnoredAny>()?;
     }
@@ -197,6 +191,18 @@ map_visitor!(ProvV, Prov<'de>, "provider", |m, k, acc| {
 
 /// Null (or an absent value) as None, else the inner visitor.
 struct NullOr<V>(V);
+
+/// Null as the default value, a map through the inner visitor, anything else refused.
+struct NullOrDefault<V>(V);
+impl<'de, V: Visitor<'de>> DeserializeSeed<'de> for NullOrDefault<V>
+where
+    V::Value: Default,
+{
+    type Value = V::Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(NullOr(self.0)).map(|x| x.unwrap_or_default())
+    }
+}
 
 impl<'de, V: Visitor<'de>> Visitor<'de> for NullOr<V> {
     type Value = Option<V::Value>;
@@ -286,12 +292,6 @@ map_visitor!(TcAttrsV, Tc<'de>, "time attributes", |m, k, acc| {
     }
 }, other => Err(not_taken()));
 
-struct TcAttrs<'a>(Tc<'a>);
-impl<'de> Deserialize<'de> for TcAttrs<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(NullOr(TcAttrsV)).map(|x| TcAttrs(x.unwrap_or_default()))
-    }
-}
 
 struct TcV;
 impl<'de> Visitor<'de> for TcV {
@@ -312,7 +312,7 @@ impl<'de> Visitor<'de> for TcV {
         let mut out = Tc(None);
         while let Some(Key(k)) = m.next_key::<Key<'de>>()? {
             if k == "#attributes" {
-                out = m.next_value::<TcAttrs<'de>>()?.0;
+                out = m.next_value_seed(NullOrDefault(TcAttrsV))?;
             } else {
                 m.next_value::<IgnoredAny>()?;
             }
@@ -352,6 +352,7 @@ impl<'de> Visitor<'de> for PairAttrsV {
     }
 }
 
+/// An element whose `#attributes` hold the pair (read through `AnyOrDefault`).
 struct PairV(&'static str, &'static str);
 impl<'de> Visitor<'de> for PairV {
     type Value = Pair<'de>;
@@ -369,28 +370,7 @@ impl<'de> Visitor<'de> for PairV {
         }
         Ok(out)
     }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(Pair::default())
-    }
-    fn visit_bool<E>(self, _v: bool) -> Result<Self::Value, E> {
-        Ok(Pair::default())
-    }
-    fn visit_i64<E>(self, _v: i64) -> Result<Self::Value, E> {
-        Ok(Pair::default())
-    }
-    fn visit_u64<E>(self, _v: u64) -> Result<Self::Value, E> {
-        Ok(Pair::default())
-    }
-    fn visit_f64<E>(self, _v: f64) -> Result<Self::Value, E> {
-        Ok(Pair::default())
-    }
-    fn visit_str<E>(self, _v: &str) -> Result<Self::Value, E> {
-        Ok(Pair::default())
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
-        while s.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Pair::default())
-    }
+    // any other value: `AnyOrDefault`, which it is always read through, gives the default
 }
 
 /// A map through the inner visitor; any other value is skipped and gives the default.
@@ -578,32 +558,40 @@ map_visitor!(EventV, Event<'de>, "an Event object", |m, k, acc| {
     }
 }, other => Err(not_taken()));
 
-impl<'de> DeserializeSeed<'de> for EventV {
-    type Value = Event<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
+/// `$parse(text)`: the record's `Event` through the `$seed` visitor (a `$ev`), if it
+/// parses whole and has a System element.
+macro_rules! record_parser {
+    ($parse:ident, $top:ident, $topv:ident, $seed:ident, $ev:ident) => {
+        impl<'de> DeserializeSeed<'de> for $seed {
+            type Value = $ev<'de>;
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(self)
+            }
+        }
+
+        #[derive(Default)]
+        struct $top<'a>(Option<$ev<'a>>);
+
+        map_visitor!($topv, $top<'de>, "a record", |m, k, acc| {
+            if k == "Event" {
+                acc.0 = Some(m.next_value_seed($seed)?);
+            } else {
+                m.next_value::<IgnoredAny>()?;
+            }
+        }, other => Err(not_taken()));
+
+        fn $parse(text: &str) -> Option<$ev<'_>> {
+            let mut de = serde_json::Deserializer::from_str(text);
+            let top = de.deserialize_any($topv).ok()?;
+            de.end().ok()?;
+            let ev = top.0?;
+            ev.system.as_ref()?;
+            Some(ev)
+        }
+    };
 }
 
-#[derive(Default)]
-struct Top<'a>(Option<Event<'a>>);
-
-map_visitor!(TopV, Top<'de>, "a record", |m, k, acc| {
-    if k == "Event" {
-        acc.0 = Some(m.next_value_seed(EventV)?);
-    } else {
-        m.next_value::<IgnoredAny>()?;
-    }
-}, other => Err(not_taken()));
-
-fn parse(text: &str) -> Option<Event<'_>> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let top = de.deserialize_any(TopV).ok()?;
-    de.end().ok()?;
-    let ev = top.0?;
-    ev.system.as_ref()?;
-    Some(ev)
-}
+record_parser!(parse, Top, TopV, EventV, Event);
 
 // ------------------------------------------------------- the generic flatten --------
 //
@@ -632,32 +620,7 @@ map_visitor!(GEventV, GEvent<'de>, "an Event object", |m, k, acc| {
     }
 }, other => Err(not_taken()));
 
-impl<'de> DeserializeSeed<'de> for GEventV {
-    type Value = GEvent<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-#[derive(Default)]
-struct GTop<'a>(Option<GEvent<'a>>);
-
-map_visitor!(GTopV, GTop<'de>, "a record", |m, k, acc| {
-    if k == "Event" {
-        acc.0 = Some(m.next_value_seed(GEventV)?);
-    } else {
-        m.next_value::<IgnoredAny>()?;
-    }
-}, other => Err(not_taken()));
-
-fn parse_generic(text: &str) -> Option<GEvent<'_>> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let top = de.deserialize_any(GTopV).ok()?;
-    de.end().ok()?;
-    let ev = top.0?;
-    ev.system.as_ref()?;
-    Some(ev)
-}
+record_parser!(parse_generic, GTop, GTopV, GEventV, GEvent);
 
 /// Not for this flatten: the record goes back to Python.
 struct Refuse;
