@@ -452,6 +452,8 @@ def _read(files: list[Path], columnar: bool, native: bool = False
 
 
 def _table(batches: list[Any]) -> pa.Table:
+    if not batches:
+        return pa.table({})
     t = pa.concat_tables([pa.Table.from_batches([b.data]) for b in batches],
                          promote_options="default")
     return t.select(sorted(t.column_names)).sort_by(
