@@ -19,8 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 #: harness -> the largest input it is given
-HARNESSES = {"evtx": 140_000, "office": 65_536, "lnk": 8_192, "archive": 65_536,
-             "msg": 65_536}
+HARNESSES = {"evtx": 140_000, "evtx_native": 140_000, "office": 65_536, "lnk": 8_192,
+             "archive": 65_536, "msg": 65_536}
 
 
 def prepare(name: str, out: Path) -> list[str]:

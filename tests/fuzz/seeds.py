@@ -103,6 +103,8 @@ def corpus_files(*globs: str, limit: int = 8, max_bytes: int = 1 << 20) -> list[
 SEEDS: dict[str, tuple[Callable[[], dict[str, bytes]], tuple[str, ...]]] = {
     "evtx": (lambda: {"header.evtx": evtx_header()},
              ("evtx-malformed/*.evtx", "evtx-benign/*.evtx")),
+    "evtx_native": (lambda: {"header.evtx": evtx_header()},
+                    ("evtx-malformed/*.evtx", "evtx-benign/*.evtx")),
     "office": (office, ("email/attachments/oletools/**/*.rtf", "email/attachments/**/*.doc*",
                         "email/attachments/**/*.xls*")),
     "lnk": (lnk, ("email/attachments/**/*.lnk",)),

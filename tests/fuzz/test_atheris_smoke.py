@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-HARNESSES = ["evtx", "office", "lnk", "archive", "msg"]
+HARNESSES = ["evtx", "evtx_native", "office", "lnk", "archive", "msg"]
 SECONDS = int(os.environ.get("TIDEHUNT_FUZZ_SMOKE_SECONDS", "2"))
 
 
