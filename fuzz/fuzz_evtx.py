@@ -1,5 +1,10 @@
 """atheris harness: EVTX files through the evtx source's read path (header checks, the
-Rust parser resumed after errors, record flattening)."""
+Rust parser resumed after errors, record flattening).
+
+The parser runs in this process (``isolate`` off): a damaged file would otherwise be
+parsed in a child, which is slow per input and hides a parser that loops. A libFuzzer
+timeout here is such a loop; in ``ingest`` the child is killed after ``stall_seconds``
+(tests/robustness/test_evtx_parser_stall.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ with atheris.instrument_imports(include=["tidehunt"]):
 
 def _one_thread(src: object) -> None:
     src.threads = 1  # type: ignore[attr-defined]
+    src.isolate = False  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":

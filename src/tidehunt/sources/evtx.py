@@ -8,8 +8,10 @@ is kept.
 
 from __future__ import annotations
 
+import os
 import re
 import struct
+import sys
 import zlib
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -46,6 +48,11 @@ class EvtxSource(WindowsSource, Source):
     #: Flatten through ``EvtxRows`` (columns built per record shape); False: the generic
     #: row dicts of ``event_row``. Both give the same batches (bench/bench_flatten.py).
     columnar: ClassVar[bool] = True
+    #: Parse files whose headers show damage (checksums, truncation) in a child process,
+    #: so a parser that stops making progress on a damaged chunk can be stopped.
+    isolate: ClassVar[bool] = True
+    #: Seconds without a record from the child before it is killed.
+    stall_seconds: ClassVar[float] = 30.0
 
     def new_sink(self) -> WindowsRows:
         """An ``EvtxRows`` buffer (a plain ``WindowsRows`` if ``columnar`` is off)."""
@@ -65,8 +72,16 @@ class EvtxSource(WindowsSource, Source):
             head = fh.read(HEADER_BLOCK)
             if not head.startswith(MAGIC):
                 raise UnsupportedArtefact(f"{artefact.display}: not an EVTX file")
-            self._check_headers(artefact, fh, head, ctx)
+            damaged = self._check_headers(artefact, fh, head, ctx)
             fh.seek(0)
+            if damaged and self.isolate:
+                child = _ChildRecords(fh, self.threads, self.stall_seconds, artefact)
+                try:
+                    yield from self.read_records(child, artefact, ctx, sink)
+                finally:
+                    child.close()
+                child.report(ctx, self.NAME)
+                return
             try:
                 parser = evtx.PyEvtxParser(fh, number_of_threads=self.threads)
             except (RuntimeError, OSError, ValueError) as exc:
@@ -158,19 +173,22 @@ class EvtxSource(WindowsSource, Source):
         ctx.warn(artefact.id, self.NAME, f"{kind}: {detail}", where, path=artefact.display)
 
     def _check_headers(self, artefact: Artefact, fh: object, head: bytes,
-                       ctx: RunContext) -> None:
-        """File header: truncation and dirty flag; chunk headers: checksums."""
-        import os
+                       ctx: RunContext) -> bool:
+        """File header: truncation and dirty flag; chunk headers: checksums. True when
+        a defect means the chunks cannot be trusted (their records are then parsed in a
+        child process)."""
 
         size = os.fstat(fh.fileno()).st_size  # type: ignore[attr-defined]
         if len(head) < 128:
             ctx.warn(artefact.id, self.NAME, "file header truncated", ["offset 0"],
                      path=artefact.display)
-            return
+            return True
+        damaged = False
         (n_chunks,) = struct.unpack_from("<H", head, 42)
         (flags,) = struct.unpack_from("<I", head, 120)
         (crc,) = struct.unpack_from("<I", head, 124)
         if crc and zlib.crc32(head[:120]) != crc:
+            damaged = True
             ctx.warn(artefact.id, self.NAME, "file header checksum mismatch", ["offset 124"],
                      path=artefact.display)
         if flags & 1:
@@ -179,6 +197,7 @@ class EvtxSource(WindowsSource, Source):
                      path=artefact.display)
         whole = (size - HEADER_BLOCK) // CHUNK_SIZE
         if (size - HEADER_BLOCK) % CHUNK_SIZE or whole < n_chunks:
+            damaged = True
             ctx.warn(artefact.id, self.NAME,
                      f"file is truncated: {size} bytes, header lists {n_chunks} chunks",
                      [f"offset {size}"], path=artefact.display)
@@ -210,5 +229,115 @@ class EvtxSource(WindowsSource, Source):
             (no_crc, "chunk checksums not set"),
         ):
             if locs:
+                damaged = True
                 ctx.warn(artefact.id, self.NAME, msg, locs, count=len(locs),
                          path=artefact.display)
+        return damaged
+
+
+class _ChildRecords:
+    """The records of one EVTX file, parsed in a child process (``_evtx_child``).
+
+    An iterator like the parser's own: ``next`` gives ``{"event_record_id", "data"}``
+    dicts and raises ``RuntimeError`` for a parser error, after which it can be resumed.
+    When no frame comes for ``stall`` seconds the child is killed and the iteration ends;
+    so it does when the child dies. ``report`` then gives the warning, with the last record
+    read. The child gets the open file's descriptor, not its path.
+    """
+
+    def __init__(self, fh: Any, threads: int, stall: float, artefact: Artefact) -> None:
+        import subprocess
+        import tempfile
+
+        self.artefact, self.stall = artefact, stall
+        self.buf = b""
+        self.pos = 0
+        self.ended = False
+        self.stopped: str | None = None
+        self.last_id: int | None = None
+        self.n = 0
+        fd = fh.fileno()
+        # stderr to a file: a child writing much there must not block on a full pipe
+        self.err = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        self.proc = subprocess.Popen(
+            [*CHILD_COMMAND, str(fd), str(threads)], stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=self.err, pass_fds=(fd,))
+
+    def __iter__(self) -> _ChildRecords:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        head = _FRAME.size
+        while True:
+            if len(self.buf) - self.pos >= head:
+                kind, n = _FRAME.unpack_from(self.buf, self.pos)
+                end = self.pos + head + n
+                if len(self.buf) >= end:
+                    start, self.pos = self.pos + head, end
+                    if kind == b"R":
+                        (rid,) = _RID.unpack_from(self.buf, start)
+                        self.n += 1
+                        self.last_id = None if rid == _NO_ID else rid
+                        return {"event_record_id": self.last_id,
+                                "data": self.buf[start + 8:end].decode("utf-8",
+                                                                        "surrogatepass")}
+                    msg = self.buf[start:end].decode("utf-8", "replace")
+                    if kind == b"X":
+                        raise RuntimeError(msg)
+                    if kind == b"O":
+                        raise SourceError(f"{self.artefact.display}: {msg}")
+                    self.ended = True  # b"E"
+                    raise StopIteration
+            if self.ended or self.stopped or not self._fill():
+                raise StopIteration
+
+    def _fill(self) -> bool:
+        """Read what the child wrote; False (with ``stopped`` set) if it stalled or died."""
+        import select
+
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        ready, _, _ = select.select([fd], [], [], self.stall)
+        if not ready:
+            self.proc.kill()
+            self.stopped = (f"EVTX parser made no progress for {self.stall:g} s (a damaged "
+                            "chunk it loops on) and was stopped; the rest of the file is "
+                            "not read")
+            return False
+        data = os.read(fd, 1 << 20)
+        if not data:
+            code = self.proc.wait()
+            self.err.seek(0)
+            err = self.err.read().decode("utf-8", "replace")
+            tail = err.strip().splitlines()[-1:] if err.strip() else []
+            how = f"signal {-code}" if code < 0 else f"status {code}"
+            self.stopped = (f"EVTX parser process ended unexpectedly ({how}"
+                            + (f": {tail[0][:200]}" if tail else "")
+                            + "); the rest of the file is not read")
+            return False
+        self.buf = self.buf[self.pos:] + data
+        self.pos = 0
+        return True
+
+    def close(self) -> None:
+        """Stop the child if it still runs, and reap it."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.err.close()
+
+    def report(self, ctx: RunContext, reader: str) -> None:
+        """The warning for a child that stalled or died, after the last record read."""
+        if self.stopped:
+            where = [f"after record {self.last_id}" if self.n else "before the first record"]
+            ctx.warn(self.artefact.id, reader, self.stopped, where,
+                     path=self.artefact.display)
+
+
+#: The child that parses damaged files (tests swap in others).
+CHILD_COMMAND: list[str] = [sys.executable, "-m", "tidehunt.sources._evtx_child"]
+_FRAME = struct.Struct("<cI")
+_RID = struct.Struct("<Q")
+_NO_ID = 0xFFFF_FFFF_FFFF_FFFF
