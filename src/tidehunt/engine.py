@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tidehunt import __version__
@@ -305,11 +305,12 @@ def _report(store: CaseStore, opts: HuntOptions, command: str, started: str,
             det: SigmaDetector, findings: pa.Table, warnings: list[dict[str, Any]],
             sources: list[RuleSource], ingest_result: IngestResult | None,
             timings: dict[str, float]) -> RunReport:
+    from tidehunt.model.finding import value_counts
     from tidehunt.model.report import Meta, RunReport
 
-    levels = Counter(findings.column("level").to_pylist())
-    tactics = Counter(t for row in findings.column("tactics").to_pylist() for t in row or [])
-    rules = Counter(findings.column("rule_title").to_pylist())
+    levels = value_counts(findings.column("level"))
+    tactics = value_counts(pc.list_flatten(findings.column("tactics")))
+    rules = value_counts(findings.column("rule_title"))
     stats: dict[str, Any] = {
         "sigma": det.summary(),
         "findings_by_level": dict(levels),

@@ -321,10 +321,11 @@ def case_telemetry(store: Any) -> dict[tuple[str, int], int]:
 
 def fired_techniques(findings: Any) -> dict[str, int]:
     """Findings per ATT&CK technique in a findings table."""
-    out: dict[str, int] = defaultdict(int)
     if findings is None or findings.num_rows == 0:
         return {}
-    for techs in findings.column("techniques").to_pylist():
-        for t in techs or []:
-            out[t] += 1
-    return dict(out)
+    import pyarrow.compute as pc
+
+    from tidehunt.model.finding import value_counts
+
+    return {t: n for t, n in value_counts(pc.list_flatten(findings.column("techniques")))
+            .items() if t is not None}

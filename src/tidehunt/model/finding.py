@@ -8,6 +8,7 @@ convert them with ``findings_batch``.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -177,6 +178,16 @@ def table_rows(table: pa.Table) -> list[dict[str, Any]]:
             lists.append(col.to_pylist())
     names = table.column_names
     return [dict(zip(names, row, strict=True)) for row in zip(*lists, strict=True)]
+
+
+def value_counts(col: pa.ChunkedArray | pa.Array) -> Counter[Any]:
+    """``Counter(col.to_pylist())``, counted in Arrow: the same counts, the values in the
+    order they first appear (so ``most_common`` breaks ties the same way)."""
+    import pyarrow.compute as pc
+
+    vc = pc.value_counts(col)
+    return Counter(dict(zip(vc.field("values").to_pylist(), vc.field("counts").to_pylist(),
+                            strict=True)))
 
 
 def distinct(col: pa.ChunkedArray | pa.Array) -> tuple[list[Any], list[int | None]]:

@@ -15,15 +15,17 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import IO, Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tidehunt.correlate import LEVEL_WEIGHT, TACTIC_ORDER
-from tidehunt.model.finding import distinct, table_rows
+from tidehunt.model.finding import distinct
 from tidehunt.model.report import RunReport
 
 NAME = "html"
@@ -175,37 +177,79 @@ def _overview(report: RunReport, findings: pa.Table) -> list[str]:
     out = ['<section id="overview"><h2>Overview</h2><div class="cards">']
     out += [f'<div class="card"><b>{_e(v)}</b>{_e(k)}</div>' for k, v in cards]
     out.append("</div>")
-    out.append(_timeline_svg(_values(findings.column("ts")), level))
+    out.append(_timeline_svg(findings.column("ts"), findings.column("level")))
     out.append("</section>")
     return out
 
 
-def _timeline_svg(ts: list[Any], level: list[Any]) -> str:
-    """Findings over time as stacked bars per level (inline SVG, no script)."""
-    times = [t for t in ts if isinstance(t, datetime)]
-    if not times:
+def _micros(col: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A timestamp column as microseconds since the epoch (nulls 0) and its validity."""
+    ts = col.cast(pa.timestamp("us", getattr(col.type, "tz", None)))
+    valid = pc.is_valid(ts)
+    us = pc.fill_null(ts.cast(pa.int64()), 0)
+    return (np.asarray(_flat(us), dtype=np.int64),
+            np.asarray(_flat(valid), dtype=bool))
+
+
+def _flat(a: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    if isinstance(a, pa.ChunkedArray):
+        a = a.combine_chunks() if a.num_chunks != 1 else a.chunk(0)
+    out: np.ndarray = a.to_numpy(zero_copy_only=False)
+    return out
+
+
+def _codes(col: pa.ChunkedArray | pa.Array) -> tuple[list[Any], np.ndarray]:
+    """A column's distinct values (Python objects) and each row's code among them (the
+    number of values for a null)."""
+    enc = pc.dictionary_encode(col)
+    chunks = enc.unify_dictionaries().chunks if isinstance(enc, pa.ChunkedArray) else [enc]
+    if not chunks:
+        return [], np.zeros(0, np.int64)
+    values = chunks[0].dictionary.to_pylist()
+    codes = [np.asarray(c.indices.fill_null(len(values)).to_numpy(zero_copy_only=False),
+                        np.int64) for c in chunks]
+    return values, np.concatenate(codes)
+
+
+def _epoch(us: int, tz: Any) -> datetime:
+    return datetime(1970, 1, 1, tzinfo=UTC if tz else None) + timedelta(microseconds=us)
+
+
+def _timeline_svg(ts_col: pa.ChunkedArray, level_col: pa.ChunkedArray) -> str:
+    """Findings over time as stacked bars per level (inline SVG, no script).
+
+    Counted in numpy: a bar per step of time, a segment per level (110,600 findings took
+    0.45 s as a loop over Python datetimes).
+    """
+    us, valid = _micros(ts_col)
+    if not valid.any():
         return '<p class="muted" id="timeline">No timed findings.</p>'
-    t0, t1 = min(times), max(times)
-    span = max((t1 - t0).total_seconds(), 1.0)
+    names, code = _codes(level_col)
+    us, code = us[valid], code[valid]
+    tz = getattr(ts_col.type, "tz", None)
+    t0, t1 = int(us.min()), int(us.max())
+    span = max((t1 - t0) / 1e6, 1.0)
     step = next((s for s in (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 86400, 7 * 86400,
                              30 * 86400) if span / s <= 120), 90 * 86400)
-    start = datetime.fromtimestamp(t0.timestamp() // step * step, tz=t0.tzinfo)
-    nb = int((t1 - start).total_seconds() // step) + 1
-    counts: dict[int, Counter[str]] = defaultdict(Counter)
-    for t, lv in zip(ts, level, strict=True):
-        if isinstance(t, datetime):
-            counts[int((t - start).total_seconds() // step)][lv] += 1
-    top = max(sum(c.values()) for c in counts.values())
+    step_us = step * 1_000_000
+    start_us = t0 // step_us * step_us
+    start = _epoch(start_us, tz)
+    nb = (t1 - start_us) // step_us + 1
+    bins = (us - start_us) // step_us
+    k = len(names) + 1  # the last code: a null level
+    per = np.bincount(bins * k + code, minlength=nb * k).reshape(nb, k)
+    top = int(per.sum(axis=1).max())
+    col = {lv: names.index(lv) for lv in LEVELS if lv in names}
     w, h, left, bottom = 1000, 180, 40, 24
     bw = (w - left) / nb
     out = [f'<svg id="timeline" role="img" aria-label="findings over time" viewBox="0 0 {w} '
            f'{h + bottom}" width="100%" style="max-width:{w}px">',
            f'<text x="0" y="12" font-size="11">{top}</text>'
            f'<line x1="{left}" y1="{h}" x2="{w}" y2="{h}" stroke="#999"/>']
-    for i in sorted(counts):
+    for i in np.flatnonzero(per.sum(axis=1)).tolist():
         y = float(h)
         for lv in reversed(LEVELS):
-            n = counts[i].get(lv, 0)
+            n = int(per[i, col[lv]]) if lv in col else 0
             if not n:
                 continue
             bh = n / top * (h - 16)
@@ -217,7 +261,7 @@ def _timeline_svg(ts: list[Any], level: list[Any]) -> str:
                        f"{n} {_e(lv)}</title></rect>")
     out.append(f'<text x="{left}" y="{h + 16}" font-size="11">{_e(f"{start:%Y-%m-%d %H:%M}")}'
                f'</text><text x="{w}" y="{h + 16}" font-size="11" text-anchor="end">'
-               f'{_e(f"{t1:%Y-%m-%d %H:%M} UTC")}</text></svg>')
+               f'{_e(f"{_epoch(t1, tz):%Y-%m-%d %H:%M} UTC")}</text></svg>')
     return "".join(out)
 
 
@@ -290,8 +334,6 @@ def _list_pairs(both: pa.Table) -> Counter[tuple[tuple[str, ...], tuple[str, ...
     Counted in Arrow, each pair of lists joined into one text key, unless an item is
     null, empty or holds a separator (then one Python tuple per row, as before).
     """
-    import pyarrow.compute as pc
-
     keys = []
     for name in ("tactics", "techniques"):
         col = both.column(name)
@@ -323,27 +365,39 @@ def _table_rows(findings: pa.Table) -> list[list[Any]]:
     """The rows of the findings table: by level (worst first), then time (none last).
 
     The order is a stable sort, as Python's ``sorted`` of the rows by the same keys; only
-    the first MAX_TABLE_ROWS rows become Python values.
+    the first MAX_TABLE_ROWS rows become Python values, and of their evidence only the
+    first entry.
     """
-    import numpy as np
-
-    weight = np.array([-LEVEL_WEIGHT.get(lv, 0) for lv in _values(findings.column("level"))],
-                      np.int64)
-    times, idx = distinct(findings.column("ts"))  # each distinct time made once, as before
-    keys = np.array([t.timestamp() for t in times] + [0.0], np.float64)
-    at = np.array([len(times) if i is None else i for i in idx], np.int64)
-    order = np.lexsort((keys[at], at == len(times), weight))[:MAX_TABLE_ROWS]
-    cols = ["ts", "level", "rule_title", "host", "tactics", "engine", "summary", "evidence"]
+    if findings.num_rows == 0:
+        return []
+    names, code = _codes(findings.column("level"))
+    weight = np.array([-LEVEL_WEIGHT.get(lv, 0) for lv in names] + [0], np.int64)[code]
+    us, valid = _micros(findings.column("ts"))
+    order = np.lexsort((us, ~valid, weight))[:MAX_TABLE_ROWS]
+    top = findings.select(["ts", "level", "rule_title", "host", "tactics", "engine",
+                           "summary", "evidence"]).take(pa.array(order, pa.int64()))
+    ev = top.column("evidence").combine_chunks()
+    first = pc.list_slice(ev, 0, 1)
+    has = np.zeros(top.num_rows, bool)
+    has[_flat(pc.list_parent_indices(first))] = True
+    e0 = pc.list_flatten(first)
+    at = np.cumsum(has) - 1
+    sf, rid, loc = (e0.field(n).to_pylist() for n in ("source_file", "record_id", "locator"))
+    whole = pc.floor_temporal(top.column("ts"), unit="second")  # %S alone shows no fraction
+    whole = whole.cast(pa.timestamp("s", getattr(whole.type, "tz", None)))
+    ts = pc.fill_null(pc.strftime(whole, "%Y-%m-%d %H:%M:%S"), "").to_pylist()
+    cols = [top.column(n).to_pylist() for n in ("level", "rule_title", "host", "tactics",
+                                               "engine", "summary")]
     out = []
-    for r in table_rows(findings.select(cols).take(pa.array(order, pa.int64()))):
-        ev = r.get("evidence") or []
-        e0 = ev[0] if ev else {}
-        cite = " ".join(str(x) for x in (e0.get("source_file"), e0.get("record_id")
-                                         if e0.get("record_id") is not None
-                                         else e0.get("locator")) if x)
-        ts = r["ts"].strftime("%Y-%m-%d %H:%M:%S") if isinstance(r["ts"], datetime) else ""
-        out.append([ts, r["level"], r["rule_title"], r["host"] or "", list(r["tactics"] or []),
-                    r["engine"], r["summary"] or "", cite])
+    for i, (t, lv, title, host, tactics, engine, summary) in enumerate(zip(
+            ts, *cols, strict=True)):
+        cite = ""
+        if has[i]:
+            j = at[i]
+            cite = " ".join(str(x) for x in (sf[j], rid[j] if rid[j] is not None
+                                             else loc[j]) if x)
+        out.append([t, lv, title, host or "", list(tactics or []), engine, summary or "",
+                    cite])
     return out
 
 
