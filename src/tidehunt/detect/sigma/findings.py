@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -40,6 +41,13 @@ DETAIL_FIELDS = (
 MAX_DETAIL = 240
 #: A part to take matched rows from: its path, or the table matching read already.
 Part: TypeAlias = "str | pa.Table"
+
+
+@dataclass(frozen=True, slots=True)
+class EventRows:
+    """A part's :func:`event_rows` already made (by matching: ``run.HitKeeper``)."""
+
+    table: pa.Table
 
 
 def _detail_items(fields: dict[str, Any], limit: int) -> list[str]:
@@ -87,14 +95,23 @@ def build_findings(plan: Plan, res: MatchResult, emit: set[int], *, with_hits: b
                                                             "src", "dst")}
     hit_event: list[np.ndarray] = []
     base = 0
-    sources: list[Part | None] = []  # each let go of once read
+    sources: list[Part | EventRows | None] = []  # each let go of once read
     wanted: list[tuple[np.ndarray, np.ndarray]] = []  # rows of the part, hit -> event
     for p in np.unique(part):
         sel = part == p
         uniq, inv = np.unique(row[sel], return_inverse=True)
         kept = res.tables.pop(int(p), None) if res.tables else None
-        sources.append(res.parts[int(p)] if kept is None else kept)
-        wanted.append((uniq, inv))
+        held = res.kept_rows.pop(int(p), None) if res.kept_rows and kept is not None \
+            else None
+        if held is None:
+            sources.append(res.parts[int(p)] if kept is None else kept)
+            wanted.append((uniq, inv))
+        else:  # the event rows of the part's hits: where each wanted row is among them
+            at = np.searchsorted(held, uniq)
+            if not (at[-1] < len(held) and np.array_equal(held[at], uniq)):
+                raise AssertionError("event rows kept while matching miss a hit")
+            sources.append(EventRows(kept))
+            wanted.append((at, inv))
     for t, (uniq, inv) in zip(_matched_rows(sources, [u for u, _ in wanted]), wanted,
                               strict=True):
         for key in per_event:
@@ -188,7 +205,7 @@ AHEAD = 1
 READ_CELLS = 1 << 22
 
 
-def _matched_rows(sources: list[Part | None], wanted: Sequence[np.ndarray]
+def _matched_rows(sources: list[Part | EventRows | None], wanted: Sequence[np.ndarray]
                   ) -> Iterator[pa.Table]:
     """The :func:`event_rows` of each part's wanted rows in turn, the next parts' made
     while this one is used.
@@ -199,7 +216,11 @@ def _matched_rows(sources: list[Part | None], wanted: Sequence[np.ndarray]
     the work on the current one; each part is let go of once its rows are taken, and a
     part of more than READ_CELLS cells is read a group of columns at a time.
     """
-    def read(part: Part, rows: np.ndarray) -> pa.Table:
+    def read(part: Part | EventRows, rows: np.ndarray) -> pa.Table:
+        if isinstance(part, EventRows):
+            if len(rows) == part.table.num_rows:  # rows ascending and distinct: all
+                return part.table
+            return part.table.take(pa.array(rows))
         idx = pa.array(rows)
         if not isinstance(part, str):
             return event_rows(part.take(idx))
