@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from tidehunt.memory import preset_jemalloc_conf
+
 __version__ = "0.1.0"
+
+# Arrow's jemalloc reads its settings when pyarrow loads: set them first (tidehunt.memory)
+preset_jemalloc_conf()
 
 __all__ = ["__version__"]

@@ -28,8 +28,35 @@ from typing import Any
 log = logging.getLogger("tidehunt")
 
 
-#: jemalloc's own settings, read once when Arrow's jemalloc starts (its first use).
+#: jemalloc's own settings, read once when Arrow's jemalloc starts: when pyarrow is loaded.
 JEMALLOC_CONF = "JE_ARROW_MALLOC_CONF"
+
+
+def preset_jemalloc_conf() -> bool:
+    """Put tidehunt's decay settings in ``JE_ARROW_MALLOC_CONF`` while that still counts.
+
+    Arrow's jemalloc reads its settings once, on its first allocation, which pyarrow makes
+    when it is imported; from then on only arenas created later can take another decay.
+    ``tidehunt/__init__.py`` calls this, so every process that imports tidehunt before
+    pyarrow (the CLI, its worker processes, which inherit the variable) gets them. A
+    user's own ``JE_ARROW_MALLOC_CONF`` is left alone. Returns whether the settings in the
+    variable will be in effect (pyarrow not loaded yet).
+
+    (Setting the variable only in :func:`configure_arrow_memory`, as before, came too late
+    with pyarrow 26: the run had Arrow's compiled-in 1,000 ms for dirty and muzzy pages,
+    and ~300 MiB of freed pages resident at the 100x hunt's peak.)
+    """
+    import sys
+
+    if "pyarrow" in sys.modules:
+        return False
+    if JEMALLOC_CONF not in os.environ:
+        os.environ[JEMALLOC_CONF] = f"dirty_decay_ms:{_decay_ms()},muzzy_decay_ms:0"
+    _PRESET.append(True)
+    return True
+
+
+_PRESET: list[bool] = []
 
 
 def configure_arrow_memory() -> str:
@@ -38,8 +65,9 @@ def configure_arrow_memory() -> str:
     Freed pages go back to the system DEFAULT_DECAY_MS after a stage lets go of them
     (``TIDEHUNT_JEMALLOC_DECAY_MS``), straight from "dirty" (kept for reuse) to purged:
     no "muzzy" stage, whose lazily freed pages still count as resident. That is set in
-    ``JE_ARROW_MALLOC_CONF`` before Arrow first uses jemalloc (a user's own value is
-    left alone); later, only new arenas can take a decay, both stages alike.
+    ``JE_ARROW_MALLOC_CONF`` before pyarrow is loaded (:func:`preset_jemalloc_conf`);
+    where pyarrow came first, only the arenas jemalloc creates later (one per thread
+    that allocates, up to eight) can take the decay, both stages alike.
 
     Also stops pyarrow importing pandas just to ask whether a list is a pandas object
     (see :func:`skip_pandas_probe`): the CLI's process and the workers call this first.
@@ -49,15 +77,11 @@ def configure_arrow_memory() -> str:
     skip_pandas_probe()
     if os.environ.get("ARROW_DEFAULT_MEMORY_POOL"):
         return str(pa.default_memory_pool().backend_name)
-    decay = _decay_ms()
-    first = not _STARTED
-    if first and JEMALLOC_CONF not in os.environ:
-        os.environ[JEMALLOC_CONF] = f"dirty_decay_ms:{decay},muzzy_decay_ms:0"
     try:
         pool = pa.jemalloc_memory_pool()
+        if not _PRESET and not _STARTED:
+            pa.jemalloc_set_decay_ms(_decay_ms())
         _STARTED.append(True)
-        if not first:
-            pa.jemalloc_set_decay_ms(decay)
     except (NotImplementedError, pa.ArrowNotImplementedError) as exc:
         log.debug("jemalloc not available in this pyarrow build: %s", exc)
         return str(pa.default_memory_pool().backend_name)

@@ -39,20 +39,46 @@ def test_bad_decay_value_falls_back():
     assert _run(TIDEHUNT_JEMALLOC_DECAY_MS="soon")[0] in ("jemalloc", "mimalloc", "system")
 
 
-def test_jemalloc_conf_set_before_first_use():
-    code = ("import os; from tidehunt.memory import configure_arrow_memory; "
-            "configure_arrow_memory(); print(os.environ.get('JE_ARROW_MALLOC_CONF'))")
+def _jemalloc_opts(code: str, **env: str) -> dict[str, str]:
+    """jemalloc's settings in effect in a fresh interpreter that runs ``code`` (its stats)."""
     e = {k: v for k, v in os.environ.items()
          if k not in ("ARROW_DEFAULT_MEMORY_POOL", "TIDEHUNT_JEMALLOC_DECAY_MS",
                       "JE_ARROW_MALLOC_CONF")}
+    out = subprocess.run([sys.executable, "-c", code + "\nimport pyarrow as pa\n"
+                          "pa.jemalloc_memory_pool().print_stats()"],
+                         env={**e, **env}, capture_output=True, check=True)
+    opts = {}
+    for line in out.stderr.decode("utf-8", "replace").splitlines():
+        line = line.strip()
+        if line.startswith(("opt.dirty_decay_ms:", "opt.muzzy_decay_ms:")):
+            name, rest = line.split(":", 1)
+            opts[name] = rest.split()[0]  # the value jemalloc started with
+        if line.startswith("Arenas:"):
+            break
+    return opts
 
-    def conf(**env: str) -> str:
-        return subprocess.run([sys.executable, "-c", code], env={**e, **env},
-                              capture_output=True, text=True, check=True).stdout.strip()
 
-    assert conf() == "dirty_decay_ms:250,muzzy_decay_ms:0"
-    assert conf(TIDEHUNT_JEMALLOC_DECAY_MS="0") == "dirty_decay_ms:0,muzzy_decay_ms:0"
-    assert conf(JE_ARROW_MALLOC_CONF="narenas:2") == "narenas:2"  # the user's own
+def test_jemalloc_starts_with_the_decay_settings():
+    """The settings reach jemalloc itself, not only the environment: pyarrow starts its
+    jemalloc when it is imported, so tidehunt sets them when it is imported first."""
+    import pyarrow as pa
+
+    try:
+        pa.jemalloc_memory_pool()
+    except NotImplementedError:
+        pytest.skip("this pyarrow build has no jemalloc")
+    cli = ("import tidehunt.cli.main\nfrom tidehunt.memory import configure_arrow_memory\n"
+           "configure_arrow_memory()")
+    assert _jemalloc_opts(cli) == {"opt.dirty_decay_ms": "250", "opt.muzzy_decay_ms": "0"}
+    assert _jemalloc_opts(cli, TIDEHUNT_JEMALLOC_DECAY_MS="0") == {
+        "opt.dirty_decay_ms": "0", "opt.muzzy_decay_ms": "0"}
+    assert _jemalloc_opts(cli, JE_ARROW_MALLOC_CONF="dirty_decay_ms:5000") == {
+        "opt.dirty_decay_ms": "5000", "opt.muzzy_decay_ms": "1000"}  # the user's own wins
+    # a worker process inherits the variable, whatever it imports first
+    worker = ("import os, subprocess, sys\nimport tidehunt\n"
+              "subprocess.run([sys.executable, '-c', 'import pyarrow as pa; "
+              "pa.jemalloc_memory_pool().print_stats()'], check=True)\nimport sys; sys.exit()")
+    assert _jemalloc_opts(worker) == {"opt.dirty_decay_ms": "250", "opt.muzzy_decay_ms": "0"}
 
 
 def test_decay_setting(monkeypatch):
