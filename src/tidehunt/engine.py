@@ -19,7 +19,7 @@ from tidehunt import __version__
 from tidehunt.case.store import CaseStore, utcnow
 from tidehunt.context import RunContext
 from tidehunt.ingest import IngestResult, ingest
-from tidehunt.memory import DEFAULT_MAX_MEMORY, MemoryBudget
+from tidehunt.memory import DEFAULT_MAX_MEMORY, MemoryBudget, release_freed_memory
 from tidehunt.model.rule import Severity
 from tidehunt.model.tables import TABLES
 from tidehunt.rulepacks import DEFAULT_MAX_AGE_DAYS, age_days, default_rule_paths
@@ -277,6 +277,7 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
     del findings  # sort_findings lets go of each column once it has its sorted copy
     sorted_findings = sort_findings(box)
     write_findings(store, sorted_findings)
+    release_freed_memory()  # the unsorted findings' pages, before correlation and renderers
     t3 = time.perf_counter()
     report.incidents = [i.to_dict() for i in correlate(
         sorted_findings, timedelta(hours=opts.incident_gap_hours))]

@@ -92,6 +92,45 @@ def configure_arrow_memory() -> str:
 _STARTED: list[bool] = []
 
 
+def release_freed_memory() -> None:
+    """Hand the pages freed so far back to the system, between stages.
+
+    Arrow's jemalloc purges what its decay has not yet (``release_unused``), and glibc's
+    heap gives back its free pages (``malloc_trim``): numpy arrays and large Python
+    objects come from it, and once one large block has been freed glibc stops mapping
+    such blocks separately, so its heap keeps every stage's high-water mark. On the 100x
+    benchmark hunt that was 110-165 MiB of free heap held through the findings and the
+    write stage. A few milliseconds a call; nothing happens where neither is present.
+    """
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+def _malloc_trim() -> Any:
+    if not _TRIM:
+        fn = None
+        try:
+            import ctypes
+            import ctypes.util
+
+            name = ctypes.util.find_library("c")
+            fn = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+            if fn is not None:
+                fn.argtypes = [ctypes.c_size_t]
+                fn.restype = ctypes.c_int
+        except OSError:
+            fn = None
+        _TRIM.append(fn)
+    return _TRIM[0]
+
+
+_TRIM: list[Any] = []
+
+
 def skip_pandas_probe() -> None:
     """Tell pyarrow's lazy pandas shim, before anything asks it, that pandas is absent.
 

@@ -62,6 +62,8 @@ class TableSchema:
     doc: str = ""
     open_columns: bool = False
     extra_types: tuple[tuple[str, FieldType], ...] = ()
+    #: Whether its Parquet parts use dictionary pages (``case.store.write_part``).
+    dictionary_pages: bool = True
 
     def arrow(self) -> pa.Schema:
         """Arrow schema of the declared columns; FieldType kept in field metadata."""

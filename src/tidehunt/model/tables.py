@@ -32,6 +32,7 @@ WINDOWS = TableSchema(
         FieldSpec("source_file", F.PATH, "Evidence path as given on the command line"),
     ),
     open_columns=True,
+    dictionary_pages=False,
     extra_types=(
         ("Image", F.PATH),
         ("ParentImage", F.PATH),

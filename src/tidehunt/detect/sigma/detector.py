@@ -18,7 +18,7 @@ from tidehunt.detect.sigma.correlate import resolve_refs, run_correlations
 from tidehunt.detect.sigma.findings import build_findings
 from tidehunt.detect.sigma.plan import Plan
 from tidehunt.detect.sigma.run import match
-from tidehunt.memory import MatchPlan, MemoryBudget
+from tidehunt.memory import MatchPlan, MemoryBudget, release_freed_memory
 from tidehunt.model.rule import Severity
 
 
@@ -114,6 +114,7 @@ class SigmaDetector(Detector):
         findings, hits = build_findings(self.plan, res, emit, with_hits=bool(corr),
                                         hit_rules={j for refs in corr.values() for j in refs})
         res.tables = None  # the parts matching kept for the findings: not needed any more
+        release_freed_memory()  # matching's and the findings' freed pages, before the rest
         t2 = time.perf_counter()
         if self.options.engine == "spark":
             from tidehunt.detect.sigma.spark import SparkOptions, correlations_spark, session
