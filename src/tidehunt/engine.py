@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -101,13 +102,17 @@ class HuntOptions:
 
 def run_ingest(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
                workers: int | None = None, strict: bool = False,
-               options: dict[str, Any] | None = None, max_memory: str | None = None
+               options: dict[str, Any] | None = None, max_memory: str | None = None,
+               under_way: Callable[[], None] | None = None
                ) -> tuple[CaseStore, IngestResult]:
-    """Create or open the case and add evidence to it (within ``max_memory``, if given)."""
+    """Create or open the case and add evidence to it (within ``max_memory``, if given).
+
+    ``under_way``: see :func:`tidehunt.ingest.ingest`.
+    """
     store = CaseStore(case_dir, create=True)
     store.budget = MemoryBudget.parse(max_memory)
     res = ingest(evidence, store, ctx, workers=workers, strict=strict, options=options,
-                 budget=store.budget)
+                 budget=store.budget, under_way=under_way)
     store.manifest.setdefault("runs", []).append({
         "command": "ingest", "finished": utcnow(), "evidence": list(evidence),
         "ingest": _ingest_dict(res), "memory": memory_stats(max_memory, res, None)})
@@ -450,19 +455,30 @@ def hunt(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
 
     The rule plan is loaded (and the matcher warmed up), and detection's modules imported,
     in a thread while ingest runs: the parent process mostly waits for the ingest workers,
-    so this fixed cost comes for free.
+    so this fixed cost comes for free. The thread starts once the workers have their
+    first tasks (``under_way``), not to slow down the walk and hashing they wait for.
     """
     started = utcnow()
     t0 = time.perf_counter()
+    go = threading.Event()
+    failed: list[bool] = []
+
+    def prepare() -> Plan:
+        go.wait()
+        if failed:  # ingest raised before the plan was needed
+            raise CancelledError
+        return _prepare_detection(opts, ctx)
+
     with ThreadPoolExecutor(max_workers=1) as pool:
-        plan_future = pool.submit(_prepare_detection, opts, ctx)
+        plan_future = pool.submit(prepare)
         try:
             res: IngestResult | None = None
             if evidence:
                 store, res = run_ingest(evidence, case_dir, ctx, opts.workers, opts.strict,
-                                        _with_yara(opts), opts.max_memory)
+                                        _with_yara(opts), opts.max_memory, under_way=go.set)
             else:
                 store = CaseStore(case_dir, create=True)
+            go.set()
             for root in opts.webroots:
                 scan = run_webroot(root, store, ctx, opts)
                 store.manifest.setdefault("runs", []).append({
@@ -484,6 +500,8 @@ def hunt(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
                 store.save()
         except BaseException:
             plan_future.cancel()
+            failed.append(True)
+            go.set()  # a plan thread already waiting ends at once
             raise
         timings = {"ingest": round(time.perf_counter() - t0, 3)}
         return detect(store, ctx, opts, command="hunt", started=started, ingest_result=res,

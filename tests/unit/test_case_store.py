@@ -139,16 +139,23 @@ def test_no_usable_input(tmp_path):
 def test_parallel_ingest_same_rows_as_serial(corpus, tmp_path):
     src = corpus("evtx/evtx-attack-samples")
     a = CaseStore(tmp_path / "serial", create=True)
-    ingest([str(src)], a, RunContext(), workers=1)
+    calls: list[str] = []
+    ingest([str(src)], a, RunContext(), workers=1, under_way=lambda: calls.append("serial"))
     b = CaseStore(tmp_path / "parallel", create=True)
     import tidehunt.ingest as ing
 
     old = ing.IN_PROCESS_BYTES
     ing.IN_PROCESS_BYTES = 0  # force the worker pool even for this small input
     try:
-        ingest([str(src)], b, RunContext(), workers=2)
+        files, pool = ing._walk_starting_workers([str(src)], RunContext(), 2)
+        assert pool is not None  # started during the walk, past IN_PROCESS_BYTES
+        pool.shutdown()
+        assert files == list(ing.iter_files([str(src)], RunContext()))
+        ingest([str(src)], b, RunContext(), workers=2,
+               under_way=lambda: calls.append("parallel"))
     finally:
         ing.IN_PROCESS_BYTES = old
+    assert calls == ["serial", "parallel"]  # once each: in-process, every worker busy
     assert sorted(_keys(a)) == sorted(_keys(b))
     assert a.rows("windows") == 5079
     # parts of other sizes (one task, and tasks per worker), the same columns in the same
