@@ -6,6 +6,8 @@ import csv
 import functools
 import http.server
 import json
+import subprocess
+import sys
 import threading
 import zipfile
 from pathlib import Path
@@ -142,6 +144,31 @@ def test_exit_codes(setup, tmp_path):
     assert main(["-q", "detect", str(case), "--rules", str(bad)]) == 4
     assert main(["-q", "detect", str(case), "--rules", str(tmp_path / "missing")]) == 2
     assert main(["-q", "detect", str(tmp_path / "not-a-case")]) == 3
+
+
+def test_command_exits_quickly_with_the_code_and_every_output(setup, tmp_path):
+    """``tidehunt`` (``cli.main.run``) ends the process itself once main returns: the
+    exit code, the files and what it printed are all there, exit handlers ran."""
+    ev, rules, case = setup
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('exit handler ran', file=sys.stderr))\n"
+            "from tidehunt.cli.main import run\n"
+            "sys.argv = ['tidehunt'] + sys.argv[1:]\nrun()\n"
+            "print('not reached')\n")
+    args = ["--no-color", "hunt", str(ev), "-o", str(case), "--rules", str(rules),
+            "--fail-on", "high"]
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 10  # --fail-on high: findings at high
+    assert "exit handler ran" in out.stderr and "not reached" not in out.stdout
+    assert (case / "report.json").exists() and (case / "timeline.csv").exists()
+    lines = (case / "findings.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and all(json.loads(x)["finding_id"] for x in lines)
+    assert "Certutil download" in out.stdout  # the summary, and its last lines, flushed
+    assert out.stdout.rstrip().endswith("report.html (and report.json)")
+    lint = subprocess.run([sys.executable, "-c", code, "rules", "lint", str(rules)],
+                          capture_output=True, text=True, timeout=120)
+    assert lint.returncode == 0 and "2 rules usable, 0 failed" in lint.stdout
 
 
 def test_report_rerenders(setup, tmp_path, capsys):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -374,6 +375,29 @@ def _setup_logging(args: argparse.Namespace, console: Any) -> None:
     root.setLevel(level)
     for noisy in ("sigma", "urllib3"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def run() -> None:
+    """The ``tidehunt`` command: :func:`main`, then a quick exit.
+
+    When ``main`` returns, every output has been written and closed. The interpreter's
+    own teardown after it (freeing the rule plan's half a million objects, closing DuckDB
+    and Polars) took 0.15-0.23 s of every run, a tenth of a small hunt; the exit handlers
+    (``atexit``) and logging's are still run, the streams flushed, and the process then
+    ends at once with ``main``'s exit code. ``main`` itself returns normally (tests and
+    library callers use it).
+    """
+    import atexit
+
+    code = main()
+    try:
+        atexit._run_exitfuncs()
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed or broken pipe: leave it to the interpreter
+        sys.exit(code)
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
