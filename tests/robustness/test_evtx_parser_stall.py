@@ -146,3 +146,96 @@ def test_the_real_child_gives_what_the_parser_gives_in_process(monkeypatch, thre
         assert [w.to_dict() for w in c_child.warnings] == \
             [w.to_dict() for w in c_self.warnings], path.name
     assert len(used) >= 6  # most corpus files are damaged: the child really ran
+
+
+#: A stand-in child: the real one, whose parser "loops" (sleeps) at record HANG when the
+#: child is started at chunk 0, and parses normally when started at a later chunk.
+LOOPING_CHILD = """
+import sys, time
+import evtx
+from tidehunt.sources import _evtx_child
+HANG = {hang}
+ALWAYS = {always}
+if ALWAYS or len(sys.argv) <= 3:  # no FIRST_CHUNK: the first child
+    real = evtx.PyEvtxParser
+    class Looping:
+        def __init__(self, *a, **k):
+            self.p = real(*a, **k)
+        def records_json(self):
+            for rec in self.p.records_json():
+                rid = rec["event_record_id"]
+                if rid == HANG - 1:
+                    time.sleep(0.3)  # the frames before are flushed with this record
+                if rid == HANG or ALWAYS:
+                    time.sleep(600)
+                yield rec
+    evtx.PyEvtxParser = Looping
+sys.exit(_evtx_child.main(sys.argv[1:]))
+"""
+
+
+def _looping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hang: int,
+             always: bool = False) -> tuple[Path, list[int]]:
+    """A damaged copy of a 26-chunk corpus file (its header checksum flipped: parsed in a
+    child) and the record IDs the parser gives for it in process."""
+    import evtx
+
+    src = corpus_path("evtx-benign") / "security.evtx"
+    data = bytearray(src.read_bytes())
+    data[124] ^= 0xFF
+    path = tmp_path / "looping.evtx"
+    path.write_bytes(bytes(data))
+    script = tmp_path / "looping_child.py"
+    script.write_text(LOOPING_CHILD.format(hang=hang, always=always))
+    monkeypatch.setattr(evtx_mod, "CHILD_COMMAND", [sys.executable, str(script)])
+    monkeypatch.setattr(EvtxSource, "stall_seconds", 1.5)
+    ids = [r["event_record_id"] for r in evtx.PyEvtxParser(str(path)).records_json()]
+    return path, ids
+
+
+def _chunk_ids(path: Path) -> list[tuple[int, int, int]]:
+    data = path.read_bytes()
+    out = []
+    for i in range((len(data) - 4096) // 65536):
+        off = 4096 + i * 65536
+        if data[off:off + 8] == b"ElfChnk\x00":
+            out.append((i, *struct.unpack_from("<QQ", data, off + 24)))
+    return out
+
+
+@pytest.mark.parametrize("where", ["mid-chunk", "chunk start"])
+def test_after_a_looping_chunk_the_next_child_reads_on_from_the_chunk_after(
+        tmp_path, monkeypatch, where):
+    """A parser that loops in one chunk costs that chunk's records from the loop on, not
+    the rest of the file: a child started at the next chunk reads them."""
+    probe = _chunk_ids(corpus_path("evtx-benign") / "security.evtx")
+    assert len(probe) > 5
+    _, lo, hi = probe[2] if where == "mid-chunk" else probe[3]
+    hang = lo + (hi - lo) // 2 if where == "mid-chunk" else lo
+    path, ids = _looping(tmp_path, monkeypatch, hang)
+    stuck = 2 if where == "mid-chunk" else 3
+    lost = set(range(hang, probe[stuck][2] + 1))
+    table, ctx, _ = read(path, display="looping.evtx", source=EvtxSource)
+    got = sorted(table.column("record_id").to_pylist())
+    assert got == [i for i in ids if i not in lost]  # nothing else lost, none twice
+    assert len(got) > len(ids) - 100  # the 22 chunks after it were read
+    stops = [w for w in ctx.warnings if "made no progress" in w.message]
+    assert len(stops) == 1, [w.message for w in ctx.warnings]
+    assert stops[0].message.endswith(
+        f"the rest of chunk {stuck} is skipped and reading resumes at chunk {stuck + 1}")
+    assert stops[0].locators == (f"chunk {stuck} @ offset {4096 + stuck * 65536}",
+                                 f"after record {hang - 1}")
+
+
+def test_children_that_keep_looping_are_given_up_after_max_resumes(tmp_path, monkeypatch):
+    monkeypatch.setattr(evtx_mod, "MAX_RESUMES", 2)
+    path, _ = _looping(tmp_path, monkeypatch, hang=0, always=True)
+    table, ctx, _ = read(path, display="looping.evtx", source=EvtxSource)
+    assert table.num_rows == 0
+    stops = [w for w in ctx.warnings if "made no progress" in w.message]
+    assert [w.locators for w in stops] == [
+        ("chunk 0 @ offset 4096", "before the first record"),
+        ("chunk 1 @ offset 69632", "before the first record of chunk 1"),
+        ("chunk 2 @ offset 135168", "before the first record of chunk 2")]
+    assert stops[-1].message.endswith("after 2 such stops the rest of the file is not read")
+    assert all("resumes at chunk" in w.message for w in stops[:-1])

@@ -32,6 +32,8 @@ CHUNK_SIZE = 65536
 _CHUNK_NO = re.compile(r"chunk number (\d+)")
 _RECORD_NO = re.compile(r"record number (\d+)")
 MAX_ERRORS = 10_000
+#: Children started again after one stalled or died, each at the chunk after its stop.
+MAX_RESUMES = 8
 #: Records handed to the native flatten at a time.
 NATIVE_CHUNK = 2048
 
@@ -72,21 +74,39 @@ class EvtxSource(WindowsSource, Source):
             head = fh.read(HEADER_BLOCK)
             if not head.startswith(MAGIC):
                 raise UnsupportedArtefact(f"{artefact.display}: not an EVTX file")
-            damaged = self._check_headers(artefact, fh, head, ctx)
+            chunks: list[tuple[int, int, int]] = []
+            damaged = self._check_headers(artefact, fh, head, ctx, chunks)
             fh.seek(0)
             if damaged and self.isolate:
-                child = _ChildRecords(fh, self.threads, self.stall_seconds, artefact)
-                try:
-                    yield from self.read_records(child, artefact, ctx, sink)
-                finally:
-                    child.close()
-                child.report(ctx, self.NAME)
+                yield from self._in_children(fh, artefact, ctx, sink, chunks)
                 return
             try:
                 parser = evtx.PyEvtxParser(fh, number_of_threads=self.threads)
             except (RuntimeError, OSError, ValueError) as exc:
                 raise SourceError(f"{artefact.display}: cannot open EVTX: {exc}") from exc
             yield from self.read_records(iter(parser.records_json()), artefact, ctx, sink)
+
+    def _in_children(self, fh: Any, artefact: Artefact, ctx: RunContext, sink: WindowsRows,
+                     chunks: list[tuple[int, int, int]]) -> Iterator[TableBatch]:
+        """The records of a damaged file, parsed in a child process; when a child stalls
+        or dies, another starts at the chunk after the one it stopped in (``resume_at``),
+        up to MAX_RESUMES times. Each stop is one warning naming the chunk skipped."""
+        first = 0
+        for resumes in range(MAX_RESUMES + 1):
+            child = _ChildRecords(fh, self.threads, self.stall_seconds, artefact, first)
+            try:
+                yield from self.read_records(child, artefact, ctx, sink)
+            finally:
+                child.close()
+            stuck = resume_at(chunks, first, child.last_id if child.n else None) \
+                if child.stopped else None
+            if stuck is not None and resumes == MAX_RESUMES:
+                child.report(ctx, self.NAME, stuck=stuck, last=True)
+                return
+            child.report(ctx, self.NAME, stuck=stuck)
+            if stuck is None:
+                return
+            first = stuck + 1
 
     def read_records(self, it: Iterator[Any], artefact: Artefact, ctx: RunContext,
                      sink: WindowsRows) -> Iterator[TableBatch]:
@@ -173,10 +193,12 @@ class EvtxSource(WindowsSource, Source):
         ctx.warn(artefact.id, self.NAME, f"{kind}: {detail}", where, path=artefact.display)
 
     def _check_headers(self, artefact: Artefact, fh: object, head: bytes,
-                       ctx: RunContext) -> bool:
+                       ctx: RunContext, chunks: list[tuple[int, int, int]] | None = None
+                       ) -> bool:
         """File header: truncation and dirty flag; chunk headers: checksums. True when
         a defect means the chunks cannot be trusted (their records are then parsed in a
-        child process)."""
+        child process). ``chunks`` receives (index, first and last event record ID) of
+        each chunk that starts with the chunk magic."""
 
         size = os.fstat(fh.fileno()).st_size  # type: ignore[attr-defined]
         if len(head) < 128:
@@ -212,6 +234,8 @@ class EvtxSource(WindowsSource, Source):
             chunk = read(CHUNK_SIZE)
             if not chunk.startswith(CHUNK_MAGIC):
                 continue  # the parser reports bad chunk magic itself
+            if chunks is not None and len(chunk) >= 40:
+                chunks.append((i, *struct.unpack_from("<QQ", chunk, 24)))
             (free,) = struct.unpack_from("<I", chunk, 48)
             (data_crc,) = struct.unpack_from("<I", chunk, 52)
             (hdr_crc,) = struct.unpack_from("<I", chunk, 124)
@@ -245,7 +269,8 @@ class _ChildRecords:
     read. The child gets the open file's descriptor, not its path.
     """
 
-    def __init__(self, fh: Any, threads: int, stall: float, artefact: Artefact) -> None:
+    def __init__(self, fh: Any, threads: int, stall: float, artefact: Artefact,
+                 first_chunk: int = 0) -> None:
         import subprocess
         import tempfile
 
@@ -259,9 +284,12 @@ class _ChildRecords:
         fd = fh.fileno()
         # stderr to a file: a child writing much there must not block on a full pipe
         self.err = tempfile.TemporaryFile()  # noqa: SIM115 - closed by close()
+        self.first_chunk = first_chunk
         self.proc = subprocess.Popen(
-            [*CHILD_COMMAND, str(fd), str(threads)], stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=self.err, pass_fds=(fd,))
+            [*CHILD_COMMAND, str(fd), str(threads), *([str(first_chunk)] if first_chunk
+                                                      else [])],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.err,
+            pass_fds=(fd,))
 
     def __iter__(self) -> _ChildRecords:
         return self
@@ -301,8 +329,7 @@ class _ChildRecords:
         if not ready:
             self.proc.kill()
             self.stopped = (f"EVTX parser made no progress for {self.stall:g} s (a damaged "
-                            "chunk it loops on) and was stopped; the rest of the file is "
-                            "not read")
+                            "chunk it loops on) and was stopped")
             return False
         data = os.read(fd, 1 << 20)
         if not data:
@@ -312,8 +339,7 @@ class _ChildRecords:
             tail = err.strip().splitlines()[-1:] if err.strip() else []
             how = f"signal {-code}" if code < 0 else f"status {code}"
             self.stopped = (f"EVTX parser process ended unexpectedly ({how}"
-                            + (f": {tail[0][:200]}" if tail else "")
-                            + "); the rest of the file is not read")
+                            + (f": {tail[0][:200]}" if tail else "") + ")")
             return False
         self.buf = self.buf[self.pos:] + data
         self.pos = 0
@@ -328,12 +354,46 @@ class _ChildRecords:
             self.proc.stdout.close()
         self.err.close()
 
-    def report(self, ctx: RunContext, reader: str) -> None:
-        """The warning for a child that stalled or died, after the last record read."""
-        if self.stopped:
-            where = [f"after record {self.last_id}" if self.n else "before the first record"]
-            ctx.warn(self.artefact.id, reader, self.stopped, where,
-                     path=self.artefact.display)
+    def report(self, ctx: RunContext, reader: str, stuck: int | None = None,
+               last: bool = False) -> None:
+        """The warning for a child that stalled or died, after the last record read:
+        ``stuck``, the chunk it stopped in, is skipped and the next child starts after it
+        (None: the chunk is not known, and the rest of the file is not read; ``last``: no
+        child is started again)."""
+        if not self.stopped:
+            return
+        where = [f"after record {self.last_id}" if self.n else
+                 ("before the first record" if not self.first_chunk
+                  else f"before the first record of chunk {self.first_chunk}")]
+        if stuck is None:
+            tail = "the rest of the file is not read"
+        else:
+            where.insert(0, f"chunk {stuck} @ offset {HEADER_BLOCK + stuck * CHUNK_SIZE}")
+            tail = (f"its records from there on are lost, and after {MAX_RESUMES} such "
+                    "stops the rest of the file is not read") if last else \
+                f"the rest of chunk {stuck} is skipped and reading resumes at chunk {stuck + 1}"
+        ctx.warn(self.artefact.id, reader, f"{self.stopped}; {tail}", where,
+                 path=self.artefact.display)
+
+
+def resume_at(chunks: list[tuple[int, int, int]], first: int, last_id: int | None
+              ) -> int | None:
+    """The chunk a child stopped in, from the chunks' (index, first and last record ID)
+    and the last record it gave (None: none), when it started at chunk ``first``.
+
+    The parser gives the records in chunk order: the child stopped in the chunk that holds
+    its last record, or in the next one if that record ended its chunk; with no record, in
+    the first chunk it was to read. None when that cannot be told (the last record in no
+    chunk's range, or no chunk after it)."""
+    later = [c for c in chunks if c[0] >= first]
+    if last_id is None:
+        return later[0][0] if later else None
+    for k, (i, lo, hi) in enumerate(later):
+        if lo <= last_id <= hi:
+            if last_id < hi:
+                return i
+            return later[k + 1][0] if k + 1 < len(later) else None
+    return None
 
 
 #: The child that parses damaged files (tests swap in others).
