@@ -78,6 +78,28 @@ def test_three_sources_three_matches_with_their_ages(tmp_path):
     assert not any("google" in f["dst"] for f in hits)
 
 
+def test_a_domain_indicator_matches_its_subdomains_and_only_them(tmp_path):
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    names = ["badcdn.example", "a.b.badcdn.example", "notbadcdn.example",
+             "badcdn.example.org", "x.badcdn.example.", "example"]
+    (ev / "dns.json").write_bytes(b"".join(
+        _ev(i, 22, {"QueryName": n, "Image": r"C:\x\a.exe"}) for i, n in enumerate(names, 1)))
+    intel = tmp_path / "intel"
+    intel.mkdir()
+    (intel / "event.json").write_text(json.dumps({"Event": {
+        "info": "test event", "date": NOW.date().isoformat(), "Attribute": [
+            {"type": "domain", "value": "badcdn.example", "to_ids": True}]}}))
+    case = tmp_path / "case"
+    hunt([str(ev)], case, RunContext(), HuntOptions(workers=1, intel=[str(intel)]))
+    found = [orjson.loads(x) for x in (case / "findings.jsonl").read_bytes().splitlines()]
+    hits = [f for f in found if f["rule_id"] == "th-analytic-0034"]
+    assert [f["dst"] for f in hits] == ["badcdn.example"]
+    assert "seen 2 time(s)" in hits[0]["summary"]  # itself and a.b.badcdn.example
+    records = sorted(e["locator"] for e in hits[0]["evidence"] if e["table"] == "windows")
+    assert len(records) == 2 and all(r for r in records)
+
+
 def test_warninglist_and_no_retro_give_none(tmp_path):
     wl = tmp_path / "wl.yml"
     wl.write_text(f"networks: [{MISP_IP}/32]\nhashes: [{STIX_SHA}]\ndomains: [vitaminmain.info]\n")

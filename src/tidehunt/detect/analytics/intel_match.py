@@ -123,6 +123,21 @@ _CIDR_SQL = _INSIDE_SQL + f""",
         WHERE s.num NOT IN (SELECT num FROM listed)),"""
 
 
+#: Domain indicators that a domain observed ends with after a dot (its subdomains): each
+#: suffix after a dot of the observed value, joined on equality. (A join on
+#: ``o.v = i.value OR ends_with(o.v, '.' || i.value)`` compared every observation with
+#: every indicator of its type: with a feed of 20,000 domains over the 100x benchmark
+#: case, 2.57 s against 0.23 s.) The pairs are those of that condition, once each: a value
+#: equal to an indicator does not also end with it after a dot.
+_SUFFIX_HIT = f"""
+    SELECT o.tbl, o.kind, o.v, o.host, o.ts, o._artefact, o._locator, o.src_file, o.line,
+           {_HIT_COLS}
+    FROM (SELECT *, unnest(list_transform(range(1, len(string_split(v, '.'))),
+                 lambda k: array_to_string(string_split(v, '.')[k + 1:], '.'))) AS sfx
+          FROM o WHERE kind = 'domain' AND contains(v, '.')) o
+    JOIN intel_live i ON i.type = 'domain' AND i.value = o.sfx"""
+
+
 class IntelMatch(Analytic):
     """Every live (or, in retro-hunt mode, expired) indicator value found in the case."""
 
@@ -175,8 +190,9 @@ class IntelMatch(Analytic):
             {_CIDR_SQL if cidr else ""}
             hit AS (
                 SELECT o.*, {_HIT_COLS}
-                FROM o JOIN intel_live i ON i.type = o.kind
-                 AND (o.v = i.value OR (i.type = 'domain' AND ends_with(o.v, '.' || i.value)))
+                FROM o JOIN intel_live i ON i.type = o.kind AND o.v = i.value
+                UNION ALL
+                {_SUFFIX_HIT}
                 {"UNION ALL SELECT * FROM cidr_hit" if cidr else ""})
             SELECT host, CASE WHEN type = 'cidr' AND count(DISTINCT v) = 1 THEN min(v)
                               ELSE value END AS dst, NULL AS src,
