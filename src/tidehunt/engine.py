@@ -194,6 +194,45 @@ def _prepare_detection(opts: HuntOptions, ctx: RunContext) -> Plan:
     return plan
 
 
+#: Sigma hits from which the analytics run beside the building of their findings.
+OVERLAP_HITS = 20_000
+
+
+def _run_detectors(store: CaseStore, ctx: RunContext, opts: HuntOptions, det: Any,
+                   ana: Any) -> list[pa.RecordBatch]:
+    """The Sigma detector's batches, then the analytics'.
+
+    When matching gave at least OVERLAP_HITS hits (the local engine), the analytics (DuckDB,
+    which leaves the GIL) run in a thread while the Sigma findings are built (Arrow and
+    Python), with half the run's memory budget for their DuckDB, since the two are then in
+    memory together; otherwise one after the other, each with the whole budget.
+    """
+    from dataclasses import replace
+
+    if opts.engine == "spark":
+        return [b for d in (det, ana) for b in d.run(store, ctx)]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="analytics") as pool:
+        started: list[Future[list[pa.RecordBatch]]] = []
+
+        def start(hits: int) -> None:
+            if started:
+                return
+            if hits >= OVERLAP_HITS and opts.max_memory:
+                ana.options = replace(ana.options, max_memory=_half(opts.max_memory))
+            started.append(pool.submit(lambda: list(ana.run(store, ctx))))
+
+        det.after_match = lambda hits: start(hits) if hits >= OVERLAP_HITS else None
+        sigma = list(det.run(store, ctx))
+        start(0)
+        return sigma + started[0].result()
+
+
+def _half(max_memory: str) -> str:
+    from tidehunt.memory import size_bytes
+
+    return f"{max(64, (size_bytes(max_memory) // 2) >> 20)}MiB"
+
+
 def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
            command: str = "detect", started: str | None = None,
            ingest_result: IngestResult | None = None,
@@ -243,7 +282,7 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
         opts.geoip, opts.risky_networks, opts.max_memory, spark))
     t1 = time.perf_counter()
     findings = concat(pa.Table.from_batches([b], schema=FINDINGS_SCHEMA)
-                      for d in (det, ana) for b in d.run(store, ctx))
+                      for b in _run_detectors(store, ctx, opts, det, ana))
     timings["detect"] = round(time.perf_counter() - t1, 3)
     warnings: list[dict[str, Any]] = []
     sources: list[RuleSource] = []

