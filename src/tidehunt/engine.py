@@ -204,8 +204,8 @@ def _run_detectors(store: CaseStore, ctx: RunContext, opts: HuntOptions, det: An
 
     When matching gave at least OVERLAP_HITS hits (the local engine), the analytics (DuckDB,
     which leaves the GIL) run in a thread while the Sigma findings are built (Arrow and
-    Python), with half the run's memory budget for their DuckDB, since the two are then in
-    memory together; otherwise one after the other, each with the whole budget.
+    Python), their DuckDB given half its usual share of the memory budget, since the two
+    are then in memory together; otherwise one after the other, with the whole share.
     """
     from dataclasses import replace
 
@@ -217,20 +217,14 @@ def _run_detectors(store: CaseStore, ctx: RunContext, opts: HuntOptions, det: An
         def start(hits: int) -> None:
             if started:
                 return
-            if hits >= OVERLAP_HITS and opts.max_memory:
-                ana.options = replace(ana.options, max_memory=_half(opts.max_memory))
+            if hits >= OVERLAP_HITS:
+                ana.options = replace(ana.options, duckdb_fraction=0.5)
             started.append(pool.submit(lambda: list(ana.run(store, ctx))))
 
         det.after_match = lambda hits: start(hits) if hits >= OVERLAP_HITS else None
         sigma = list(det.run(store, ctx))
         start(0)
         return sigma + started[0].result()
-
-
-def _half(max_memory: str) -> str:
-    from tidehunt.memory import size_bytes
-
-    return f"{max(64, (size_bytes(max_memory) // 2) >> 20)}MiB"
 
 
 def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,

@@ -480,12 +480,20 @@ def fresh_bytes(files: list[tuple[Path, str, int]], store: CaseStore) -> int:
     return sum(size for real, _, size in files if (str(real), size) not in known)
 
 
+def _init_worker() -> None:
+    """An ingest worker's start: Arrow's allocator, and the collector (``tune_gc``)."""
+    from tidehunt.memory import tune_gc
+
+    configure_arrow_memory()
+    tune_gc()
+
+
 def _worker_pool(workers: int) -> ProcessPoolExecutor:
     """The ingest worker processes, started now (one job each that only waits for the
     others' start), rather than when the first task is handed out."""
     mp = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp,
-                               initializer=configure_arrow_memory)
+                               initializer=_init_worker)
     for _ in range(workers):
         pool.submit(time.sleep, 0)
     return pool

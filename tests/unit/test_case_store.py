@@ -149,6 +149,11 @@ def test_parallel_ingest_same_rows_as_serial(corpus, tmp_path):
     try:
         files, pool = ing._walk_starting_workers([str(src)], RunContext(), 2)
         assert pool is not None  # started during the walk, past IN_PROCESS_BYTES
+        import gc
+
+        from tidehunt.memory import GC_YOUNG
+
+        assert pool.submit(gc.get_threshold).result()[0] == GC_YOUNG  # tune_gc ran there
         pool.shutdown()
         assert files == list(ing.iter_files([str(src)], RunContext()))
         ingest([str(src)], b, RunContext(), workers=2,

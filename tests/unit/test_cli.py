@@ -150,8 +150,9 @@ def test_command_exits_quickly_with_the_code_and_every_output(setup, tmp_path):
     """``tidehunt`` (``cli.main.run``) ends the process itself once main returns: the
     exit code, the files and what it printed are all there, exit handlers ran."""
     ev, rules, case = setup
-    code = ("import atexit, sys\n"
-            "atexit.register(lambda: print('exit handler ran', file=sys.stderr))\n"
+    code = ("import atexit, gc, sys\n"
+            "atexit.register(lambda: print('exit handler ran', gc.get_threshold()[0],"
+            " file=sys.stderr))\n"
             "from tidehunt.cli.main import run\n"
             "sys.argv = ['tidehunt'] + sys.argv[1:]\nrun()\n"
             "print('not reached')\n")
@@ -160,7 +161,7 @@ def test_command_exits_quickly_with_the_code_and_every_output(setup, tmp_path):
     out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 10  # --fail-on high: findings at high
-    assert "exit handler ran" in out.stderr and "not reached" not in out.stdout
+    assert "exit handler ran 20000" in out.stderr and "not reached" not in out.stdout
     assert (case / "report.json").exists() and (case / "timeline.csv").exists()
     lines = (case / "findings.jsonl").read_text().splitlines()
     assert len(lines) == 4 and all(json.loads(x)["finding_id"] for x in lines)

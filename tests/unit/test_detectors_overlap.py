@@ -25,7 +25,7 @@ def _ev(rid: int, eid: int, data: dict) -> bytes:
         "EventData": data}}) + b"\n"
 
 
-def _hunt(tmp_path, name: str, monkeypatch, overlap_hits: int) -> tuple[bytes, list[str]]:
+def _hunt(tmp_path, name: str, monkeypatch, overlap_hits: int) -> tuple[bytes, list]:
     ev = tmp_path / "ev"
     if not ev.exists():
         ev.mkdir()
@@ -39,12 +39,12 @@ def _hunt(tmp_path, name: str, monkeypatch, overlap_hits: int) -> tuple[bytes, l
         ]))
     monkeypatch.setattr(engine, "OVERLAP_HITS", overlap_hits)
     threads: list[str] = []
-    budgets: list[str | None] = []
+    budgets: list[float] = []
     real = AnalyticsDetector.run
 
     def spy(self, store, ctx):
         threads.append(threading.current_thread().name)
-        budgets.append(self.options.max_memory)
+        budgets.append(self.options.duckdb_fraction)
         yield from real(self, store, ctx)
 
     monkeypatch.setattr(AnalyticsDetector, "run", spy)
@@ -55,9 +55,9 @@ def _hunt(tmp_path, name: str, monkeypatch, overlap_hits: int) -> tuple[bytes, l
 
 def test_overlapped_analytics_give_the_same_findings(tmp_path, monkeypatch):
     one_by_one, how = _hunt(tmp_path, "seq", monkeypatch, overlap_hits=10**9)
-    assert how[1] == "2GB"  # after the Sigma findings: the whole budget
+    assert how[1] == 1.0  # after the Sigma findings: DuckDB's whole share of the budget
     beside, how = _hunt(tmp_path, "overlap", monkeypatch, overlap_hits=0)
-    assert how[0].startswith("analytics") and how[1] == "953MiB"  # beside: half of 2 GB
+    assert how[0].startswith("analytics") and how[1] == 0.5  # beside them: half of it
     assert beside == one_by_one
     rules = {orjson.loads(x)["rule_id"] for x in beside.splitlines()}
     assert "th-analytic-0034" in rules and len(rules) >= 2  # an analytic and Sigma rules

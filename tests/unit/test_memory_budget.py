@@ -189,11 +189,15 @@ def test_budget_reaches_workers_match_and_duckdb(evidence, tmp_path, monkeypatch
                             "chunk_rows": budget.match(2, chunk_rows=run.CHUNK_ROWS).chunk_rows}
     assert full.stats["memory"]["match"] == {"workers": 2, "chunk_rows": 98_304}
     # DuckDB: every connection of the run (analytics, correlations, posture, catalogue)
-    # got the budget's share; the in-memory ones spill into the case
+    # got the budget's share (the analytics half of it when they ran beside the Sigma
+    # findings, from OVERLAP_HITS hits on); the in-memory ones spill into the case
     assert mem["duckdb_memory_limit"] == budget.duckdb_limit()
     assert len(_Spy.seen) >= 4
-    for limit, _ in _Spy.seen:
-        assert size_bytes(limit.replace(" ", "")) == size_bytes(budget.duckdb_limit())
+    beside = small.stats["sigma"]["hits"] >= engine.OVERLAP_HITS
+    for limit, spill in _Spy.seen:
+        share = 0.5 if beside and ".work-analytics-" in spill else 1.0
+        assert size_bytes(limit.replace(" ", "")) == size_bytes(budget.duckdb_limit(share))
+    assert any(".work-analytics-" in spill for _, spill in _Spy.seen)
     spills = [t for _, t in _Spy.seen if t.startswith(str(tmp_path / "small") + "/")]
     assert len(spills) >= 3  # analytics, correlations, posture
     assert not list((tmp_path / "small").glob(".tmp-duckdb-*"))  # removed when closed

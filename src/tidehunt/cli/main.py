@@ -377,10 +377,6 @@ def _setup_logging(args: argparse.Namespace, console: Any) -> None:
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
-#: Container allocations between collections of the youngest generation (``run``).
-CLI_GC_YOUNG = 20_000
-
-
 def run() -> None:
     """The ``tidehunt`` command: :func:`main`, then a quick exit.
 
@@ -392,12 +388,10 @@ def run() -> None:
     library callers use it).
     """
     import atexit
-    import gc
 
-    # a run holds a million long-lived objects (the rule plan, the manifest): at the
-    # default threshold (700) the collector went through all of them in 7-8 full passes
-    # of a 100x hunt (0.9-1.0 s); young objects are still collected every CLI_GC_YOUNG
-    gc.set_threshold(CLI_GC_YOUNG, 10, 10)
+    from tidehunt.memory import tune_gc
+
+    tune_gc()
     code = main()
     try:
         atexit._run_exitfuncs()

@@ -52,6 +52,9 @@ class AnalyticsOptions:
     #: Spark (``--engine spark``): a ``tidehunt.detect.sigma.spark.SparkOptions``; the
     #: analytics that can (``Analytic.SPARK``) scan and join the tables on it.
     spark: Any = None
+    #: Of the budget's DuckDB share, what the analytics' connection gets (a half when
+    #: they run beside the Sigma findings build: ``engine._run_detectors``).
+    duckdb_fraction: float = 1.0
 
 
 #: Own domains when the profile names none: those that receive at least this share of the
@@ -299,7 +302,7 @@ class AnalyticsDetector(Detector):
             budget = MemoryBudget.parse(opt.max_memory)
             if budget is not None:  # its DuckDB share, spilling into the work folder
                 work.mkdir(exist_ok=True)  # (DuckDB makes the spill folder, not its parent)
-            limit_duckdb(con, budget, work / "spill")
+            limit_duckdb(con, budget, work / "spill", opt.duckdb_fraction)
             self.stats.intel = prepare(con, opt.org, opt.intel, opt.kev, opt.geoip,
                                        opt.risky_networks, work)
             con.execute(IN_BUCKET_LOCAL)
