@@ -214,16 +214,18 @@ def _run_detectors(store: CaseStore, ctx: RunContext, opts: HuntOptions, det: An
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="analytics") as pool:
         started: list[Future[list[pa.RecordBatch]]] = []
 
-        def start(hits: int) -> None:
-            if started:
-                return
-            if hits >= OVERLAP_HITS:
-                ana.options = replace(ana.options, duckdb_fraction=0.5)
+        def start() -> None:
             started.append(pool.submit(lambda: list(ana.run(store, ctx))))
 
-        det.after_match = lambda hits: start(hits) if hits >= OVERLAP_HITS else None
+        def after_match(hits: int) -> None:
+            if hits >= OVERLAP_HITS:
+                ana.options = replace(ana.options, duckdb_fraction=0.5)
+                start()
+
+        det.after_match = after_match
         sigma = list(det.run(store, ctx))
-        start(0)
+        if not started:
+            start()
         return sigma + started[0].result()
 
 

@@ -489,8 +489,8 @@ def _init_worker() -> None:
 
 
 def _worker_pool(workers: int) -> ProcessPoolExecutor:
-    """The ingest worker processes, started now (one job each that only waits for the
-    others' start), rather than when the first task is handed out."""
+    """The ingest worker processes, started now (an empty job each makes the pool spawn
+    them) rather than when the first task is handed out."""
     mp = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp,
                                initializer=_init_worker)
@@ -508,11 +508,16 @@ def _walk_starting_workers(evidence: Iterable[str], ctx: RunContext, workers: in
     files: list[tuple[Path, str, int]] = []
     pool = None
     seen = 0
-    for f in iter_files(evidence, ctx):
-        files.append(f)
-        seen += f[2]
-        if pool is None and workers > 1 and seen > IN_PROCESS_BYTES:
-            pool = _worker_pool(workers)
+    try:
+        for f in iter_files(evidence, ctx):
+            files.append(f)
+            seen += f[2]
+            if pool is None and workers > 1 and seen > IN_PROCESS_BYTES:
+                pool = _worker_pool(workers)
+    except BaseException:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        raise
     return files, pool
 
 
@@ -526,7 +531,7 @@ def _in_workers(planned: Iterable[Planned], store: CaseStore, ctx: RunContext,
     At most QUEUED_PER_WORKER tasks per worker are queued: beyond that, planning (hashing
     and sniffing the next files) waits for a task to finish. ``started``: the workers,
     if already started (``_walk_starting_workers``); ``under_way`` is called once every
-    worker has a task.
+    worker has a task, or every task is handed out if there are fewer.
     """
     # workers start on the first tasks while the rest is still hashed and sniffed
     with started or _worker_pool(workers) as pool:
@@ -546,6 +551,8 @@ def _in_workers(planned: Iterable[Planned], store: CaseStore, ctx: RunContext,
                     absorb(fut.result())
                 if ctx.should_stop():
                     break
+            if handed < workers and under_way is not None:
+                under_way()
             while pending and not ctx.should_stop():
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
@@ -570,11 +577,11 @@ def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
     ``budget`` (``--max-memory``) bounds the worker processes and what each buffers (see
     :meth:`tidehunt.memory.MemoryBudget.ingest`): ``workers`` is then the most.
 
-    ``under_way`` is called once, when every worker process has its first task (or the
-    evidence is read in this process, or ingest ends first): ``hunt`` loads the rule plan
-    in a thread from then on, since before it the thread's Python competes for the GIL
-    with the walk and the hashing that the workers wait for (the 100x walk took 0.5 s
-    beside it, 0.21 s alone).
+    ``under_way`` is called once: when every worker process has its first task (or all
+    tasks are handed out, if fewer), or before the evidence is read in this process.
+    ``hunt`` loads the rule plan in a thread from then on, since before it the thread's
+    Python competes for the GIL with the walk and the hashing that the workers wait for
+    (the 100x walk took 0.5 s beside it, 0.21 s alone).
     """
     t0 = time.perf_counter()
     result = IngestResult(native_flatten=native_flatten())

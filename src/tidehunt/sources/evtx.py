@@ -21,14 +21,13 @@ import orjson
 from tidehunt.context import RunContext
 from tidehunt.errors import SourceError, UnsupportedArtefact
 from tidehunt.model.batch import TableBatch
+from tidehunt.sources._evtx_child import CHUNK_SIZE, HEADER_BLOCK
 from tidehunt.sources._wincolumnar import EvtxRows
 from tidehunt.sources._winrows import WindowsRows, WindowsSource, event_row
 from tidehunt.sources.base import Artefact, Source
 
 MAGIC = b"ElfFile\x00"
 CHUNK_MAGIC = b"ElfChnk\x00"
-HEADER_BLOCK = 4096
-CHUNK_SIZE = 65536
 _CHUNK_NO = re.compile(r"chunk number (\d+)")
 _RECORD_NO = re.compile(r"record number (\d+)")
 MAX_ERRORS = 10_000
