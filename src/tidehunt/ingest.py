@@ -174,10 +174,59 @@ def _scan(path: Path, buf: memoryview | None = None) -> tuple[int, str, bytes] |
     return size, h.hexdigest(), head
 
 
-def _scan_many(paths: list[Path]) -> list[tuple[int, str, bytes] | OSError]:
-    """``_scan`` of each path, through one buffer."""
+def _head(path: Path) -> tuple[int, str, bytes] | OSError:
+    """Size and the first bytes (for sniffing) of a file, its SHA-256 left to the task
+    that reads it (an empty digest: ``hash_in_task``)."""
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            head = b""
+            while len(head) < HEAD and (got := fh.read(HEAD - len(head))):
+                head += got
+    except OSError as exc:
+        return exc
+    return size, "", head
+
+
+def _scan_many(paths: list[tuple[Path, bool]]) -> list[tuple[int, str, bytes] | OSError]:
+    """``_scan`` of each path (``_head`` of those marked to be hashed by their task),
+    through one buffer."""
     buf = memoryview(bytearray(max(SCAN_BLOCK, HEAD)))
-    return [_scan(p, buf) for p in paths]
+    return [_head(p) if later else _scan(p, buf) for p, later in paths]
+
+
+def hash_in_task(item: Planned) -> bytes | None:
+    """Hash a file planning left unhashed (``Planned.sha256`` empty), in the task that
+    reads it: its digest and artefact id are set on ``item``. An EVTX file up to
+    ``EvtxSource``'s IN_MEMORY_BYTES is read whole, and those bytes are returned for the
+    reader to parse (one read of the file for both); otherwise None.
+
+    Raises OSError if the file cannot be read (``item.id`` is then that of an unreadable
+    file, as planning gives it).
+    """
+    from tidehunt.sources.evtx import IN_MEMORY_BYTES, MAGIC
+
+    item.id = artefact_id(item.path, "")
+    data: bytes | None = None
+    with open(item.path, "rb", buffering=0) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if item.source == "evtx" and size <= IN_MEMORY_BYTES:
+            data = fh.readall()
+            digest = hashlib.sha256(data).hexdigest()
+            size = len(data)
+            if not data.startswith(MAGIC):  # changed since it was sniffed: the reader says
+                data = None
+        else:
+            h = hashlib.sha256()
+            buf = memoryview(bytearray(SCAN_BLOCK))
+            size = 0
+            while n := fh.readinto(buf):
+                h.update(buf[:n])
+                size += n
+            digest = h.hexdigest()
+    item.sha256, item.size = digest, size
+    item.id = artefact_id(item.path, digest)
+    return data
 
 
 def plan(evidence: Iterable[str], store: CaseStore, ctx: RunContext,
@@ -198,10 +247,33 @@ def plan_files(files: list[tuple[Path, str, int]], store: CaseStore, ctx: RunCon
     """
     seen: set[str] = set()
     sources = readers()
+    # A file the case holds no ingested record of (same path, same size) cannot be one
+    # to skip: only its head is read here, for sniffing, and the task that reads it
+    # hashes it (one read of the file, in the worker, instead of a second one here).
+    known = _known(store)
+    later = [(str(f[0]), f[2]) not in known for f in files]
     # one thread: hashing runs beside the worker processes, and on a machine they keep
     # busy a second hashing thread costs more CPU (GIL hand-offs) than it saves
     with ThreadPoolExecutor(max_workers=1) as pool:
-        for (real, display, _), scanned in zip(files, _ahead(pool, files), strict=True):
+        for (real, display, _), scanned in zip(files, _ahead(pool, files, later),
+                                               strict=True):
+            if not isinstance(scanned, OSError) and not scanned[1]:
+                if str(real) in seen:  # the same file named twice
+                    result.skipped += 1
+                    continue
+                seen.add(str(real))
+                size, _, head = scanned
+                item = Planned("", real, display, size, "")
+                try:
+                    src = sniff(Artefact(artefact_id(real, ""), real, display), head,
+                                options, sources)
+                except SourceError:
+                    src = None
+                if src is not None:
+                    item.source = src.NAME
+                    yield item
+                    continue
+                scanned = _scan(real)  # not to be read: hashed here, for its record
             if isinstance(scanned, OSError):
                 msg = f"{display}: unreadable: {scanned.strerror or scanned}"
                 _record_failed(store, Planned(artefact_id(real, ""), real, display, 0, ""),
@@ -236,16 +308,16 @@ def plan_files(files: list[tuple[Path, str, int]], store: CaseStore, ctx: RunCon
     store.save()
 
 
-def _ahead(pool: ThreadPoolExecutor, files: list[tuple[Path, str, int]]
-           ) -> Iterator[tuple[int, str, bytes] | OSError]:
-    """``_scan`` of each file in order, SCAN_BATCH files to a job and at most PLAN_AHEAD
-    files in flight or waiting (each result holds a file's head: ``pool.map`` over the
-    files would hold every file's at once)."""
+def _ahead(pool: ThreadPoolExecutor, files: list[tuple[Path, str, int]],
+           later: list[bool] | None = None) -> Iterator[tuple[int, str, bytes] | OSError]:
+    """``_scan`` of each file in order (``_head`` where ``later`` says so), SCAN_BATCH
+    files to a job and at most PLAN_AHEAD files in flight or waiting (each result holds
+    a file's head: ``pool.map`` over the files would hold every file's at once)."""
     queue: deque[Future[list[tuple[int, str, bytes] | OSError]]] = deque()
-    todo = iter(files)
+    todo = iter(zip((f[0] for f in files), later or [False] * len(files), strict=True))
 
     def submit() -> None:
-        batch = [f[0] for f in itertools.islice(todo, SCAN_BATCH)]
+        batch = list(itertools.islice(todo, SCAN_BATCH))
         if batch:
             queue.append(pool.submit(_scan_many, batch))
 
@@ -339,19 +411,27 @@ def _run_task(case_root: str, task: list[Planned], evtx_threads: int, strict: bo
     sinks: dict[str, WindowsRows] = {}
     recs: dict[str, dict[str, Any]] = {}
     parse_seconds = 0.0
+    classes: dict[str, Any] = {}
     for item in task:
         t0 = time.perf_counter()
-        cls = registry.load("sources", item.source)
+        cls = classes.get(item.source)
+        if cls is None:
+            cls = classes[item.source] = registry.load("sources", item.source)
         src = cls()
         src.options = dict(options or {})
         src.case_root = case_root
         if item.source == "evtx":
             src.threads = evtx_threads
-        art = Artefact(item.id, item.path, item.display)
         status, error = "ingested", None
+        data: bytes | None = None
         try:
+            if not item.sha256:
+                data = hash_in_task(item)
+            art = Artefact(item.id, item.path, item.display, data)
             if isinstance(src, WindowsSource):
-                sink = sinks.setdefault(item.source, src.new_sink())
+                sink = sinks.get(item.source)
+                if sink is None:  # one buffer for all of the task's files of a source
+                    sink = sinks[item.source] = src.new_sink()
                 sink.flush_rows = limits.flush_rows
                 sink.begin(item.id, item.display)
                 for b in src.read_rows(art, ctx, sink):
@@ -465,6 +545,12 @@ class _PartWriter:
         return self.parts
 
 
+def _known(store: CaseStore) -> set[tuple[str | None, int | None]]:
+    """(path, size) of every evidence file the case holds as ingested."""
+    return {(rec.get("path"), rec.get("size")) for rec in store.artefacts.values()
+            if rec.get("status") == "ingested"}
+
+
 def fresh_bytes(files: list[tuple[Path, str, int]], store: CaseStore) -> int:
     """Bytes of the files the case does not seem to hold yet (no ingested record of the
     same path and size): what the tasks are sized by, before hashing tells for sure.
@@ -473,8 +559,7 @@ def fresh_bytes(files: list[tuple[Path, str, int]], store: CaseStore) -> int:
     for every worker, and reads a few new files in this process, rather than sizing its
     tasks by the evidence it will skip.
     """
-    known = {(rec.get("path"), rec.get("size")) for rec in store.artefacts.values()
-             if rec.get("status") == "ingested"}
+    known = _known(store)
     if not known:
         return sum(f[2] for f in files)
     return sum(size for real, _, size in files if (str(real), size) not in known)

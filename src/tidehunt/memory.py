@@ -58,6 +58,18 @@ def preset_jemalloc_conf() -> bool:
 
 _PRESET: list[bool] = []
 
+#: The BLAS that NumPy's wheels bundle (OpenBLAS), and its thread count.
+BLAS_THREADS = "OPENBLAS_NUM_THREADS"
+
+
+def preset_blas_threads() -> None:
+    """One OpenBLAS thread, unless the user set a number: tidehunt does no linear
+    algebra, but NumPy's OpenBLAS starts a thread per core when it loads, and those
+    threads took 0.1-0.2 s of CPU in a 100x hunt (``blas_thread_server`` in ``perf``) on
+    cores that ingest and matching were using. Set before NumPy loads
+    (``tidehunt/__init__.py``); worker processes inherit it."""
+    os.environ.setdefault(BLAS_THREADS, "1")
+
 
 def configure_arrow_memory() -> str:
     """Use jemalloc where this pyarrow build has it; returns the pool.

@@ -65,6 +65,39 @@ def test_rerun_skips_known_and_adds_new(tmp_path):
     assert len(keys) == 8 == len(set(keys))
 
 
+def test_new_files_are_hashed_by_the_task_that_reads_them(corpus, tmp_path, monkeypatch):
+    """Files the case has no record of are hashed in the task that reads them (an EVTX
+    file from the same bytes it parses): the manifest's digests and ids are those of the
+    files; on a re-run, the files it holds are hashed while planning, and skipped."""
+    import hashlib
+
+    import tidehunt.ingest as ing
+
+    src = sorted(corpus("evtx/evtx-attack-samples").rglob("*.evtx"))[:6]
+    ev = [*map(str, src), str(_events(tmp_path / "a.json", 5))]
+    scanned: list[Path] = []
+    real_scan = ing._scan
+    monkeypatch.setattr(ing, "_scan", lambda p, buf=None: scanned.append(p) or
+                        real_scan(p, buf))
+    kept: list[bool] = []
+    real_hash = ing.hash_in_task
+    monkeypatch.setattr(ing, "hash_in_task", lambda item: kept.append(
+        (got := real_hash(item)) is not None) or got)
+    store = CaseStore(tmp_path / "case", create=True)
+    res = ingest(ev, store, RunContext(), workers=1)
+    assert res.ingested == 7 and not scanned  # nothing hashed while planning
+    assert kept == [True] * 6 + [False]  # EVTX bytes kept for the reader, not JSON's
+    for aid, rec in store.artefacts.items():
+        data = Path(rec["path"]).read_bytes()
+        assert rec["sha256"] == hashlib.sha256(data).hexdigest()
+        assert aid == ing.artefact_id(Path(rec["path"]), rec["sha256"])
+        assert rec["size"] == len(data) and rec["records"]["windows"] > 0
+    rows = store.rows("windows")
+    res = ingest(ev, CaseStore(tmp_path / "case"), RunContext(), workers=1)
+    assert (res.skipped, res.ingested) == (7, 0) and len(scanned) == 7
+    assert CaseStore(tmp_path / "case").rows("windows") == rows
+
+
 def test_identical_copies_are_separate_evidence(tmp_path):
     a = _events(tmp_path / "a.json", 4)
     (tmp_path / "copy").mkdir()

@@ -83,6 +83,27 @@ def test_jemalloc_starts_with_the_decay_settings():
     assert _jemalloc_opts(worker) == {"opt.dirty_decay_ms": "250", "opt.muzzy_decay_ms": "0"}
 
 
+def _threads_after(code: str, **env: str) -> int:
+    """Threads of a fresh interpreter once ``code`` has run."""
+    full = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"} | env
+    out = subprocess.run([sys.executable, "-c", code + "\nimport os\n"
+                          "print(len(os.listdir('/proc/self/task')))"],
+                         capture_output=True, text=True, env=full, check=True)
+    return int(out.stdout.split()[-1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_numpy_blas_starts_one_thread():
+    """NumPy's OpenBLAS would start a thread per core when it loads; under tidehunt it
+    starts none of its own (tidehunt does no linear algebra), unless the user says."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: OpenBLAS starts no threads anyway")
+    if _threads_after("import numpy") < 2:
+        pytest.skip("this NumPy's BLAS starts no threads")
+    assert _threads_after("import tidehunt, numpy") == 1
+    assert _threads_after("import tidehunt, numpy", OPENBLAS_NUM_THREADS="2") == 2
+
+
 def test_decay_setting(monkeypatch):
     from tidehunt.memory import DEFAULT_DECAY_MS, _decay_ms
 

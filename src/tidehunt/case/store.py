@@ -18,6 +18,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,9 +37,16 @@ MANIFEST = "manifest.json"
 CATALOGUE = "case.duckdb"
 
 
+_NOW: list[Any] = [None, ""]
+
+
 def utcnow() -> str:
-    """Current time, ISO-8601 UTC."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    """Current time, ISO-8601 UTC (to the second: made once a second, as ingest stamps
+    every evidence file with it)."""
+    sec = int(time.time())
+    if _NOW[0] != sec:
+        _NOW[:] = [sec, datetime.fromtimestamp(sec, UTC).isoformat(timespec="seconds")]
+    return str(_NOW[1])
 
 
 class CaseStore:

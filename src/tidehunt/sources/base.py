@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, ClassVar
 
@@ -19,6 +19,9 @@ class Artefact:
     id: str
     path: Path
     display: str
+    #: The file's bytes, when the task that hashed it kept them for its reader (see
+    #: ``tidehunt.ingest.hash_in_task``); None: readers open the file.
+    data: bytes | None = field(default=None, repr=False, compare=False)
 
     def open(self) -> IO[bytes]:
         """Open read-only, binary. Evidence is never written."""

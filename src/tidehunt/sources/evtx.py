@@ -8,6 +8,7 @@ is kept.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import struct
@@ -33,6 +34,8 @@ _RECORD_NO = re.compile(r"record number (\d+)")
 MAX_ERRORS = 10_000
 #: Children started again after one stalled or died, each at the chunk after its stop.
 MAX_RESUMES = 8
+#: Files up to this size are read whole, then checked and parsed from memory.
+IN_MEMORY_BYTES = 64 << 20
 #: Records handed to the native flatten at a time.
 NATIVE_CHUNK = 2048
 
@@ -69,21 +72,45 @@ class EvtxSource(WindowsSource, Source):
         """Parse every record the parser can give; report each defect once."""
         import evtx  # heavy native module, imported when used
 
+        data = artefact.data
+        if data is not None:  # read (and hashed) whole by the task already
+            yield from self._read(None, data, evtx, artefact, ctx, sink)
+            return
         with artefact.open() as fh:
-            head = fh.read(HEADER_BLOCK)
-            if not head.startswith(MAGIC):
-                raise UnsupportedArtefact(f"{artefact.display}: not an EVTX file")
-            chunks: list[tuple[int, int, int]] = []
-            damaged = self._check_headers(artefact, fh, head, ctx, chunks)
-            fh.seek(0)
-            if damaged and self.isolate:
-                yield from self._in_children(fh, artefact, ctx, sink, chunks)
+            size = os.fstat(fh.fileno()).st_size
+            # most files are small (a few chunks): read at once, their chunk headers are
+            # checked and their records parsed from memory, with no read or seek calls
+            # (through Python) for each chunk; large files are read as they are parsed
+            yield from self._read(fh, fh.read() if size <= IN_MEMORY_BYTES else None, evtx,
+                                  artefact, ctx, sink)
+
+    def _read(self, fh: Any, data: bytes | None, evtx: Any, artefact: Artefact,
+              ctx: RunContext, sink: WindowsRows) -> Iterator[TableBatch]:
+        """``read_rows`` of the file open as ``fh`` or held as ``data`` (or both)."""
+        if fh is None:
+            head = data[:HEADER_BLOCK]  # type: ignore[index]
+        else:
+            head = fh.read(HEADER_BLOCK) if data is None else data[:HEADER_BLOCK]
+        if not head.startswith(MAGIC):
+            raise UnsupportedArtefact(f"{artefact.display}: not an EVTX file")
+        chunks: list[tuple[int, int, int]] = []
+        damaged = self._check_headers(artefact, fh, head, ctx, chunks, data)
+        if damaged and self.isolate:  # the child parses from a file descriptor
+            if fh is None:
+                with artefact.open() as fh:
+                    yield from self._in_children(fh, artefact, ctx, sink, chunks)
                 return
-            try:
-                parser = evtx.PyEvtxParser(fh, number_of_threads=self.threads)
-            except (RuntimeError, OSError, ValueError) as exc:
-                raise SourceError(f"{artefact.display}: cannot open EVTX: {exc}") from exc
-            yield from self.read_records(iter(parser.records_json()), artefact, ctx, sink)
+            fh.seek(0)
+            yield from self._in_children(fh, artefact, ctx, sink, chunks)
+            return
+        if data is None:
+            fh.seek(0)
+        try:
+            parser = evtx.PyEvtxParser(fh if data is None else io.BytesIO(data),
+                                       number_of_threads=self.threads)
+        except (RuntimeError, OSError, ValueError) as exc:
+            raise SourceError(f"{artefact.display}: cannot open EVTX: {exc}") from exc
+        yield from self.read_records(iter(parser.records_json()), artefact, ctx, sink)
 
     def _in_children(self, fh: Any, artefact: Artefact, ctx: RunContext, sink: WindowsRows,
                      chunks: list[tuple[int, int, int]]) -> Iterator[TableBatch]:
@@ -192,14 +219,16 @@ class EvtxSource(WindowsSource, Source):
         ctx.warn(artefact.id, self.NAME, f"{kind}: {detail}", where, path=artefact.display)
 
     def _check_headers(self, artefact: Artefact, fh: object, head: bytes,
-                       ctx: RunContext, chunks: list[tuple[int, int, int]] | None = None
-                       ) -> bool:
+                       ctx: RunContext, chunks: list[tuple[int, int, int]] | None = None,
+                       data: bytes | None = None) -> bool:
         """File header: truncation and dirty flag; chunk headers: checksums. True when
         a defect means the chunks cannot be trusted (their records are then parsed in a
         child process). ``chunks`` receives (index, first and last event record ID) of
-        each chunk that starts with the chunk magic."""
+        each chunk that starts with the chunk magic. ``data``: the whole file, if it was
+        read (the chunks are then taken from it rather than read from ``fh``)."""
 
-        size = os.fstat(fh.fileno()).st_size  # type: ignore[attr-defined]
+        size = len(data) if data is not None \
+            else os.fstat(fh.fileno()).st_size  # type: ignore[attr-defined]
         if len(head) < 128:
             ctx.warn(artefact.id, self.NAME, "file header truncated", ["offset 0"],
                      path=artefact.display)
@@ -225,13 +254,15 @@ class EvtxSource(WindowsSource, Source):
         bad_hdr: list[str] = []
         bad_data: list[str] = []
         no_crc: list[str] = []
-        seek = fh.seek  # type: ignore[attr-defined]
-        read = fh.read  # type: ignore[attr-defined]
+        view = None if data is None else memoryview(data)
         for i in range(max(whole, 0)):
             off = HEADER_BLOCK + i * CHUNK_SIZE
-            seek(off)
-            chunk = read(CHUNK_SIZE)
-            if not chunk.startswith(CHUNK_MAGIC):
+            if view is None:
+                fh.seek(off)  # type: ignore[attr-defined]
+                chunk = fh.read(CHUNK_SIZE)  # type: ignore[attr-defined]
+            else:
+                chunk = view[off:off + CHUNK_SIZE]
+            if chunk[:8] != CHUNK_MAGIC:
                 continue  # the parser reports bad chunk magic itself
             if chunks is not None and len(chunk) >= 40:
                 chunks.append((i, *struct.unpack_from("<QQ", chunk, 24)))
@@ -241,7 +272,7 @@ class EvtxSource(WindowsSource, Source):
             if hdr_crc == 0 and data_crc == 0:
                 no_crc.append(f"chunk {i} @ offset {off}")
                 continue
-            if zlib.crc32(chunk[:120] + chunk[128:512]) != hdr_crc:
+            if zlib.crc32(chunk[128:512], zlib.crc32(chunk[:120])) != hdr_crc:
                 bad_hdr.append(f"chunk {i} @ offset {off}")
             if 512 <= free <= CHUNK_SIZE and zlib.crc32(chunk[512:free]) != data_crc:
                 bad_data.append(f"chunk {i} @ offset {off}")
