@@ -59,6 +59,31 @@ def test_value_cache_gives_the_hits_of_no_cache(corpus, sigmahq_plan, tmp_path, 
     assert cache.used == sum(sp.nbytes for sp in cache.spaces.values())
 
 
+@pytest.mark.parametrize("max_values", [1_000_000, 40])
+def test_threaded_match_equals_one_thread(corpus, sigmahq_plan, tmp_path, monkeypatch,
+                                          max_values):
+    """With a large budget two threads match chunks side by side, sharing the ValueCache
+    (and, with few values allowed, dropping its spaces while the other thread uses them):
+    the hits, and the event rows kept for the findings, are those of one thread."""
+    from tidehunt.detect.sigma.findings import build_findings
+    from tidehunt.memory import MemoryBudget
+
+    store = CaseStore(tmp_path / "case", create=True)
+    ingest([str(corpus("evtx/evtx-attack-samples"))], store, RunContext(), workers=1)
+    monkeypatch.setattr(run, "CHUNK_ROWS", 700)
+    monkeypatch.setattr(run.ValueCache, "MAX_VALUES", max_values)
+    one = run.match(sigmahq_plan, store, workers=2, budget=MemoryBudget.parse("2GB"))
+    two = run.match(sigmahq_plan, store, workers=2, budget=MemoryBudget.parse("8GB"))
+    assert (one.plan.threads, two.plan.threads) == (1, 2)
+    key = lambda r: list(zip(r.rule.tolist(), r.part.tolist(), r.row.tolist(),  # noqa: E731
+                             strict=True))
+    assert len(one.rule) > 500 and key(one) == key(two)
+    emit = set(range(len(sigmahq_plan.rules)))
+    f1, _ = build_findings(sigmahq_plan, one, emit)
+    f2, _ = build_findings(sigmahq_plan, two, emit)
+    assert f1.num_rows == len(one.rule) and f1.equals(f2)
+
+
 def test_value_space_ids_and_hits():
     import pyarrow as pa
 

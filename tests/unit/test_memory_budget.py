@@ -47,6 +47,10 @@ def test_default_budget_keeps_the_default_buffers():
     assert b is not None
     assert b.ingest(2, **DEFAULTS) == IngestPlan(2, IngestLimits(65_536, 65_536, 8 << 20))
     assert b.match(2, chunk_rows=run.CHUNK_ROWS) == MatchPlan(2, 98_304)
+    # from 4 GiB on, two threads match chunks side by side; never with one worker
+    big = MemoryBudget.parse("4GiB")
+    assert big is not None and big.match(2, chunk_rows=run.CHUNK_ROWS).threads == 2
+    assert big.match(1, chunk_rows=run.CHUNK_ROWS).threads == 1
     assert b.duckdb_limit() == "1335MiB"  # 70% of 2e9 bytes, as before
     # no budget: the defaults, whatever the number of workers
     assert ingest_plan(None, 8, **DEFAULTS) == IngestPlan(8, IngestLimits(65_536, 65_536,
@@ -186,8 +190,10 @@ def test_budget_reaches_workers_match_and_duckdb(evidence, tmp_path, monkeypatch
     assert full_rows == [40_000, 40_000]  # one part per file (its own task)
     # match: the budget's workers and chunk rows
     assert mem["match"] == {"workers": budget.match(2, chunk_rows=run.CHUNK_ROWS).workers,
-                            "chunk_rows": budget.match(2, chunk_rows=run.CHUNK_ROWS).chunk_rows}
-    assert full.stats["memory"]["match"] == {"workers": 2, "chunk_rows": 98_304}
+                            "chunk_rows": budget.match(2, chunk_rows=run.CHUNK_ROWS).chunk_rows,
+                            "threads": 1}
+    assert full.stats["memory"]["match"] == {"workers": 2, "chunk_rows": 98_304,
+                                             "threads": 1}
     # DuckDB: every connection of the run (analytics, correlations, posture, catalogue)
     # got the budget's share (the analytics half of it when they ran beside the Sigma
     # findings, from OVERLAP_HITS hits on); the in-memory ones spill into the case

@@ -12,8 +12,11 @@ per-event Python loop.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
@@ -152,6 +155,9 @@ class ValueCache:
         self.spaces: dict[tuple[str, str], _Space] = {}
         self.max_total = self.MAX_TOTAL_BYTES if max_total is None else max_total
         self.used = 0  # bytes held by every space
+        #: chunks matched in threads share the cache: this guards the spaces' creation
+        #: and ``used``; each space has its own lock for its values and hits
+        self.lock = threading.Lock()
 
     @classmethod
     def for_budget(cls, budget: MemoryBudget | None) -> ValueCache:
@@ -164,15 +170,24 @@ class ValueCache:
         key = (column, which)
         got = self.spaces.get(key)
         if got is None:
-            got = self.spaces[key] = _Space(self.MAX_VALUES, self.MAX_BYTES, self)
+            with self.lock:
+                got = self.spaces.get(key)
+                if got is None:
+                    got = self.spaces[key] = _Space(self.MAX_VALUES, self.MAX_BYTES, self)
         return got
 
 
 class _Space:
-    """The distinct values met in one column space, and predicate hits among them."""
+    """The distinct values met in one column space, and predicate hits among them.
 
-    __slots__ = ("_all", "chunks", "done", "full", "hits", "limit", "max_bytes", "n",
-                 "nbytes", "owner")
+    Chunks matched in threads share a space: a caller holds ``lock`` from ``ids`` or
+    ``extend`` to the ``bits`` it reads after (a space dropped meanwhile would give no
+    hits). The first chunk to extend a predicate evaluates every value met so far, those
+    of the other thread's chunk too, so no value is evaluated twice.
+    """
+
+    __slots__ = ("_all", "chunks", "done", "full", "hits", "limit", "lock", "max_bytes",
+                 "n", "nbytes", "owner")
 
     def __init__(self, limit: int, max_bytes: int, owner: ValueCache | None = None) -> None:
         self.chunks: list[pa.Array] = []
@@ -185,6 +200,7 @@ class _Space:
         self.full = False
         self.hits: dict[int, np.ndarray] = {}  # per predicate: ids of the values it hits
         self.done: dict[Any, int] = {}  # per evaluation: values evaluated so far
+        self.lock = threading.Lock()
 
     def values(self) -> pa.Array:
         if self._all is None:
@@ -223,16 +239,18 @@ class _Space:
         if self.nbytes + size > self.max_bytes:
             return False
         if self.owner is not None:
-            if self.owner.used + size > self.owner.max_total:
-                return False
-            self.owner.used += size
+            with self.owner.lock:
+                if self.owner.used + size > self.owner.max_total:
+                    return False
+                self.owner.used += size
         self.nbytes += size
         return True
 
     def _drop(self) -> None:
         """Give up caching this space: what it held is freed, it is never used again."""
         if self.owner is not None:
-            self.owner.used -= self.nbytes
+            with self.owner.lock:
+                self.owner.used -= self.nbytes
         self.full = True
         self.chunks, self._all, self.hits, self.done = [], None, {}, {}
         self.nbytes = 0
@@ -275,6 +293,8 @@ class _Space:
         ids = self.hits.get(pid)
         if ids is None or not len(ids):
             return ALL_FALSE
+        if ids[-1] >= len(where):  # values another chunk added since: not in this one
+            ids = ids[ids < len(where)]
         loc = where[ids]
         loc = loc[loc >= 0]
         if not len(loc):
@@ -327,7 +347,8 @@ class ChunkEval:
             return None
         if which not in col.gids:
             space = self.cache.space(col.name, which)
-            gid = space.ids(col.distinct(which))
+            with space.lock:
+                gid = space.ids(col.distinct(which))
             if gid is None:
                 col.gids[which] = None
             else:
@@ -345,9 +366,10 @@ class ChunkEval:
         if got is None:
             return fn(d)
         space, pos = got
-        if not space.extend(pi, [pi], lambda vals: {pi: fn(vals)}):
-            return fn(d)
-        return space.bits(pi, pos, len(d))
+        with space.lock:
+            if space.extend(pi, [pi], lambda vals: {pi: fn(vals)}):
+                return space.bits(pi, pos, len(d))
+        return fn(d)
 
     def ac(self, fieldname: str, pi: int) -> Bits:
         """Bitmap over the column's distinct values for a plain string predicate."""
@@ -360,13 +382,16 @@ class ChunkEval:
                     self.on_dict[i] = ALL_FALSE
             else:
                 got = self.where(col, "lower")
-                if got is not None and got[0].extend(("ac", fieldname), preds,
-                                                     lambda vals: ac_on_dict(
-                        vals, [self.plan.preds[i] for i in preds], preds)):
+                done = False
+                if got is not None:
                     space, pos = got
-                    for i in preds:
-                        self.on_dict[i] = space.bits(i, pos, len(col.dict))
-                else:
+                    with space.lock:
+                        done = space.extend(("ac", fieldname), preds, lambda vals: ac_on_dict(
+                            vals, [self.plan.preds[i] for i in preds], preds))
+                        if done:
+                            for i in preds:
+                                self.on_dict[i] = space.bits(i, pos, len(col.dict))
+                if not done:
                     self.on_dict.update(
                         ac_on_dict(col.dict, [self.plan.preds[i] for i in preds], preds))
         return self.on_dict.get(pi, ALL_FALSE)
@@ -426,12 +451,17 @@ class ChunkEval:
         if self.cache is None:
             return run(big)
         space = self.cache.space(FULLTEXT, "lower")
-        gid = space.ids(big)  # big repeats values of several columns: each has its id
-        if gid is None or not space.extend("keywords", kws, run):
+        with space.lock:
+            gid = space.ids(big)  # big repeats values of several columns: each has its id
+            if gid is None or not space.extend("keywords", kws, run):
+                gid = None
+            else:
+                hit = {i: space.hits.get(i) for i in kws}
+        if gid is None:
             return run(big)
         out: dict[int, Bits] = {}
         for i in kws:
-            ids = space.hits.get(i)
+            ids = hit[i]
             out[i] = ALL_FALSE if ids is None or not len(ids) else _np(
                 pc.is_in(pa.array(gid), value_set=pa.array(ids)))
             if out[i] is not ALL_FALSE and not out[i].any():
@@ -777,6 +807,7 @@ class HitKeeper:
         self.full = False
         self.tables: dict[int, pa.Table] = {}
         self.rows: dict[int, np.ndarray] = {}
+        self.lock = threading.Lock()  # chunks matched in threads add to one keeper
 
     @classmethod
     def for_budget(cls, budget: MemoryBudget | None) -> HitKeeper:
@@ -793,11 +824,12 @@ class HitKeeper:
             return
         taken = event_rows(table.take(pa.array(rows)))
         size = taken.nbytes
-        if self.used + size > self.max_bytes:
-            self.full = True  # the parts after this one are read again, in order
-            return
-        self.used += size
-        self.tables[part] = taken
+        with self.lock:
+            if self.full or self.used + size > self.max_bytes:
+                self.full = True  # the parts matched after this one are read again
+                return
+            self.used += size
+            self.tables[part] = taken
         self.rows[part] = rows
 
 
@@ -850,13 +882,19 @@ def match(plan: Plan, store: CaseStore, rules: Sequence[int] | None = None, *,
         kept: dict[int, pa.Table] | None = {} if len(chunks) == 1 else None
         keeper = HitKeeper.for_budget(budget) if len(chunks) > 1 else None
         cache = ValueCache.for_budget(budget)
-        for c in chunks:
-            res = match_chunk(plan, c, active, since, until, keep=kept, cache=cache,
-                              keeper=keeper)
-            out.append(res)
-            events += res[3]
-            if on_progress:
-                on_progress("match", events, total)
+
+        def one(c: list[tuple[int, str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+            return match_chunk(plan, c, active, since, until, keep=kept, cache=cache,
+                               keeper=keeper)
+
+        threads = min(mplan.threads, len(chunks))
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="match") \
+                if threads > 1 else contextlib.nullcontext() as tpool:
+            for res in (tpool.map(one, chunks) if tpool is not None else map(one, chunks)):
+                out.append(res)
+                events += res[3]
+                if on_progress:
+                    on_progress("match", events, total)
         if keeper is not None and keeper.tables:
             kept, kept_rows = keeper.tables, keeper.rows
         else:
