@@ -412,21 +412,34 @@ def sort_findings(box: list[pa.Table]) -> pa.Table:
     findings = box.pop()
     order = pc.sort_indices(findings, [("ts", "ascending"), ("finding_id", "ascending")])
     schema = findings.schema
-    cols = list(findings.columns)
+    cols: list[pa.ChunkedArray | None] = list(findings.columns)
     del findings
-    out: list[pa.ChunkedArray] = []
-    for i, fld in enumerate(schema):
-        col = cols[i]
+    out: list[pa.ChunkedArray | None] = [None] * len(cols)
+
+    def one(i: int) -> None:
+        col, fld = cols[i], schema.field(i)
         cols[i] = None
+        assert col is not None
         if col.num_chunks <= 1 or col.nbytes <= SORT_JOIN_BYTES:
-            out.append(pa.chunked_array([one_array(col).take(order)] if col.num_chunks
-                                        else [], fld.type))
+            out[i] = pa.chunked_array([one_array(col).take(order)] if col.num_chunks
+                                      else [], fld.type)
         else:
             batches = pa.table({fld.name: col}).to_batches()
-            out.append(pa.chunked_array(
+            out[i] = pa.chunked_array(
                 [take_rows(batches, order.slice(s, SLICE_ROWS)).column(0).combine_chunks()
-                 for s in range(0, len(order), SLICE_ROWS)], fld.type))
-        del col
+                 for s in range(0, len(order), SLICE_ROWS)], fld.type)
+
+    # the largest column (the fields JSON: most of the bytes) in a thread, the others
+    # beside it here (Arrow's take leaves the GIL): two columns held twice at most
+    sizes = [c.nbytes if c is not None else 0 for c in cols]
+    big = sizes.index(max(sizes)) if sizes else -1
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sort") as pool:
+        fut = pool.submit(one, big) if big >= 0 else None
+        for i in range(len(cols)):
+            if i != big:
+                one(i)
+        if fut is not None:
+            fut.result()
     return pa.Table.from_arrays(out, schema=schema)
 
 
