@@ -17,7 +17,8 @@ from tidehunt.model.report import RunReport
 from tidehunt.render._polars import frame, slices
 
 NAME = "csv_timeline"
-#: Renders in bulk (Polars): written side by side with the other bulk renderers.
+#: Renders in bulk (Polars), from the findings alone: started as soon as they are sorted,
+#: beside correlation and the other bulk renderers, and given no report (``engine.Outputs``).
 BULK = True
 COLUMNS = ("Timestamp", "RuleTitle", "Level", "Computer", "Channel", "EventID", "RecordID",
            "Details", "RuleID", "MitreTactics", "MitreTags", "SourceFile")

@@ -18,7 +18,8 @@ from tidehunt.model.report import RunReport
 from tidehunt.render._polars import frame, iso_utc, slices, write_lines
 
 NAME = "jsonl"
-#: Renders in bulk (Polars): written side by side with the other bulk renderers.
+#: Renders in bulk (Polars), from the findings alone: started as soon as they are sorted,
+#: beside correlation and the other bulk renderers, and given no report (``engine.Outputs``).
 BULK = True
 #: Rows per slice: each line holds its event's fields, and Polars' encoder and the joined
 #: lines take several copies of a slice's text (16,384 rows: ~280 MiB at its peak).
