@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -40,6 +41,9 @@ DETECTION_MODULES = (
     "tidehunt.intel.store", "tidehunt.model.report", "tidehunt.org", "tidehunt.posture",
     "tidehunt.vuln.store",
 )
+
+log = logging.getLogger("tidehunt")
+
 
 @dataclass
 class HuntOptions:
@@ -105,7 +109,8 @@ class HuntOptions:
 def run_ingest(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
                workers: int | None = None, strict: bool = False,
                options: dict[str, Any] | None = None, max_memory: str | None = None,
-               under_way: Callable[[], None] | None = None
+               under_way: Callable[[], None] | None = None,
+               on_windows: Callable[[list[tuple[str, int]]], None] | None = None
                ) -> tuple[CaseStore, IngestResult]:
     """Create or open the case and add evidence to it (within ``max_memory``, if given).
 
@@ -114,7 +119,7 @@ def run_ingest(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
     store = CaseStore(case_dir, create=True)
     store.budget = MemoryBudget.parse(max_memory)
     res = ingest(evidence, store, ctx, workers=workers, strict=strict, options=options,
-                 budget=store.budget, under_way=under_way)
+                 budget=store.budget, under_way=under_way, on_windows=on_windows)
     store.manifest.setdefault("runs", []).append({
         "command": "ingest", "finished": utcnow(), "evidence": list(evidence),
         "ingest": _ingest_dict(res), "memory": memory_stats(max_memory, res, None)})
@@ -185,6 +190,13 @@ def prepare_plan(opts: HuntOptions, ctx: RunContext) -> Plan:
     return plan
 
 
+def _sigma_options(opts: HuntOptions, spark: Any, budget: MemoryBudget | None) -> Any:
+    from tidehunt.detect.sigma.detector import SigmaOptions
+
+    return SigmaOptions(opts.min_level, opts.exclude, opts.since, opts.until, opts.workers,
+                        opts.engine, spark, budget)
+
+
 def _prepare_detection(opts: HuntOptions, ctx: RunContext) -> Plan:
     """The plan, and the modules detection imports (hunt runs this beside ingest)."""
     import importlib
@@ -234,11 +246,12 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
            command: str = "detect", started: str | None = None,
            ingest_result: IngestResult | None = None,
            timings: dict[str, float] | None = None,
-           plan_future: Future[Plan] | None = None) -> RunReport:
+           plan_future: Future[Plan] | None = None,
+           stream: Any = None) -> RunReport:
     """Run the detectors over the case and write findings, timeline and report."""
     from tidehunt.correlate import correlate
     from tidehunt.detect.analytics.detector import AnalyticsDetector, AnalyticsOptions
-    from tidehunt.detect.sigma.detector import SigmaDetector, SigmaOptions
+    from tidehunt.detect.sigma.detector import SigmaDetector
     from tidehunt.detect.sigma.findings import concat
     from tidehunt.intel.ageing import AgeingPolicy
     from tidehunt.intel.live import IntelOptions
@@ -261,9 +274,13 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
 
         spark = SparkOptions(opts.spark_master, dict(opts.spark_conf))
     store.budget = MemoryBudget.parse(opts.max_memory)
-    det = SigmaDetector(plan, SigmaOptions(opts.min_level, opts.exclude, opts.since,
-                                           opts.until, opts.workers, opts.engine, spark,
-                                           store.budget))
+    det = SigmaDetector(plan, _sigma_options(opts, spark, store.budget))
+    if stream is not None:  # the windows parts were matched while ingest ran
+        pre = stream.close()
+        if sorted(pre.parts) == sorted(str(p) for p in store.parts("windows")):
+            det.prematched = pre
+        else:  # parts came from elsewhere: matched here, all of them, as without it
+            log.warning("parts matched during ingest are not the case's: matching again")
     org = OrgProfile.for_case(store.root, opts.org)
     from tidehunt.intel.feeds import fetched_files
 
@@ -570,12 +587,41 @@ def hunt(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
     t0 = time.perf_counter()
     go = threading.Event()
     failed: list[bool] = []
+    # with room for it in the budget, the windows parts ingest commits are matched as
+    # they come, once the plan is loaded (``run.StreamMatch``)
+    budget = MemoryBudget.parse(opts.max_memory)
+    streaming = bool(evidence) and opts.engine != "spark" and budget is not None and \
+        budget.match(opts.workers or 2, chunk_rows=1).stream
+    stream: list[Any] = []
+    early: list[list[tuple[str, int]]] = []
+    lock = threading.Lock()
+
+    def on_windows(parts: list[tuple[str, int]]) -> None:
+        with lock:
+            if stream:
+                stream[0].add(parts)
+            else:
+                early.append(parts)
 
     def prepare() -> Plan:
         go.wait()
         if failed:  # ingest raised before the plan was needed
             raise CancelledError
-        return _prepare_detection(opts, ctx)
+        plan = _prepare_detection(opts, ctx)
+        if streaming:
+            from tidehunt.detect.sigma.detector import SigmaDetector
+            from tidehunt.detect.sigma.run import StreamMatch
+
+            active = sorted(SigmaDetector(plan, _sigma_options(opts, None, budget))
+                            .select()[0])
+            st = StreamMatch(plan, active, since=opts.since, until=opts.until,
+                             budget=budget, workers=opts.workers or 2)
+            with lock:
+                for parts in early:
+                    st.add(parts)
+                early.clear()
+                stream.append(st)
+        return plan
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         plan_future = pool.submit(prepare)
@@ -583,7 +629,8 @@ def hunt(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
             res: IngestResult | None = None
             if evidence:
                 store, res = run_ingest(evidence, case_dir, ctx, opts.workers, opts.strict,
-                                        _with_yara(opts), opts.max_memory, under_way=go.set)
+                                        _with_yara(opts), opts.max_memory, under_way=go.set,
+                                        on_windows=on_windows if streaming else None)
             else:
                 store = CaseStore(case_dir, create=True)
             go.set()
@@ -610,7 +657,15 @@ def hunt(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
             plan_future.cancel()
             failed.append(True)
             go.set()  # a plan thread already waiting ends at once
+            with contextlib.suppress(BaseException):
+                plan_future.result()  # the stream, if any, exists once the plan does
+            with lock:
+                for st in stream:
+                    st.abort()
             raise
         timings = {"ingest": round(time.perf_counter() - t0, 3)}
+        if streaming:
+            plan_future.result()  # the stream exists once the plan does
         return detect(store, ctx, opts, command="hunt", started=started, ingest_result=res,
-                      timings=timings, plan_future=plan_future)
+                      timings=timings, plan_future=plan_future,
+                      stream=stream[0] if stream else None)

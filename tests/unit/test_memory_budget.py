@@ -191,9 +191,9 @@ def test_budget_reaches_workers_match_and_duckdb(evidence, tmp_path, monkeypatch
     # match: the budget's workers and chunk rows
     assert mem["match"] == {"workers": budget.match(2, chunk_rows=run.CHUNK_ROWS).workers,
                             "chunk_rows": budget.match(2, chunk_rows=run.CHUNK_ROWS).chunk_rows,
-                            "threads": 1}
+                            "threads": 1, "stream": False}
     assert full.stats["memory"]["match"] == {"workers": 2, "chunk_rows": 98_304,
-                                             "threads": 1}
+                                             "threads": 1, "stream": False}
     # DuckDB: every connection of the run (analytics, correlations, posture, catalogue)
     # got the budget's share (the analytics half of it when they ran beside the Sigma
     # findings, from OVERLAP_HITS hits on); the in-memory ones spill into the case

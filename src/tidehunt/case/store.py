@@ -157,13 +157,15 @@ class CaseStore:
         return Path(name)
 
     def commit(self, artefacts: Mapping[str, dict[str, Any]],
-               parts: Iterable[Mapping[str, Any]], *, save: bool = True) -> None:
-        """Move finished parts into place and record their artefacts, then save.
+               parts: Iterable[Mapping[str, Any]], *, save: bool = True) -> list[Path]:
+        """Move finished parts into place and record their artefacts, then save; returns
+        the parts' paths in the case.
 
         With ``save=False`` the caller saves later: until then a kill loses only the
         record, and reopening the case deletes the unlisted parts, so that evidence is
         read again rather than counted twice.
         """
+        placed: list[Path] = []
         for part in parts:
             tmp = Path(part["tmp"])
             # never a leading "_" (tempfile's names may have one): Spark and Hadoop skip
@@ -177,10 +179,12 @@ class CaseStore:
                 "columns": part["columns"],
                 "artefacts": sorted(part["artefacts"]),
             }
+            placed.append(final)
         for aid, rec in artefacts.items():
             self.artefacts[aid] = dict(rec)
         if save:
             self.save()
+        return placed
 
     # ---- reading --------------------------------------------------------------------
     def parts(self, table: str) -> list[Path]:

@@ -137,8 +137,9 @@ def _memory_arg(p: argparse.ArgumentParser) -> None:
                         "many of --workers as fit, each with (budget - 384 MiB) / workers "
                         "for its row buffers (fewer workers and smaller buffers when the "
                         "budget is small; at 2GB with 2 workers they have their full "
-                        "default sizes; from 4GB on, two threads match chunks side by "
-                        "side); each DuckDB connection (analytics, correlations, "
+                        "default sizes; from 4GB on, hunt matches the event logs while "
+                        "ingest still runs, and two threads match chunks side by side); "
+                        "each DuckDB connection (analytics, correlations, "
                         "posture) gets 70%% of it, at most 90%% of what the main process "
                         "leaves, and spills into the case folder beyond. See docs/scale.md")
 

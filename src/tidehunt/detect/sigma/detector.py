@@ -17,7 +17,7 @@ from tidehunt.detect.base import Detector
 from tidehunt.detect.sigma.correlate import resolve_refs, run_correlations
 from tidehunt.detect.sigma.findings import build_findings
 from tidehunt.detect.sigma.plan import Plan
-from tidehunt.detect.sigma.run import match
+from tidehunt.detect.sigma.run import MatchResult, match
 from tidehunt.memory import MatchPlan, MemoryBudget, release_freed_memory
 from tidehunt.model.rule import Severity
 
@@ -69,6 +69,8 @@ class SigmaDetector(Detector):
         #: Called with the number of hits once matching is done, before the findings are
         #: built (``engine.detect`` starts the analytics beside them from there).
         self.after_match: Callable[[int], None] | None = None
+        #: The hits of the ``windows`` parts, matched already (``run.StreamMatch``).
+        self.prematched: MatchResult | None = None
 
     def select(self) -> tuple[set[int], set[int], dict[int, list[int]]]:
         """Rules to evaluate, rules whose hits become findings, and active correlations."""
@@ -108,6 +110,8 @@ class SigmaDetector(Detector):
             res = match_spark(self.plan, store, sorted(detect),
                               session(self.options.spark or SparkOptions()),
                               since=self.options.since, until=self.options.until)
+        elif self.prematched is not None:
+            res, self.prematched = self.prematched, None
         else:
             res = match(self.plan, store, sorted(detect), since=self.options.since,
                         until=self.options.until, on_progress=ctx.on_progress,

@@ -907,6 +907,83 @@ def match(plan: Plan, store: CaseStore, rules: Sequence[int] | None = None, *,
                        _cat([o[2] for o in out], np.int64), parts, events, mplan)
 
 
+class StreamMatch:
+    """Matches ``windows`` parts as ingest commits them, in a thread of its own: while the
+    ingest workers parse, the main process is mostly idle, and matching there takes the
+    stage off the end of the run (``hunt``). Parts are matched in chunks of up to
+    ``chunk_rows`` rows, in the order they are given (``add``); ``close`` matches what is
+    left and returns the hits as :func:`match` would (part indices into the order given).
+    """
+
+    def __init__(self, plan: Plan, active: Sequence[int], *, since: datetime | None = None,
+                 until: datetime | None = None, budget: MemoryBudget | None = None,
+                 workers: int = 1, chunk_rows: int | None = None) -> None:
+        import queue
+
+        self.plan = plan
+        self.active = list(active)
+        self.since, self.until = since, until
+        self.mplan = match_plan(budget, workers, chunk_rows=chunk_rows or CHUNK_ROWS)
+        self.cache = ValueCache.for_budget(budget)
+        self.keeper = HitKeeper.for_budget(budget)
+        self.parts: list[str] = []
+        self.out: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = []
+        self.queue: queue.SimpleQueue[list[tuple[str, int]] | None] = queue.SimpleQueue()
+        self.error: BaseException | None = None
+        self.aborted = False
+        self.thread = threading.Thread(target=self._run, name="stream-match", daemon=True)
+        self.thread.start()
+
+    def add(self, parts: list[tuple[str, int]]) -> None:
+        """Parts (path, rows) committed to the case, to be matched."""
+        if parts:
+            self.queue.put(parts)
+
+    def _run(self) -> None:
+        pending: list[tuple[int, str]] = []
+        rows = 0
+        try:
+            while True:
+                got = self.queue.get()
+                if got is None or self.aborted:
+                    break
+                for path, n in got:
+                    if pending and rows + n > self.mplan.chunk_rows:
+                        self._chunk(pending)
+                        pending, rows = [], 0
+                    pending.append((len(self.parts), path))
+                    self.parts.append(path)
+                    rows += n
+            if pending and not self.aborted:
+                self._chunk(pending)
+        except BaseException as exc:  # noqa: BLE001 - handed to close(), which raises it
+            self.error = exc
+
+    def _chunk(self, chunk: list[tuple[int, str]]) -> None:
+        self.out.append(match_chunk(self.plan, chunk, self.active, self.since, self.until,
+                                    cache=self.cache, keeper=self.keeper))
+
+    def abort(self) -> None:
+        """Stop (the run failed): the chunk being matched ends, no other starts."""
+        self.aborted = True
+        self.queue.put(None)
+        self.thread.join()
+
+    def close(self) -> MatchResult:
+        """Match what is left; the hits of every part given."""
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        out = self.out
+        kept = self.keeper.tables or None
+        return MatchResult(_cat([o[0] for o in out], np.int32), _cat([o[1] for o in out],
+                                                                    np.int32),
+                           _cat([o[2] for o in out], np.int64), self.parts,
+                           sum(o[3] for o in out), self.mplan, kept,
+                           self.keeper.rows if kept else None)
+
+
 def match_chunk(plan: Plan, chunk: list[tuple[int, str]], active: Sequence[int],
                 since: datetime | None, until: datetime | None, *,
                 keep: dict[int, pa.Table] | None = None, cache: ValueCache | None = None,
