@@ -93,6 +93,9 @@ def main() -> None:
     ap.add_argument("--corpus", default=str(ROOT.parent / "shared" / "corpus"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--keep", action="store_true", help="keep the temporary cases")
+    ap.add_argument("--max-memory", default=None, metavar="SIZE",
+                    help="pass --max-memory to the hunts (default: tidehunt's own, 2GB); "
+                         "4GB matches while ingest runs")
     args = ap.parse_args()
     corpus = Path(args.corpus)
     samples = corpus / "evtx" / "evtx-attack-samples"
@@ -111,6 +114,8 @@ def main() -> None:
         tiny.mkdir()
         shutil.copy(next(samples.rglob("*.evtx")), tiny / "one.evtx")
         rule_args = [a for r in rules for a in ("--rules", str(r))]
+        if args.max_memory:
+            rule_args += ["--max-memory", args.max_memory]
         cold, _, _ = run_measured([tidehunt, "-q", "--workers", str(args.workers), "hunt",
                                    str(tiny), "-o", str(work / "tinycase"), *rule_args], env)
         warm, _, _ = run_measured([tidehunt, "-q", "--workers", str(args.workers), "hunt",
@@ -141,7 +146,8 @@ def main() -> None:
                  "events_per_s": round(events / hw), "ratio_hunt_to_parse": round(hw / pw, 2),
                  "peak_rss_mib": round(peak / 2**20), "findings": report["findings_count"],
                  "rules_active": report["stats"]["sigma"]["rules_active"],
-                 "stages_s": report["stats"]["seconds"]}
+                 "stages_s": report["stats"]["seconds"],
+                 "match": report["stats"]["memory"]["match"]}
             results.append(r)
             print(json.dumps(r))
             if not args.keep:
