@@ -29,8 +29,9 @@ from tidehunt.model.tables import TABLES
 from tidehunt.rulepacks import DEFAULT_MAX_AGE_DAYS, age_days, default_rule_paths
 
 if TYPE_CHECKING:
-    from tidehunt.detect.sigma.detector import SigmaDetector
+    from tidehunt.detect.sigma.detector import SigmaDetector, SigmaOptions
     from tidehunt.detect.sigma.plan import Plan
+    from tidehunt.detect.sigma.run import StreamMatch
     from tidehunt.model.report import RuleSource, RunReport
 
 #: What detection imports beyond ingest (DuckDB, pydantic, the detectors, intel...):
@@ -190,7 +191,9 @@ def prepare_plan(opts: HuntOptions, ctx: RunContext) -> Plan:
     return plan
 
 
-def _sigma_options(opts: HuntOptions, spark: Any, budget: MemoryBudget | None) -> Any:
+def _sigma_options(opts: HuntOptions, spark: Any, budget: MemoryBudget | None
+                   ) -> SigmaOptions:
+    """The Sigma detector's options for a run."""
     from tidehunt.detect.sigma.detector import SigmaOptions
 
     return SigmaOptions(opts.min_level, opts.exclude, opts.since, opts.until, opts.workers,
@@ -247,8 +250,12 @@ def detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *,
            ingest_result: IngestResult | None = None,
            timings: dict[str, float] | None = None,
            plan_future: Future[Plan] | None = None,
-           stream: Any = None) -> RunReport:
-    """Run the detectors over the case and write findings, timeline and report."""
+           stream: StreamMatch | None = None) -> RunReport:
+    """Run the detectors over the case and write findings, timeline and report.
+
+    ``stream``: the ``windows`` parts matched while ingest ran (``hunt``); its hits are used
+    if its parts are the case's.
+    """
     from tidehunt.correlate import correlate
     from tidehunt.detect.analytics.detector import AnalyticsDetector, AnalyticsOptions
     from tidehunt.detect.sigma.detector import SigmaDetector
@@ -582,6 +589,8 @@ def hunt(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
     in a thread while ingest runs: the parent process mostly waits for the ingest workers,
     so this fixed cost comes for free. The thread starts once the workers have their
     first tasks (``under_way``), not to slow down the walk and hashing they wait for.
+    With room in the budget (``MatchPlan.stream``: ``--max-memory`` 4GB or more), that
+    thread then matches the ``windows`` parts as ingest commits them (``StreamMatch``).
     """
     started = utcnow()
     t0 = time.perf_counter()
@@ -592,7 +601,7 @@ def hunt(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
     budget = MemoryBudget.parse(opts.max_memory)
     streaming = bool(evidence) and opts.engine != "spark" and budget is not None and \
         budget.match(opts.workers or 2, chunk_rows=1).stream
-    stream: list[Any] = []
+    stream: list[StreamMatch] = []
     early: list[list[tuple[str, int]]] = []
     lock = threading.Lock()
 
