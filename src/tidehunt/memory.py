@@ -379,7 +379,7 @@ THREADED_MATCH_BYTES = 4_000_000_000  # "4GB"
 #: From this ``--max-memory`` on (and with two workers or more), ``hunt`` matches the
 #: ``windows`` parts as ingest commits them, in a thread of the main process, which the
 #: ingest workers leave mostly idle: 100x hunt 12.5-12.8 -> 11.1-11.2 s, but the match's
-#: working set then sits beside the workers' (peak 960-1,050 MiB against 860-900).
+#: working set then sits beside the workers' (peak 960-1,100 MiB against 840-860).
 STREAM_MATCH_BYTES = 4_000_000_000  # "4GB"
 
 
