@@ -208,22 +208,20 @@ def hash_in_task(item: Planned) -> bytes | None:
 
     item.id = artefact_id(item.path, "")
     data: bytes | None = None
-    with open(item.path, "rb", buffering=0) as fh:
-        size = os.fstat(fh.fileno()).st_size
-        if item.source == "evtx" and size <= IN_MEMORY_BYTES:
-            data = fh.readall()
-            digest = hashlib.sha256(data).hexdigest()
-            size = len(data)
-            if not data.startswith(MAGIC):  # changed since it was sniffed: the reader says
-                data = None
-        else:
-            h = hashlib.sha256()
-            buf = memoryview(bytearray(SCAN_BLOCK))
-            size = 0
-            while n := fh.readinto(buf):
-                h.update(buf[:n])
-                size += n
-            digest = h.hexdigest()
+    if item.source == "evtx":
+        with open(item.path, "rb", buffering=0) as fh:
+            # its size now, not when it was planned: a file grown since is not read whole
+            if os.fstat(fh.fileno()).st_size <= IN_MEMORY_BYTES:
+                data = fh.readall()
+    if data is not None:
+        digest, size = hashlib.sha256(data).hexdigest(), len(data)
+        if not data.startswith(MAGIC):  # changed since it was sniffed: the reader says
+            data = None
+    else:
+        scanned = _scan(item.path)
+        if isinstance(scanned, OSError):
+            raise scanned
+        size, digest, _ = scanned
     item.sha256, item.size = digest, size
     item.id = artefact_id(item.path, digest)
     return data

@@ -75,14 +75,29 @@ def test_new_files_are_hashed_by_the_task_that_reads_them(corpus, tmp_path, monk
 
     src = sorted(corpus("evtx/evtx-attack-samples").rglob("*.evtx"))[:6]
     ev = [*map(str, src), str(_events(tmp_path / "a.json", 5))]
-    scanned: list[Path] = []
+    scanned: list[Path] = []  # hashed while planning (not by a task)
+    in_task: list[bool] = []
     real_scan = ing._scan
-    monkeypatch.setattr(ing, "_scan", lambda p, buf=None: scanned.append(p) or
-                        real_scan(p, buf))
+
+    def scan_spy(p, buf=None):
+        if not in_task:
+            scanned.append(p)
+        return real_scan(p, buf)
+
+    monkeypatch.setattr(ing, "_scan", scan_spy)
     kept: list[bool] = []
     real_hash = ing.hash_in_task
-    monkeypatch.setattr(ing, "hash_in_task", lambda item: kept.append(
-        (got := real_hash(item)) is not None) or got)
+
+    def hash_spy(item):
+        in_task.append(True)
+        try:
+            got = real_hash(item)
+        finally:
+            in_task.clear()
+        kept.append(got is not None)
+        return got
+
+    monkeypatch.setattr(ing, "hash_in_task", hash_spy)
     store = CaseStore(tmp_path / "case", create=True)
     res = ingest(ev, store, RunContext(), workers=1)
     assert res.ingested == 7 and not scanned  # nothing hashed while planning

@@ -899,12 +899,17 @@ def match(plan: Plan, store: CaseStore, rules: Sequence[int] | None = None, *,
             kept, kept_rows = keeper.tables, keeper.rows
         else:
             kept_rows = None
-        return MatchResult(_cat([o[0] for o in out], np.int32),
-                           _cat([o[1] for o in out], np.int32),
-                           _cat([o[2] for o in out], np.int64), parts, events, mplan,
-                           kept or None, kept_rows)
+        return _result(out, parts, mplan, kept or None, kept_rows)
+    return _result(out, parts, mplan)
+
+
+def _result(out: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]], parts: list[str],
+            mplan: MatchPlan, kept: dict[int, pa.Table] | None = None,
+            kept_rows: dict[int, np.ndarray] | None = None) -> MatchResult:
+    """The MatchResult of the chunks' ``match_chunk`` results, in order."""
     return MatchResult(_cat([o[0] for o in out], np.int32), _cat([o[1] for o in out], np.int32),
-                       _cat([o[2] for o in out], np.int64), parts, events, mplan)
+                       _cat([o[2] for o in out], np.int64), parts, sum(o[3] for o in out),
+                       mplan, kept, kept_rows)
 
 
 class StreamMatch:
@@ -947,7 +952,7 @@ class StreamMatch:
                 got = self.queue.get()
                 if got is None or self.aborted:
                     break
-                for path, n in got:
+                for path, n in got:  # chunk_runs' rule, as the parts come
                     if pending and rows + n > self.mplan.chunk_rows:
                         self._chunk(pending)
                         pending, rows = [], 0
@@ -975,13 +980,9 @@ class StreamMatch:
         self.thread.join()
         if self.error is not None:
             raise self.error
-        out = self.out
         kept = self.keeper.tables or None
-        return MatchResult(_cat([o[0] for o in out], np.int32), _cat([o[1] for o in out],
-                                                                    np.int32),
-                           _cat([o[2] for o in out], np.int64), self.parts,
-                           sum(o[3] for o in out), self.mplan, kept,
-                           self.keeper.rows if kept else None)
+        return _result(self.out, self.parts, self.mplan, kept,
+                       self.keeper.rows if kept else None)
 
 
 def match_chunk(plan: Plan, chunk: list[tuple[int, str]], active: Sequence[int],
