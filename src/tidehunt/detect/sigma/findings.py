@@ -260,10 +260,24 @@ _DERIVED = "\x00"
 
 def event_rows(t: pa.Table) -> pa.Table:
     """What a finding takes from each event of ``t``: the declared columns it carries
-    and the derived ones of :func:`event_columns` (named with a ``_DERIVED`` prefix)."""
+    and the derived ones of :func:`event_columns` (named with a ``_DERIVED`` prefix).
+    Dictionary-encoded columns (as matching reads them) are decoded first."""
+    t = decoded(t)
     cols = {c: t.column(c) for c in _EVENT_COLS if c in t.column_names}
     cols |= {_DERIVED + k: v for k, v in event_columns(t).items()}
     return pa.table(cols)
+
+
+def decoded(t: pa.Table) -> pa.Table:
+    """``t`` with its dictionary-encoded columns as plain arrays of their values."""
+    n = t.num_rows
+    cols = []
+    for f, col in zip(t.schema, t.columns, strict=True):
+        if pa.types.is_dictionary(f.type):  # an empty column needs no values looked up
+            col = pa.nulls(n, f.type.value_type) if col.null_count == n \
+                else col.cast(f.type.value_type)
+        cols.append(col)
+    return pa.Table.from_arrays(cols, names=t.column_names)
 
 
 #: Event columns a finding carries (renamed below; ``fields`` holds the rest).
