@@ -66,7 +66,8 @@ class _ChunkColumn:
     once whatever the parts it came from.
     """
 
-    __slots__ = ("_arr", "_orig_dict", "_orig_idx", "dict", "gids", "idx", "name")
+    __slots__ = ("_arr", "_codes", "_orig_dict", "_orig_idx", "_to_orig", "dict", "gids",
+                 "idx", "name")
 
     def __init__(self, arr: pa.Array, name: str | None = None) -> None:
         if pa.types.is_dictionary(arr.type):
@@ -83,12 +84,15 @@ class _ChunkColumn:
         # one pass over the rows: encode as is, then lower-case only the distinct values
         # and merge those that differ by case alone
         n, nulls = len(arr), arr.null_count
+        self._codes: np.ndarray | None = None
+        self._orig_idx: np.ndarray | None = None
         if pa.types.is_dictionary(arr.type):
             enc = pc.dictionary_encode(arr.dictionary)  # each distinct value once
-            to_enc = np.append(enc.indices.fill_null(-1).to_numpy(zero_copy_only=False),
-                               -1).astype(np.int32)
+            #: code -> position among the distinct values (-1, the last: null)
+            self._to_orig = np.append(enc.indices.fill_null(-1).to_numpy(
+                zero_copy_only=False), -1).astype(np.int32)
             codes = arr.indices.fill_null(-1) if nulls else arr.indices
-            self._orig_idx: np.ndarray = to_enc[codes.to_numpy(zero_copy_only=False)]
+            self._codes = codes.to_numpy(zero_copy_only=False)
         elif nulls * 2 > n:  # most columns belong to few event types: encode the values only
             valid = pc.is_valid(arr)
             enc = pc.dictionary_encode(arr.filter(valid))
@@ -103,7 +107,10 @@ class _ChunkColumn:
         low = pc.dictionary_encode(pc.utf8_lower(self._orig_dict))
         self.dict: pa.Array = low.dictionary
         remap = np.append(low.indices.to_numpy(zero_copy_only=False), -1).astype(np.int32)
-        self.idx: np.ndarray = remap[self._orig_idx]
+        if self._codes is not None:  # one pass over the rows; the cased positions if asked
+            self.idx: np.ndarray = remap[self._to_orig][self._codes]
+        else:
+            self.idx = remap[self._orig_idx]
 
     @property
     def arr(self) -> pa.Array:
@@ -114,6 +121,9 @@ class _ChunkColumn:
 
     def orig(self) -> tuple[pa.Array, np.ndarray]:
         """Distinct values with their case kept (for cased and regex predicates)."""
+        if self._orig_idx is None:
+            assert self._codes is not None
+            self._orig_idx = self._to_orig[self._codes]
         return self._orig_dict, self._orig_idx
 
     def distinct(self, which: str) -> pa.Array:
