@@ -50,3 +50,14 @@ def test_one_chunk_and_empty():
     assert sort_findings([t]).equals(t.take(order))
     empty = FINDINGS_SCHEMA.empty_table()
     assert sort_findings([empty]).num_rows == 0
+
+
+def test_finding_ids_in_bulk_are_finding_id_of_each_pair():
+    from tidehunt.model.finding import finding_id, finding_ids
+
+    rules = ["r-1", "Rule Title ü"]
+    evidence = [("a" * 16, "c0:12"), ("b" * 16, "offset 7"), ("", "")]
+    pairs = [(0, 0), (1, 0), (0, 2), (1, 1), (1, 1)]
+    got = finding_ids(rules, [r for r, _ in pairs], evidence, [e for _, e in pairs])
+    assert got == [finding_id(rules[r], [evidence[e]]) for r, e in pairs]
+    assert len(set(got)) == 4 and all(len(x) == 16 for x in got)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -121,6 +121,17 @@ def finding_id(rule_id: str, evidence: Iterable[tuple[str, str]]) -> str:
     for art, loc in evidence:
         h.update(b"\x00" + art.encode() + b"\x01" + loc.encode())
     return h.hexdigest()[:16]
+
+
+def finding_ids(rule_ids: Sequence[str], rules: Sequence[int],
+                evidence: Sequence[tuple[str, str]], events: Sequence[int]) -> list[str]:
+    """``finding_id(rule_ids[r], [evidence[e]])`` for each pair of ``rules`` and ``events``
+    (a finding with one evidence pointer), each rule's and event's bytes encoded once."""
+    heads = [r.encode() for r in rule_ids]
+    tails = [b"\x00" + a.encode() + b"\x01" + loc.encode() for a, loc in evidence]
+    sha = hashlib.sha256
+    return [sha(heads[r] + tails[e]).hexdigest()[:16]
+            for r, e in zip(rules, events, strict=True)]
 
 
 def findings_batch(findings: Iterable[Finding]) -> pa.RecordBatch:

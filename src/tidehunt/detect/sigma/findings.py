@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from tidehunt.detect.sigma.plan import Plan
 from tidehunt.detect.sigma.run import MatchResult, one_array
-from tidehunt.model.finding import EVIDENCE_TYPE, FINDINGS_SCHEMA, finding_id
+from tidehunt.model.finding import EVIDENCE_TYPE, FINDINGS_SCHEMA, finding_ids
 from tidehunt.model.rule import Severity
 
 #: Declared columns shown under their Sigma/EVTX names in a finding's ``fields``.
@@ -129,8 +129,9 @@ def build_findings(plan: Plan, res: MatchResult, emit: set[int], *, with_hits: b
     ids = [r["id"] or r["title"] for r in plan.rules]
     arts = ev["artefact"].to_pylist()
     locs = ev["locator"].to_pylist()
-    fids = pa.array([finding_id(ids[ri], [(str(arts[e]), str(locs[e]))])
-                     for ri, e in zip(rule.tolist(), he.tolist(), strict=True)], pa.string())
+    fids = pa.array(finding_ids(ids, rule.tolist(), [(str(a), str(lc)) for a, lc in
+                                                     zip(arts, locs, strict=True)],
+                                he.tolist()), pa.string())
     evidence = pa.StructArray.from_arrays(
         [pa.array(["windows"] * base, pa.string()), ev["source_file"], ev["artefact"],
          ev["record_id"], ev["locator"]],
