@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tidehunt.detect.sigma.plan import Plan
-from tidehunt.detect.sigma.run import MatchResult, one_array
+from tidehunt.detect.sigma.run import MatchResult, one_array, plain
 from tidehunt.model.finding import EVIDENCE_TYPE, FINDINGS_SCHEMA, finding_ids
 from tidehunt.model.rule import Severity
 
@@ -274,10 +274,9 @@ def decoded(t: pa.Table) -> pa.Table:
     n = t.num_rows
     cols = []
     for f, col in zip(t.schema, t.columns, strict=True):
-        if pa.types.is_dictionary(f.type):  # an empty column needs no values looked up
-            col = pa.nulls(n, f.type.value_type) if col.null_count == n \
-                else col.cast(f.type.value_type)
-        cols.append(col)
+        if pa.types.is_dictionary(f.type) and col.null_count == n:  # no values to look up
+            col = pa.chunked_array([pa.nulls(n, f.type.value_type)])
+        cols.append(plain(col))
     return pa.Table.from_arrays(cols, names=t.column_names)
 
 
