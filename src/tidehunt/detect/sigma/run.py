@@ -60,10 +60,9 @@ class Hits:
 class _ChunkColumn:
     """One column of a whole chunk, lower-cased and dictionary-encoded once for all groups.
 
-    The column may come dictionary-encoded (``_read_chunk`` reads text columns so from
-    Parquet, whose pages hold them so): its indices and dictionary are used as they are,
-    and only the dictionary (the distinct values) is encoded again, to have each value
-    once whatever the parts it came from.
+    The column may come dictionary-encoded (``_read_chunk`` reads text columns so): its
+    indices and dictionary are used as they are, and only the dictionary (the distinct
+    values) is encoded again, to have each value once whatever the parts it came from.
     """
 
     __slots__ = ("_arr", "_codes", "_orig_dict", "_orig_idx", "_to_orig", "dict", "gids",
@@ -1191,10 +1190,11 @@ def _read_chunk(chunk: list[tuple[int, str]], groups: list[Group], plan: Plan,
                 ) -> tuple[pa.Table, np.ndarray, np.ndarray]:
     """Read the columns any active rule needs from a few parts, as one table.
 
-    Text columns come dictionary-encoded (but DENSE_COLUMNS), as the parts' pages hold
-    them: reading and encoding them for matching is then no work, and a chunk takes less
-    memory (the 100x benchmark case: 0.23 s read plus 0.73 s encoded, 197 MiB, against
-    0.12 plus 0.08 s, 144 MiB, for a chunk of 104k rows and 344 columns).
+    Text columns come dictionary-encoded (but DENSE_COLUMNS). Windows parts have no
+    dictionary pages, so Arrow builds each part's dictionaries as it reads: at 100x,
+    reading is 0.1-0.2 s slower than plain strings, but the matcher's encoding of every
+    row of each column it uses goes (``run_groups`` 0.2-0.3 s faster), and a chunk of 104k
+    rows and 344 columns takes 144 MiB instead of 197.
 
     ``keep``, if given, receives each part as read (by part index) when every column of
     it was.
@@ -1210,7 +1210,7 @@ def _read_chunk(chunk: list[tuple[int, str]], groups: list[Group], plan: Plan,
         cols = names if need_all else columns_in(names, wanted)
         text = [f.name for f in pf.schema_arrow
                 if pa.types.is_string(f.type) and f.name not in DENSE_COLUMNS]
-        if text:  # text as Parquet holds it: dictionary pages, never decoded to strings
+        if text:  # reopened with the footer already read: dictionary arrays of the text
             pf = pq.ParquetFile(path, metadata=pf.metadata, read_dictionary=text)
         t = pf.read(columns=cols)
         if keep is not None and need_all:
