@@ -169,3 +169,53 @@ def test_html_table_rows_by_level_then_time_as_a_stable_sort():
     assert [g[2] for g in got] == [r["rule_title"] for r in want]
     assert [g[6] for g in got] == [r["summary"] for r in want]
     assert html._table_rows(t.slice(0, 0)) == []
+
+
+def test_in_order_keeps_the_order_and_raises_where_the_error_is():
+    import threading
+    import time
+
+    import pytest
+
+    from tidehunt.render._polars import in_order
+
+    seen: set[str] = set()
+
+    def slow_first(i: int) -> int:
+        seen.add(threading.current_thread().name)
+        time.sleep(0.02 if i % 3 == 0 else 0)  # later items finish first
+        return i * i
+
+    assert list(in_order(slow_first, range(40), threads=3)) == [i * i for i in range(40)]
+    assert len(seen) > 1  # built in threads, not here
+    assert list(in_order(slow_first, range(5), threads=1)) == [0, 1, 4, 9, 16]
+
+    def fails_at_7(i: int) -> int:
+        if i == 7:
+            raise ValueError("slice 7")
+        return i
+
+    got = []
+    with pytest.raises(ValueError, match="slice 7"):
+        for v in in_order(fails_at_7, range(20), threads=2):
+            got.append(v)
+    assert got == list(range(7))  # everything before the bad slice, in order
+
+
+def test_bulk_renderers_same_bytes_in_threads_and_alone(monkeypatch):
+    """Many small slices built two at a time: the bytes of building them one by one."""
+    from tidehunt.render import _polars
+
+    t = pa.concat_tables([_findings()] * 5)
+    monkeypatch.setattr(jsonl, "SLICE_ROWS", 3)
+    monkeypatch.setattr(csv_timeline, "SLICE_ROWS", 4)
+    out = {}
+    for threads in (1, 2):
+        monkeypatch.setattr(_polars, "BUILD_THREADS", threads)
+        for mod in (jsonl, csv_timeline):
+            buf = io.BytesIO()
+            mod.render(_report(), t, buf)
+            out[mod.NAME, threads] = buf.getvalue()
+    assert out["jsonl", 1] == out["jsonl", 2]
+    assert out["csv_timeline", 1] == out["csv_timeline", 2]
+    assert len(out["jsonl", 2].splitlines()) == t.num_rows
