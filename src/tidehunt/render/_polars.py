@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import IO, Any, TypeVar
+from collections.abc import Iterator
+from typing import IO, Any
 
 import pyarrow as pa
 
 #: Rows rendered per slice: bounds the memory of the text being built.
 SLICE_ROWS = 16_384
-#: Threads that build slices' text at once (``in_order``): Polars and Arrow leave the GIL
-#: while they build it, so a renderer can use both cores once the others are done.
-BUILD_THREADS = 2
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 def frame(findings: pa.Table) -> Any:
@@ -40,30 +32,6 @@ def slices(findings: pa.Table, order: pa.Array | None = None,
             yield findings.slice(start, rows)
         else:
             yield take_rows(batches, order.slice(start, rows))
-
-
-def in_order(build: Callable[[T], R], items: Iterable[T], threads: int | None = None
-             ) -> Iterator[R]:
-    """``build`` of each item, in the items' order, ``threads`` (BUILD_THREADS) of them
-    built at once: slice i + 1 is built while slice i is written. At most ``threads`` + 1
-    results are held (a slice's text each); an error is raised where its item comes.
-    """
-    threads = BUILD_THREADS if threads is None else threads
-    if threads <= 1:
-        yield from map(build, items)
-        return
-    queue: deque[Future[R]] = deque()
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="slice") as pool:
-        try:
-            for item in items:
-                queue.append(pool.submit(build, item))
-                if len(queue) > threads:
-                    yield queue.popleft().result()
-            while queue:
-                yield queue.popleft().result()
-        finally:
-            for fut in queue:  # stopped early (an error, or the caller let go)
-                fut.cancel()
 
 
 def take_rows(batches: list[pa.RecordBatch], indices: pa.Array) -> pa.Table:

@@ -8,14 +8,13 @@ Polars' CSV writer (quoting as needed, CRLF line ends, as Python's csv module do
 
 from __future__ import annotations
 
-import io
 from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from tidehunt.model.report import RunReport
-from tidehunt.render._polars import frame, in_order, slices
+from tidehunt.render._polars import frame, slices
 
 NAME = "csv_timeline"
 #: Renders in bulk (Polars), from the findings alone: started as soon as they are sorted,
@@ -74,13 +73,7 @@ def render(report: RunReport, findings: pa.Table, out: IO[bytes]) -> None:
     used = [c for c in ("ts", "rule_title", "level", "host", "channel", "event_id", "evidence",
                         "details", "summary", "rule_id", "tactics", "techniques")
             if c in findings.column_names]
-
-    def text(part: pa.Table) -> bytes:
+    for part in slices(findings.select(used), order, rows=SLICE_ROWS):
         df = frame(part).select(cells)
         df = df.select([_safe(pl.col(c)).alias(c) for c in COLUMNS])
-        buf = io.BytesIO()
-        df.write_csv(buf, include_header=False, line_terminator="\r\n")
-        return buf.getvalue()
-
-    for chunk in in_order(text, slices(findings.select(used), order, rows=SLICE_ROWS)):
-        out.write(chunk)
+        out.write(df.write_csv(include_header=False, line_terminator="\r\n").encode("utf-8"))

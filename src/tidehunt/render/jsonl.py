@@ -5,18 +5,17 @@ techniques, tactics, host, user, src, dst, channel, event_id, summary, details, 
 [{table, source_file, artefact, record_id, locator}], fields (the matched event).
 
 Lines are built in bulk with Polars' JSON encoder; ``fields`` is stored as JSON already
-and is spliced in, not parsed and re-serialised. Slices are built two at a time in
-threads (``_polars.in_order``) and written in order.
+and is spliced in, not parsed and re-serialised.
 """
 
 from __future__ import annotations
 
-from typing import IO, Any
+from typing import IO
 
 import pyarrow as pa
 
 from tidehunt.model.report import RunReport
-from tidehunt.render._polars import frame, in_order, iso_utc, slices, write_lines
+from tidehunt.render._polars import frame, iso_utc, slices, write_lines
 
 NAME = "jsonl"
 #: Renders in bulk (Polars), from the findings alone: started as soon as they are sorted,
@@ -29,22 +28,17 @@ SLICE_ROWS = 4096
 
 def render(report: RunReport, findings: pa.Table, out: IO[bytes]) -> None:
     """Write one JSON object per finding."""
-    del report
-    cols = [c for c in findings.column_names if c not in ("severity", "fields")]
-    for lines in in_order(lambda part: _lines(part, cols), slices(findings, rows=SLICE_ROWS)):
-        write_lines(lines, out, terminator="")
-
-
-def _lines(part: pa.Table, cols: list[str]) -> Any:
-    """The JSON lines of a slice of findings, each with its newline (a Polars Series)."""
     import polars as pl
 
-    df = frame(part)
-    df = df.with_columns(iso_utc(pl.col("ts")).alias("ts"),
-                         iso_utc(pl.col("ts_last")).alias("ts_last"))
-    body = pl.struct([pl.col(c) for c in cols]).struct.json_encode().str.head(-1)
-    fields = pl.col("fields").fill_null("")
-    fields = pl.when(fields == "").then(pl.lit("{}")).otherwise(fields)
-    # each line ends with its newline here: one copy of the slice's text fewer
-    return df.select(pl.concat_str([body, pl.lit(',"fields":'), fields, pl.lit("}\n")])
-                     ).to_series()
+    del report
+    cols = [c for c in findings.column_names if c not in ("severity", "fields")]
+    for part in slices(findings, rows=SLICE_ROWS):
+        df = frame(part)
+        df = df.with_columns(iso_utc(pl.col("ts")).alias("ts"),
+                             iso_utc(pl.col("ts_last")).alias("ts_last"))
+        body = pl.struct([pl.col(c) for c in cols]).struct.json_encode().str.head(-1)
+        fields = pl.col("fields").fill_null("")
+        fields = pl.when(fields == "").then(pl.lit("{}")).otherwise(fields)
+        # each line ends with its newline here: one copy of the slice's text fewer
+        lines = df.select(pl.concat_str([body, pl.lit(',"fields":'), fields, pl.lit("}\n")]))
+        write_lines(lines.to_series(), out, terminator="")
