@@ -12,6 +12,13 @@ so separate evidence), then measures, each in a fresh process:
   warm: the cold compile is reported once, separately), wall time and peak RSS of the process
   tree (sampled from /proc every 20 ms).
 
+With ``--repeat R`` each N is measured R times (parse-only and hunt alternately, so each
+ratio compares runs of the same minutes: this machine class drifts by up to 40% within an
+hour), and the table gives the fastest, median and slowest hunt. ``--baseline DIR`` runs
+the hunts of another checkout of tidehunt (its ``src/`` first on ``PYTHONPATH``, with this
+venv and the native flatten built in that checkout) interleaved with this one's, for a
+before/after comparison in the same minutes.
+
 Prints a Markdown table and writes bench/out/results.json.
 """
 
@@ -21,6 +28,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,6 +53,9 @@ if __name__ == "__main__":
         n = sum(pool.map(count, [files[i::w] for i in range(w)]))
     print(n, time.perf_counter() - t)
 """
+#: The tidehunt command, run by this venv's Python so that ``PYTHONPATH`` picks the tree
+#: measured (``--baseline``); the same as the ``tidehunt`` console script otherwise.
+HUNT = "import sys; from tidehunt.cli.main import main; sys.exit(main())"
 
 
 def tree_rss(pid: int) -> int:
@@ -72,19 +83,26 @@ def tree_rss(pid: int) -> int:
     return total
 
 
-def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str, int]:
+    """Wall seconds, sampled peak RSS of the process tree, output, and the largest
+    high-water mark of any one process in it (the kernel's ``ru_maxrss``: exact, where
+    the 20 ms samples can miss a short peak)."""
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     peak = 0
-    while proc.poll() is None:
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
         peak = max(peak, tree_rss(proc.pid))
         time.sleep(0.02)
+    proc.returncode = os.waitstatus_to_exitcode(status)
     out = proc.stdout.read() if proc.stdout else ""
     wall = time.perf_counter() - t
     if proc.returncode != 0:
         raise SystemExit(f"{cmd[:4]} failed ({proc.returncode}):\n{out[-3000:]}")
-    return wall, peak, out
+    return wall, peak, out, usage.ru_maxrss * 1024
 
 
 def main() -> None:
@@ -96,8 +114,21 @@ def main() -> None:
     ap.add_argument("--max-memory", default=None, metavar="SIZE",
                     help="pass --max-memory to the hunts (default: tidehunt's own, 2GB); "
                          "4GB matches while ingest runs")
+    ap.add_argument("--repeat", type=int, default=1, metavar="R",
+                    help="measure each N R times, alternating parse-only and hunt")
+    ap.add_argument("--baseline", default=None, metavar="DIR",
+                    help="another tidehunt checkout: its hunts interleaved with this one's")
     args = ap.parse_args()
     corpus = Path(args.corpus)
+    trees = {"this": None}
+    if args.baseline:
+        base = Path(args.baseline).resolve() / "src"
+        if not (base / "tidehunt" / "__init__.py").is_file():
+            raise SystemExit(f"{base}: no tidehunt package there")
+        if not list((base / "tidehunt").glob("_evtxflat*.so")):
+            raise SystemExit(f"{base}/tidehunt: the native flatten is not built there "
+                             "(run 'make .venv/.native' in that checkout, or copy the .so)")
+        trees["baseline"] = str(base)
     samples = corpus / "evtx" / "evtx-attack-samples"
     rules = [corpus / "sigma" / "rules" / "windows",
              corpus / "sigma" / "rules-threat-hunting" / "windows"]
@@ -116,9 +147,9 @@ def main() -> None:
         rule_args = [a for r in rules for a in ("--rules", str(r))]
         if args.max_memory:
             rule_args += ["--max-memory", args.max_memory]
-        cold, _, _ = run_measured([tidehunt, "-q", "--workers", str(args.workers), "hunt",
+        cold, _, _, _ = run_measured([tidehunt, "-q", "--workers", str(args.workers), "hunt",
                                    str(tiny), "-o", str(work / "tinycase"), *rule_args], env)
-        warm, _, _ = run_measured([tidehunt, "-q", "--workers", str(args.workers), "hunt",
+        warm, _, _, _ = run_measured([tidehunt, "-q", "--workers", str(args.workers), "hunt",
                                    str(tiny), "-o", str(work / "tinycase2"), *rule_args], env)
         n_rules = sum(1 for r in rules for _ in r.rglob("*.yml"))
         print(f"fixed cost, 1 small file: cold (compiles {n_rules} rule files) {cold:.2f}s, "
@@ -134,38 +165,69 @@ def main() -> None:
                     files.append(str(dst))
             listing = work / f"files{n}.txt"
             listing.write_text("\n".join(files))
-            pw, _, pout = run_measured([sys.executable, "-c", PARSE, str(args.workers),
-                                        str(listing)], env)
-            events = int(pout.split()[0])
-            case = work / f"case{n}"
-            hw, peak, _ = run_measured([tidehunt, "-q", "--workers", str(args.workers),
-                                        "hunt", str(ev), "-o", str(case), *rule_args], env)
-            report = json.loads((case / "report.json").read_text())
-            r = {"copies": n, "files": len(files), "events": events,
-                 "parse_only_s": round(pw, 2), "hunt_s": round(hw, 2),
-                 "events_per_s": round(events / hw), "ratio_hunt_to_parse": round(hw / pw, 2),
-                 "peak_rss_mib": round(peak / 2**20), "findings": report["findings_count"],
-                 "rules_active": report["stats"]["sigma"]["rules_active"],
-                 "stages_s": report["stats"]["seconds"],
-                 "match": report["stats"]["memory"]["match"]}
-            results.append(r)
-            print(json.dumps(r))
+            for run in range(args.repeat):
+                pw, _, pout, _ = run_measured([sys.executable, "-c", PARSE, str(args.workers),
+                                            str(listing)], env)
+                events = int(pout.split()[0])
+                # alternate which tree goes first: no order effect (caches, drift) in one
+                for tree, src in (list(trees.items()) if run % 2 == 0
+                                  else list(trees.items())[::-1]):
+                    case = work / f"case{n}"
+                    shutil.rmtree(case, ignore_errors=True)
+                    tenv = env if src is None else dict(
+                        env, PYTHONPATH=os.pathsep.join([src, *filter(None, [
+                            env.get("PYTHONPATH")])]))
+                    hw, peak, _, hwm = run_measured(
+                        [sys.executable, "-c", HUNT, "-q", "--workers", str(args.workers),
+                         "hunt", str(ev), "-o", str(case), *rule_args], tenv)
+                    report = json.loads((case / "report.json").read_text())
+                    r = {"copies": n, "tree": tree, "run": run + 1, "files": len(files),
+                         "events": events, "parse_only_s": round(pw, 2),
+                         "hunt_s": round(hw, 2), "events_per_s": round(events / hw),
+                         "ratio_hunt_to_parse": round(hw / pw, 2),
+                         "peak_rss_mib": round(peak / 2**20),
+                         "peak_process_hwm_mib": round(hwm / 2**20),
+                         "findings": report["findings_count"],
+                         "rules_active": report["stats"]["sigma"]["rules_active"],
+                         "stages_s": report["stats"]["seconds"],
+                         "match": report["stats"]["memory"]["match"]}
+                    results.append(r)
+                    print(json.dumps(r), flush=True)
             if not args.keep:
                 shutil.rmtree(ev)
-                shutil.rmtree(case)
+                shutil.rmtree(work / f"case{n}", ignore_errors=True)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    print("\n| copies | events | parse-only s | hunt s | events/s | hunt/parse | peak RSS MiB "
-          "| findings |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| copies | tree | runs | events | parse-only s | hunt s (fastest / median / "
+          "slowest) | events/s (fastest) | hunt/parse | peak RSS MiB (tree, sampled) | largest "
+          "process high-water MiB | findings |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for (n, tree), rs in groupby_key(results).items():
+        hunts = sorted(r["hunt_s"] for r in rs)
+        ratios = sorted(r["ratio_hunt_to_parse"] for r in rs)
+        parse = sorted(r["parse_only_s"] for r in rs)
+        print(f"| {n} | {tree} | {len(rs)} | {rs[0]['events']:,} | "
+              f"{span(parse)} | {hunts[0]} / {statistics.median(hunts):.2f} / {hunts[-1]} | "
+              f"{max(r['events_per_s'] for r in rs):,} | {span(ratios)} | "
+              f"{span(sorted(r['peak_rss_mib'] for r in rs))} | "
+              f"{span(sorted(r['peak_process_hwm_mib'] for r in rs))} | {rs[0]['findings']:,} |")
+
+
+def groupby_key(results: list[dict]) -> dict[tuple[int, str], list[dict]]:
+    """The results per (copies, tree), in the order met."""
+    out: dict[tuple[int, str], list[dict]] = {}
     for r in results:
-        print(f"| {r['copies']} | {r['events']:,} | {r['parse_only_s']} | {r['hunt_s']} | "
-              f"{r['events_per_s']:,} | {r['ratio_hunt_to_parse']} | {r['peak_rss_mib']} | "
-              f"{r['findings']:,} |")
+        out.setdefault((r["copies"], r["tree"]), []).append(r)
+    return out
+
+
+def span(values: list) -> str:
+    """'a' or 'a-b' for sorted values."""
+    return f"{values[0]}" if values[0] == values[-1] else f"{values[0]}-{values[-1]}"
 
 
 if __name__ == "__main__":
