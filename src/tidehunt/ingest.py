@@ -119,8 +119,11 @@ def iter_files(evidence: Iterable[str], ctx: RunContext) -> Iterator[tuple[Path,
         p = Path(given)
         if p.is_dir():
             real_root = p.resolve()
+            shown = str(p)
             for rel, size in _walk(p, ctx):
-                yield real_root / rel, str(p / rel), size
+                # str(p / rel), without a second Path per file (rel is plain names)
+                shown_rel = rel if shown == "." else os.path.join(shown, rel)  # noqa: PTH118
+                yield real_root / rel, shown_rel, size
         elif p.is_file():
             yield p.resolve(), given, p.stat().st_size
         else:
@@ -128,28 +131,44 @@ def iter_files(evidence: Iterable[str], ctx: RunContext) -> Iterator[tuple[Path,
                      [given], path=given)
 
 
-def _walk(root: Path, ctx: RunContext, rel: str = "") -> Iterator[tuple[str, int]]:
-    """Relative paths and sizes of the regular files under ``root`` (sorted, no links)."""
-    here = root / rel if rel else root
-    try:
-        with os.scandir(here) as it:
-            entries = sorted(it, key=lambda e: e.name)
-    except OSError as exc:
-        ctx.warn("-", "ingest", f"folder not readable: {exc.strerror}", [str(here)],
-                 path=str(here))
-        return
-    for e in entries:
+def _walk(root: Path, ctx: RunContext) -> Iterator[tuple[str, int]]:
+    """Relative paths and sizes of the regular files under ``root`` (sorted, no links).
+
+    One generator for the whole tree, folders on a stack of their sorted entries (a
+    generator per folder level cost 0.06 s of the 21,200 files' 0.24 s walk, each file
+    passed up through every level); files come as they are found, so that the workers
+    can be started early in the walk of a large tree.
+    """
+
+    def entries(rel: str) -> Iterator[os.DirEntry[str]]:
+        here = root / rel if rel else root
+        try:
+            with os.scandir(here) as it:
+                return iter(sorted(it, key=lambda e: e.name))
+        except OSError as exc:
+            ctx.warn("-", "ingest", f"folder not readable: {exc.strerror}", [str(here)],
+                     path=str(here))
+            return iter(())
+
+    stack: list[tuple[str, Iterator[os.DirEntry[str]]]] = [("", entries(""))]
+    while stack:
+        rel, it = stack[-1]
+        e = next(it, None)
+        if e is None:
+            stack.pop()
+            continue
         sub = f"{rel}/{e.name}" if rel else e.name
         if e.is_symlink():
             ctx.warn("-", "ingest", "symbolic link not followed", [str(root / sub)],
                      path=str(root / sub))
         elif e.is_dir(follow_symlinks=False):
-            yield from _walk(root, ctx, sub)
+            stack.append((sub, entries(sub)))
         elif e.is_file(follow_symlinks=False):
             try:
-                yield sub, e.stat(follow_symlinks=False).st_size
+                size = e.stat(follow_symlinks=False).st_size
             except OSError:
-                yield sub, 0  # gone or unreadable: _scan reports it
+                size = 0  # gone or unreadable: _scan reports it
+            yield sub, size
 
 
 def _scan(path: Path, buf: memoryview | None = None) -> tuple[int, str, bytes] | OSError:

@@ -363,3 +363,47 @@ def test_tasks_are_sized_by_the_evidence_not_yet_in_the_case(tmp_path):
     assert fresh_bytes(files, store) == a.stat().st_size + b.stat().st_size
     empty = CaseStore(tmp_path / "case2", create=True)
     assert fresh_bytes(files, empty) == sum(f[2] for f in files)
+
+
+def test_iter_files_sorted_no_links_displayed_as_given(tmp_path, monkeypatch):
+    """The walk against a Path oracle: every regular file once, in sorted order (a folder's
+    files at its place among its siblings), links reported and not followed, and each
+    file shown as the folder was given joined with its relative path."""
+    import os
+
+    from tidehunt.ingest import iter_files
+
+    ev = tmp_path / "ev"
+    for rel in ("b/z.evtx", "b/a/y.json", "a.json", "c/d/e/f.log", "B.txt", "b0"):
+        (ev / rel).parent.mkdir(parents=True, exist_ok=True)
+        (ev / rel).write_bytes(b"x" * len(rel))
+    (ev / "c" / "empty").mkdir()
+    os.symlink(ev / "a.json", ev / "link.json")
+    os.symlink(ev / "b", ev / "c" / "linkdir")
+
+    def oracle(given: str) -> list[tuple[str, str, int]]:
+        root = Path(given)
+        out = []
+
+        def walk(d: Path) -> None:
+            for e in sorted(d.iterdir(), key=lambda x: x.name):
+                if e.is_symlink():
+                    continue
+                if e.is_dir():
+                    walk(e)
+                else:
+                    out.append((str(root.resolve() / e.relative_to(root)),
+                                str(root / e.relative_to(root)), e.stat().st_size))
+        walk(root)
+        return out
+
+    monkeypatch.chdir(tmp_path)
+    for given in (str(ev), str(ev) + "/", "ev", "./ev/", "ev/../ev"):
+        ctx = RunContext()
+        got = [(str(r), d, n) for r, d, n in iter_files([given], ctx)]
+        assert got == oracle(given), given
+        links = sorted(x for w in ctx.take_warnings() for x in w.locators)
+        assert sorted(Path(x).name for x in links) == ["link.json", "linkdir"]
+    monkeypatch.chdir(ev)
+    got = [(str(r), d, n) for r, d, n in iter_files(["."], RunContext())]
+    assert got == oracle(".") and got[0][1] == "B.txt"  # "./B.txt" was never shown
