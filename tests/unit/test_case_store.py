@@ -369,7 +369,6 @@ def test_iter_files_sorted_no_links_displayed_as_given(tmp_path, monkeypatch):
     """The walk against a Path oracle: every regular file once, in sorted order (a folder's
     files at its place among its siblings), links reported and not followed, and each
     file shown as the folder was given joined with its relative path."""
-    import os
 
     from tidehunt.ingest import iter_files
 
@@ -378,8 +377,8 @@ def test_iter_files_sorted_no_links_displayed_as_given(tmp_path, monkeypatch):
         (ev / rel).parent.mkdir(parents=True, exist_ok=True)
         (ev / rel).write_bytes(b"x" * len(rel))
     (ev / "c" / "empty").mkdir()
-    os.symlink(ev / "a.json", ev / "link.json")
-    os.symlink(ev / "b", ev / "c" / "linkdir")
+    (ev / "link.json").symlink_to(ev / "a.json")
+    (ev / "c" / "linkdir").symlink_to(ev / "b")
 
     def oracle(given: str) -> list[tuple[str, str, int]]:
         root = Path(given)
