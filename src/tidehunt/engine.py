@@ -11,9 +11,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -428,6 +430,10 @@ def sort_findings(box: list[pa.Table]) -> pa.Table:
     so no more than one column is ever held twice; a large column (the fields JSON) of
     several chunks is taken a slice of SLICE_ROWS at a time from the chunks holding the
     rows (``take_rows``), never joined into one first (the others are: it is faster).
+
+    Findings nearly in order already (runs of SORTED_RUN_ROWS rows on average: the Sigma
+    findings, built in this order, among a few of the other detectors') are sliced into
+    place instead, nothing copied: at 100x the fields JSON alone is 148 MiB.
     """
     from pyarrow import compute as pc
 
@@ -437,6 +443,12 @@ def sort_findings(box: list[pa.Table]) -> pa.Table:
     findings = box.pop()
     order = pc.sort_indices(findings, [("ts", "ascending"), ("finding_id", "ascending")])
     schema = findings.schema
+    runs = _runs(order.to_numpy())
+    if runs is not None:  # nearly in order already (the Sigma findings are built so)
+        return pa.Table.from_arrays(
+            [pa.chunked_array([c for a, n in runs for c in col.slice(a, n).chunks if len(c)],
+                              f.type) for f, col in zip(schema, findings.columns, strict=True)],
+            schema=schema)
     cols: list[pa.ChunkedArray | None] = list(findings.columns)
     del findings
     out: list[pa.ChunkedArray | None] = [None] * len(cols)
@@ -466,6 +478,23 @@ def sort_findings(box: list[pa.Table]) -> pa.Table:
         if fut is not None:
             fut.result()
     return pa.Table.from_arrays(out, schema=schema)
+
+
+#: ``sort_findings`` slices the table instead of taking from it when the order is made
+#: of runs of consecutive rows at least this long on average.
+SORTED_RUN_ROWS = 1024
+
+
+def _runs(order: np.ndarray) -> list[tuple[int, int]] | None:
+    """(first row, rows) of each run of consecutive rows in ``order``, when they are few
+    (SORTED_RUN_ROWS rows a run on average); else None."""
+    if not len(order):
+        return None
+    starts = np.flatnonzero(np.diff(order) != 1) + 1
+    if (len(starts) + 1) * SORTED_RUN_ROWS > len(order):
+        return None
+    bounds = np.concatenate([[0], starts, [len(order)]])
+    return [(int(order[a]), b - a) for a, b in pairwise(bounds.tolist())]
 
 
 def write_findings(store: CaseStore, findings: pa.Table) -> None:

@@ -61,3 +61,38 @@ def test_finding_ids_in_bulk_are_finding_id_of_each_pair():
     got = finding_ids(rules, [r for r, _ in pairs], evidence, [e for _, e in pairs])
     assert got == [finding_id(rules[r], [evidence[e]]) for r, e in pairs]
     assert len(set(got)) == 4 and all(len(x) == 16 for x in got)
+
+
+@pytest.mark.parametrize(("others", "sliced"), [(0, True), (1, True), (12, True), (60, False)])
+def test_nearly_sorted_findings_are_sliced_into_place(others, sliced):
+    """Findings in order but for a few rows of other detectors (as the Sigma findings are
+    built, with the analytics' after them): the whole-table sort, with nothing copied."""
+    t = _findings(40_000, 7_000)
+    t = t.take(pc.sort_indices(t, [("ts", "ascending"), ("finding_id", "ascending")]))
+    t = pa.Table.from_batches(t.to_batches(max_chunksize=16_384), FINDINGS_SCHEMA)
+    rng = np.random.default_rng(5)
+    extra = _findings(40_000, 40_000).take(pa.array(rng.choice(40_000, others, replace=False)))
+    extra = extra.set_column(extra.column_names.index("finding_id"), "finding_id",
+                             pa.array([f"zz{i:014x}" for i in range(others)]))
+    both = pa.concat_tables([t, extra]) if others else t
+    want = both.combine_chunks().take(
+        pc.sort_indices(both, [("ts", "ascending"), ("finding_id", "ascending")]))
+    source = {c.buffers()[2].address for c in both.column("fields").chunks}
+    got = sort_findings([both])
+    assert got.schema == FINDINGS_SCHEMA
+    assert got.equals(want)
+    # sliced, not taken: every chunk of the fields JSON is a view of the input's text;
+    # 60 rows among 40,000 make 121 runs, too many: taken as before
+    views = {c.buffers()[2].address for c in got.column("fields").chunks} <= source
+    assert views == sliced
+
+
+def test_runs_only_when_few():
+    from tidehunt.engine import SORTED_RUN_ROWS, _runs
+
+    assert _runs(np.arange(10_000)) == [(0, 10_000)]
+    order = np.concatenate([np.arange(5_000), [9_999], np.arange(5_000, 9_999)])
+    assert _runs(order) == [(0, 5_000), (9_999, 1), (5_000, 4_999)]
+    assert _runs(np.random.default_rng(1).permutation(10_000)) is None
+    assert _runs(np.arange(SORTED_RUN_ROWS - 1)) is None  # one short run: taken as before
+    assert _runs(np.zeros(0, np.int64)) is None

@@ -154,30 +154,39 @@ def build_findings(plan: Plan, res: MatchResult, emit: set[int], *, with_hits: b
     })
     del hidx, sel
     keep = np.flatnonzero(np.isin(rule, np.fromiter(emit, np.int64, len(emit))))
-    kev = pa.array(he[keep])
-    found_evidence = evidence.take(kev)
-    del evidence, arts, locs
     found_ids = fids.take(pa.array(keep))
     del fids
-    # each event column is dropped once taken per finding: the per-event fields JSON and
-    # the per-finding copy of it are the largest arrays, and only one of each is alive
+    # the findings in the run's order (time, then finding ID: ``engine.sort_findings``):
+    # their fields JSON, most of their bytes, is taken from the events once, in that
+    # order, and the sort then finds these rows in place and copies nothing
+    order = pc.sort_indices(pa.table({"ts": ev["ts"].take(pa.array(he[keep])),
+                                      "id": found_ids}),
+                            [("ts", "ascending"), ("id", "ascending")])
+    keep = keep[order.to_numpy()]
+    found_ids = found_ids.take(order)
+    kev = pa.array(he[keep])
+    found_evidence = evidence.take(kev)
+    del evidence, arts, locs, order
+    # each event column is dropped once taken per finding; the per-event fields JSON is
+    # joined once, then let go of as soon as the findings' copy of it is taken
     used = ("ts", "host", "channel", "event_id", "det", "det6", "user", "src", "dst")
     per_finding: dict[str, pa.Array | pa.ChunkedArray] = {
-        "fields": _take_in_order(fields, starts, he[keep], release=True)}
+        "fields": _take_by_slices(fields, he[keep])}
+    del fields
     per_finding |= {k: ev.pop(k).take(kev) for k in used}
     ev.clear()
     return _findings(plan, rule[keep], per_finding, found_ids, found_evidence), hits
 
 
-#: Rows per chunk of a finding column taken from its events (``_take_in_order``).
+#: Rows per chunk of a finding column taken from its events (``_take_in_order``,
+#: ``_take_by_slices``).
 TAKE_ROWS = 16_384
 
 
-def _take_in_order(chunks: list[pa.Array | None], starts: np.ndarray, indices: np.ndarray,
-                   *, release: bool = False) -> pa.ChunkedArray:
+def _take_in_order(chunks: list[pa.Array | None], starts: np.ndarray, indices: np.ndarray
+                   ) -> pa.ChunkedArray:
     """The values at ``indices`` (ascending) of ``chunks`` put end to end (``starts``: where
-    each begins), as chunks of at most TAKE_ROWS rows; with ``release``, each chunk is let
-    go of (set to None) once taken from.
+    each begins), as chunks of at most TAKE_ROWS rows.
 
     One take of a large text column grows its output buffer by doubling and copying:
     the fields JSON of 110,600 findings (150 MiB) took ~300 MiB at the peak of the take.
@@ -192,10 +201,20 @@ def _take_in_order(chunks: list[pa.Array | None], starts: np.ndarray, indices: n
             for a in range(lo, hi, TAKE_ROWS):
                 out.append(values.take(pa.array(indices[a:min(hi, a + TAKE_ROWS)]
                                                 - starts[j])))
-        if release:
-            chunks[j] = None
         del values
     return pa.chunked_array(out, pa.string())
+
+
+def _take_by_slices(chunks: list[pa.Array | None], indices: np.ndarray) -> pa.ChunkedArray:
+    """The values at ``indices`` (in any order) of ``chunks`` put end to end, as chunks
+    of at most TAKE_ROWS rows, each one take from the chunks joined once (``chunks`` is
+    emptied: each goes once joined; a take per slice sizes its output once, where one
+    take of the whole column grows it by doubling and copying)."""
+    values = pa.concat_arrays([c for c in chunks if c is not None]) if any(
+        c is not None for c in chunks) else pa.array([], pa.string())
+    chunks.clear()
+    return pa.chunked_array([values.take(pa.array(indices[a:a + TAKE_ROWS]))
+                             for a in range(0, len(indices), TAKE_ROWS)], pa.string())
 
 
 #: Parts made ready ahead of the one in use (each by a thread of its own; 2 took 0.3 s
