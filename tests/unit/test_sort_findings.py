@@ -96,3 +96,24 @@ def test_runs_only_when_few():
     assert _runs(np.random.default_rng(1).permutation(10_000)) is None
     assert _runs(np.arange(SORTED_RUN_ROWS - 1)) is None  # one short run: taken as before
     assert _runs(np.zeros(0, np.int64)) is None
+
+
+def test_take_by_slices_is_the_take_of_the_joined_chunks(monkeypatch):
+    """The findings' fields JSON taken from the events' arrays in any order: the values
+    of one take from them all joined, as string chunks of at most TAKE_ROWS rows."""
+    from tidehunt.detect.sigma import findings
+
+    monkeypatch.setattr(findings, "TAKE_ROWS", 7)
+    rng = np.random.default_rng(11)
+    chunks = [pa.array([f'{{"part":{p},"row":{r}}}' if r % 5 else None for r in range(n)],
+                       pa.string())
+              for p, n in enumerate([13, 0, 1, 29, 8])]
+    joined = pa.concat_arrays(chunks)
+    idx = rng.integers(0, len(joined), 60)  # in any order, some events more than once
+    held = list(chunks)
+    got = findings._take_by_slices(held, idx)
+    assert held == []  # let go of once joined
+    assert got.type == pa.string()
+    assert [len(c) for c in got.chunks] == [7] * 8 + [4]
+    assert got.to_pylist() == joined.take(pa.array(idx)).to_pylist()
+    assert findings._take_by_slices([], np.zeros(0, np.int64)).to_pylist() == []

@@ -123,8 +123,8 @@ def build_findings(plan: Plan, res: MatchResult, emit: set[int], *, with_hits: b
     he = np.concatenate(hit_event) if hit_event else np.zeros(0, np.int64)
     # the fields JSON stays in its parts' arrays: hits are in event order, so each part's
     # hits take from its own array, which then goes (never one joined copy of them all)
-    fields: list[pa.Array | None] = list(per_event.pop("fields"))
-    starts = np.cumsum([0] + [len(f) for f in fields if f is not None])
+    fields: list[pa.Array] = list(per_event.pop("fields"))
+    starts = np.cumsum([0] + [len(f) for f in fields])
     ev = _event_table(ev_tables, per_event)
     ids = [r["id"] or r["title"] for r in plan.rules]
     arts = ev["artefact"].to_pylist()
@@ -183,7 +183,7 @@ def build_findings(plan: Plan, res: MatchResult, emit: set[int], *, with_hits: b
 TAKE_ROWS = 16_384
 
 
-def _take_in_order(chunks: list[pa.Array | None], starts: np.ndarray, indices: np.ndarray
+def _take_in_order(chunks: list[pa.Array], starts: np.ndarray, indices: np.ndarray
                    ) -> pa.ChunkedArray:
     """The values at ``indices`` (ascending) of ``chunks`` put end to end (``starts``: where
     each begins), as chunks of at most TAKE_ROWS rows.
@@ -194,26 +194,27 @@ def _take_in_order(chunks: list[pa.Array | None], starts: np.ndarray, indices: n
     """
     out: list[pa.Array] = []
     bounds = np.searchsorted(indices, starts)
-    for j in range(len(starts) - 1):
-        values = chunks[j]
+    for j, values in enumerate(chunks):
         lo, hi = int(bounds[j]), int(bounds[j + 1])
-        if values is not None:
-            for a in range(lo, hi, TAKE_ROWS):
-                out.append(values.take(pa.array(indices[a:min(hi, a + TAKE_ROWS)]
-                                                - starts[j])))
-        del values
+        for a in range(lo, hi, TAKE_ROWS):
+            out.append(values.take(pa.array(indices[a:min(hi, a + TAKE_ROWS)] - starts[j])))
     return pa.chunked_array(out, pa.string())
 
 
-def _take_by_slices(chunks: list[pa.Array | None], indices: np.ndarray) -> pa.ChunkedArray:
-    """The values at ``indices`` (in any order) of ``chunks`` put end to end, as chunks
-    of at most TAKE_ROWS rows, each one take from the chunks joined once (``chunks`` is
-    emptied: each goes once joined; a take per slice sizes its output once, where one
-    take of the whole column grows it by doubling and copying)."""
-    values = pa.concat_arrays([c for c in chunks if c is not None]) if any(
-        c is not None for c in chunks) else pa.array([], pa.string())
+def _take_by_slices(chunks: list[pa.Array], indices: np.ndarray) -> pa.ChunkedArray:
+    """The values at ``indices`` (in any order) of the text arrays ``chunks`` put end to
+    end, as chunks of at most TAKE_ROWS rows, each one take from the chunks joined once.
+
+    ``chunks`` is emptied (each array goes once joined). They are joined as large strings
+    (64-bit offsets: the events' JSON of a large case can pass 2 GiB, more than one
+    ``string`` array holds) and each slice taken is a ``string`` array again. A take per
+    slice sizes its output once, where one take of the whole column grows it by doubling
+    and copying.
+    """
+    values = pa.concat_arrays([c.cast(pa.large_string()) for c in chunks]) if chunks \
+        else pa.array([], pa.large_string())
     chunks.clear()
-    return pa.chunked_array([values.take(pa.array(indices[a:a + TAKE_ROWS]))
+    return pa.chunked_array([values.take(pa.array(indices[a:a + TAKE_ROWS])).cast(pa.string())
                              for a in range(0, len(indices), TAKE_ROWS)], pa.string())
 
 
