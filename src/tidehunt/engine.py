@@ -433,7 +433,7 @@ def sort_findings(box: list[pa.Table]) -> pa.Table:
 
     Findings nearly in order already (runs of SORTED_RUN_ROWS rows on average: the Sigma
     findings, built in this order, among a few of the other detectors') are sliced into
-    place instead, nothing copied: at 100x the fields JSON alone is 148 MiB.
+    place instead, nothing copied (the fields JSON is most of the findings' bytes).
     """
     from pyarrow import compute as pc
 
