@@ -64,7 +64,8 @@ def load_intel(paths: list[str], store: CaseStore, ctx: RunContext, *,
         for f in files:
             out.files.append(_one(f, given if f == p else str(f), store, ctx,
                                   f == bundled_pack()))
-    store.write_catalogue()
+    if any(f["status"] != "already in case" for f in out.files):
+        store.write_catalogue()  # (0.03 s of every hunt when nothing was added)
     return out
 
 

@@ -193,6 +193,14 @@ def has_table(con: Any, name: str) -> bool:
     return bool(rows)
 
 
+def table_names(con: Any) -> frozenset[str]:
+    """Every table and view the connection sees now, in one query: ``has_table`` of each
+    name, for a check of many names at once (a query of ``information_schema`` costs
+    about a millisecond, and the analytics' applicability asked 130 of them)."""
+    return frozenset(r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables").fetchall())
+
+
 def query(con: Any, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
     """Rows of a query as dicts."""
     rel = con.execute(sql, params or [])

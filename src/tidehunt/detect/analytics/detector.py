@@ -18,7 +18,13 @@ import pyarrow as pa
 from tidehunt import registry
 from tidehunt.case.store import CaseStore
 from tidehunt.context import RunContext
-from tidehunt.detect.analytics.base import IN_BUCKET_LOCAL, Analytic, Prepared, has_table
+from tidehunt.detect.analytics.base import (
+    IN_BUCKET_LOCAL,
+    Analytic,
+    Prepared,
+    has_table,
+    table_names,
+)
 from tidehunt.detect.base import Detector
 from tidehunt.intel.live import IntelOptions, live_table, warn_net_table
 from tidehunt.intel.warninglist import Warninglist
@@ -85,8 +91,9 @@ def prepare(con: Any, org: OrgProfile | None,
     listed networks). Returns intel stats."""
     for name, table in (org or OrgProfile()).tables().items():
         con.register(name, table)
+    case = table_names(con)  # the case's views (what is registered here is not asked for)
     stats: dict[str, Any] = {}
-    if has_table(con, "indicator"):
+    if "indicator" in case:
         rows = con.sql(
             "SELECT type, value, source, first_seen, last_seen, valid_until, confidence, "
             "context, source_file, _artefact, _locator FROM indicator").to_arrow_table()
@@ -96,25 +103,25 @@ def prepare(con: Any, org: OrgProfile | None,
         con.register("intel_live", live)
         con.register("intel_warn_net", warn_net_table(wl))
         stats = asdict(st)
-    if has_table(con, "inventory"):
+    if "inventory" in case:
         con.register("vuln_exposure", exposure_table(con, kev))
-    if has_table(con, "auth"):
+    if "auth" in case:
         from tidehunt.identity import class_table, geo_table, load_risky
 
         ips = [r[0] for r in con.execute("SELECT DISTINCT src_ip FROM auth "
                                          "WHERE src_ip IS NOT NULL").fetchall()]
         con.register("auth_geo", geo_table(ips, geoip))
         con.register("auth_ip_class", class_table(ips, load_risky(risky)))
-    _prepare_network(con, org, risky, work)
-    if has_table(con, "mail"):
+    _prepare_network(con, org, risky, work, case)
+    if "mail" in case:
         con.execute(_OWN_DOMAIN_SQL)
-    if has_table(con, "file"):  # web-root analytics read files of scanned folders only
+    if "file" in case:  # web-root analytics read files of scanned folders only
         con.execute(WEBROOT_FILE_SQL)
     return stats
 
 
 def _prepare_network(con: Any, org: OrgProfile | None, risky: str | None,
-                     work: Path | None = None) -> None:
+                     work: Path | None = None, case: frozenset[str] | None = None) -> None:
     """``net_flow`` and ``net_cloud`` (connections and proxied requests named by server
     and cloud service), ``net_addr`` (zone, public, risky list of every address seen) and
     ``host_ip`` (names of addresses)."""
@@ -130,8 +137,8 @@ def _prepare_network(con: Any, org: OrgProfile | None, risky: str | None,
         net_flow_sql,
     )
 
-    have = {t for t in ("net_conn", "proxy", "tls", "http", "dns", "windows")
-            if has_table(con, t)}
+    case = table_names(con) if case is None else case
+    have = {"net_conn", "proxy", "tls", "http", "dns", "windows"} & case
     for macro in calendar_macros(org):
         con.execute(macro)
     if have & {"net_conn", "proxy"}:
@@ -313,13 +320,14 @@ class AnalyticsDetector(Detector):
 
                 job = SparkCase(session(opt.spark), store, opt.since, opt.until)
             todo: dict[str, type[Analytic]] = {}
+            tables = table_names(con)
             for name, cls in analytics().items():
                 if cls.META.id.lower() in excluded or name in excluded:
                     self.stats.excluded += 1
                     continue
-                missing = sorted(t for t in cls.READS if not has_table(con, t))
+                missing = sorted(t for t in cls.READS if t not in tables)
                 anyof: frozenset[str] = cls.READS_ANY
-                if anyof and not any(has_table(con, t) for t in anyof):
+                if anyof and not any(t in tables for t in anyof):
                     missing.append(" or ".join(sorted(anyof)))
                 if missing:
                     self.stats.not_applicable.append(

@@ -13,7 +13,14 @@ from typing import Any, ClassVar
 import pyarrow as pa
 
 from tidehunt.context import RunContext
-from tidehunt.detect.analytics.base import Analytic, findings_from_rows, has_table, meta, query
+from tidehunt.detect.analytics.base import (
+    Analytic,
+    findings_from_rows,
+    has_table,
+    meta,
+    query,
+    table_names,
+)
 from tidehunt.detect.spark_tables import SparkCase, duckdb_map
 from tidehunt.model.finding import Finding
 from tidehunt.model.rule import RuleMeta
@@ -237,8 +244,9 @@ def observations(con: Any) -> dict[str, list[str]]:
     #: (table, host, src, loc) -> [(kind, expr)]: one scan of the table for them all
     scans: dict[tuple[str, str, str, str], list[tuple[str, str]]] = {}
     cols: dict[str, dict[str, str]] = {}
+    tables = table_names(con)
     for table, kind, expr, host in TARGETS:
-        if not has_table(con, table):
+        if table not in tables:
             continue
         if table not in cols:
             cols[table] = {r[0].lower(): r[0] for r in con.execute(
