@@ -8,6 +8,11 @@ STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 NATIVE := $(VENV)/.native
 NATIVE_SRC := $(wildcard native/evtxflat/src/*.rs) native/evtxflat/Cargo.toml
+# The editable install leaves tidehunt's own modules uncompiled (pip compiles only what it
+# copies), and where PYTHONDONTWRITEBYTECODE is set (containers, CI) every process then
+# compiles them from source: 0.3-0.6 s of a 10x benchmark hunt. Compiled before each
+# target; only changed files are (0.05 s when none are).
+PYC := $(BIN)/python -m compileall -q src/tidehunt > /dev/null
 
 .PHONY: demo test lint bench fuzz clean
 FUZZ_SECONDS ?= 60
@@ -31,10 +36,12 @@ $(NATIVE): $(NATIVE_SRC) | $(STAMP)
 	@touch $@
 
 demo: $(STAMP) $(NATIVE)
+	@$(PYC)
 	$(BIN)/tidehunt demo -o demo-case
 	@echo "Report: demo-case/case/report.html (and report.json), timeline: demo-case/case/timeline.csv"
 
 test: $(TSTAMP) $(NATIVE)
+	@$(PYC)
 	@scripts/install-chromium.sh
 	$(BIN)/python -m pytest -q
 
@@ -48,6 +55,7 @@ fuzz: $(TSTAMP)
 	PYTHONPATH=. $(BIN)/python fuzz/run.py --seconds $(FUZZ_SECONDS)
 
 bench: $(STAMP) $(NATIVE)
+	@$(PYC)
 	$(BIN)/python bench/bench_hunt.py
 
 clean:
