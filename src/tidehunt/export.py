@@ -89,14 +89,15 @@ def export(paths: Sequence[str], target: str) -> ExportResult:
     result = ExportResult(target, language)
     import yaml
 
+    from tidehunt.detect.sigma.compile import yaml_docs
     from tidehunt.yamlconf import MAX_VALUES, expanded_size
 
-    texts: list[str] = []
+    all_docs: list[Any] = []
     origin: dict[str, str] = {}  # rule id -> file it came from
     for rf in _files(paths):
         text = rf.data.decode("utf-8", "replace")
         try:
-            docs = list(yaml.safe_load_all(text))
+            docs = yaml_docs(text)
         except yaml.YAMLError as exc:
             result.failed.append({"path": rf.display, "id": "", "title": "",
                                   "reason": f"not valid YAML: {str(exc).splitlines()[0]}"})
@@ -109,10 +110,10 @@ def export(paths: Sequence[str], target: str) -> ExportResult:
         for d in docs:
             if isinstance(d, dict) and d.get("id"):
                 origin[str(d["id"])] = rf.display
-        texts.append(text)
+        all_docs += docs
     # one collection, so correlation rules find the rules they name
     try:
-        merged = SigmaCollection.from_yaml("\n---\n".join(texts), collect_errors=True)
+        merged = SigmaCollection.from_dicts(all_docs, collect_errors=True)
     except SigmaError as exc:
         result.failed.append({"path": "", "id": "", "title": "",
                               "reason": f"not valid Sigma: {exc}"})

@@ -15,13 +15,14 @@ import pyarrow as pa
 import yaml
 
 from tidehunt.errors import ConfigError
+from tidehunt.yamlconf import load_bundled
 
 
 @cache
 def _bundled() -> dict[str, Any]:
     text = (resources.files("tidehunt") / "data" / "network" / "cloud_services.yml"
             ).read_text("utf-8")
-    return dict(yaml.safe_load(text))
+    return dict(load_bundled(text))
 
 
 def _docs(extra: str | None) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-import yaml
+from tidehunt.yamlconf import load_bundled
 
 #: Non-Sigma detectors named in the coverage model, with the issue that builds each one.
 DETECTORS: dict[str, dict[str, str]] = {
@@ -60,7 +60,7 @@ LABELS = {"fired": "covered and fired in this case",
 def load_coverage() -> dict[str, Any]:
     """The bundled coverage model (parsed once; treat as read-only)."""
     text = resources.files("tidehunt").joinpath("data/coverage/apt40.yml").read_text("utf-8")
-    doc: dict[str, Any] = yaml.safe_load(text)
+    doc: dict[str, Any] = load_bundled(text)
     return doc
 
 
@@ -234,7 +234,7 @@ def load_defence_layers() -> dict[str, Any]:
     """The bundled defence-layer model (seven layers of the mission; read-only)."""
     text = resources.files("tidehunt").joinpath(
         "data/coverage/defence_layers.yml").read_text("utf-8")
-    doc: dict[str, Any] = yaml.safe_load(text)
+    doc: dict[str, Any] = load_bundled(text)
     return doc
 
 

@@ -21,6 +21,23 @@ MAX_BYTES = 1 << 20
 MAX_VALUES = 1_000_000
 
 
+def safe_loader() -> Any:
+    """PyYAML's safe loader on libyaml (``CSafeLoader``) where PyYAML was built with it,
+    else the pure-Python one: the same documents, about 9x faster (the 2,535 benchmark
+    rule files: 0.36 s against 3.3 s)."""
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_bundled(text: str | bytes) -> Any:
+    """A YAML data file shipped in the package (trusted, small), through ``safe_loader``:
+    the coverage model alone took 0.05 s of every hunt with the pure-Python loader."""
+    import yaml
+
+    return yaml.load(text, Loader=safe_loader())
+
+
 def expanded_size(doc: Any, limit: int = MAX_VALUES) -> int:
     """How many values ``doc`` holds with every alias expanded; more than ``limit`` (or a
     value that contains itself) gives ``limit + 1``. Linear in the distinct values."""

@@ -10,12 +10,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from tidehunt.case.store import CaseStore, utcnow, write_part
 from tidehunt.context import RunContext
 from tidehunt.intel.readers import ReadResult, read
 from tidehunt.model.batch import TableBatch
+from tidehunt.yamlconf import load_bundled
 
 SOURCE = "intel"
 
@@ -29,7 +28,7 @@ def bundled_pack() -> Path:
 def pack_sources() -> dict[str, dict[str, Any]]:
     """The reports the bundled pack cites, by code."""
     text = (resources.files("tidehunt") / "data" / "intel" / "sources.yml").read_text("utf-8")
-    return dict(yaml.safe_load(text))
+    return dict(load_bundled(text))
 
 
 @dataclass

@@ -33,6 +33,7 @@ import yaml
 
 from tidehunt.errors import ConfigError
 from tidehunt.intel.model import ALIASES, TYPES, V4_MAPPED
+from tidehunt.yamlconf import load_bundled
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_YAML = 16 << 20
@@ -97,7 +98,7 @@ class Warninglist:
         text = (resources.files("tidehunt") / "data" / "intel" / "warninglist.yml").read_text(
             "utf-8")
         wl = cls()
-        wl._add_project("bundled", yaml.safe_load(text))
+        wl._add_project("bundled", load_bundled(text))
         for p in extra or []:
             wl.add_path(Path(p))
         return wl

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
 from packaging.version import InvalidVersion, Version
 
 from tidehunt.errors import ConfigError
+from tidehunt.yamlconf import load_bundled
 
 MAX_BYTES = 64 << 20
 
@@ -42,7 +42,7 @@ class Asset:
 def apt40_catalogue() -> dict[str, Any]:
     """The bundled APT40 CVE list with affected version ranges."""
     text = (resources.files("tidehunt") / "data" / "vuln" / "apt40_cves.yml").read_text("utf-8")
-    return dict(yaml.safe_load(text))
+    return dict(load_bundled(text))
 
 
 def version(v: str | None) -> Version | None:

@@ -263,13 +263,25 @@ def yaml_bomb(text: str) -> str | None:
     from tidehunt.yamlconf import MAX_VALUES, expanded_size
 
     try:
-        docs = list(yaml.safe_load_all(text))
+        docs = yaml_docs(text)
     except (yaml.YAMLError, RecursionError):
         return None  # pySigma reports what is wrong with it
     if expanded_size(docs) > MAX_VALUES:
         return (f"YAML aliases expand to more than {MAX_VALUES:,} values or refer to "
                 "themselves (a YAML bomb?); not loaded")
     return None
+
+
+def yaml_docs(text: str) -> list[Any]:
+    """The YAML documents of a rule file, as ``yaml.safe_load_all`` gives them, parsed by
+    libyaml where PyYAML has it (``CSafeLoader``). pySigma's ``SigmaCollection.from_yaml``
+    uses the pure-Python loader: 3.3 s of the 2,535 benchmark rule files against 0.36 s
+    (the same documents, every file), most of a cold plan compile."""
+    import yaml
+
+    from tidehunt.yamlconf import safe_loader
+
+    return list(yaml.load_all(text, Loader=safe_loader()))
 
 
 def compile_text(text: str, path: str) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
@@ -287,7 +299,8 @@ def compile_text(text: str, path: str) -> tuple[list[dict[str, Any]], list[dict[
     if bomb:
         return [], [{"path": path, "id": "", "title": "", "reason": bomb}]
     try:
-        col = SigmaCollection.from_yaml(text, collect_errors=True, resolve_references=False)
+        col = SigmaCollection.from_dicts(yaml_docs(text), collect_errors=True,
+                                         resolve_references=False)
     except (SigmaError, ValueError, TypeError, KeyError, AttributeError) as exc:
         return [], [{"path": path, "id": "", "title": "", "reason": f"unreadable: {exc}"}]
     except Exception as exc:  # noqa: BLE001 - yaml errors of every kind; reported, not fatal
