@@ -9,7 +9,6 @@ Results are memoised per logsource.
 
 from __future__ import annotations
 
-import copy
 from functools import cache
 from typing import Any
 
@@ -22,8 +21,9 @@ AUDIT_FIELDS = {"Image": "NewProcessName", "ParentImage": "ParentProcessName",
                 "LogonId": "SubjectLogonId"}
 
 
-@cache
 def _pipeline() -> Any:
+    """A new pipeline for each probe: applying one records state on it. Building one takes
+    ~1 ms, a ``copy.deepcopy`` of a cached one ~2.5 ms (62 logsources at a cold compile)."""
     from sigma.pipelines.sysmon.sysmon import sysmon_pipeline
     from sigma.pipelines.windows.windows import windows_logsource_pipeline
 
@@ -47,7 +47,7 @@ def partition(category: str | None, product: str | None,
         "detection": {"probe_selection": {"tidehunt_probe": "1"}, "condition":
                       "probe_selection"},
     })
-    pipe = copy.deepcopy(_pipeline())
+    pipe = _pipeline()
     pipe.apply(probe)
     channels: list[str] = []
     event_ids: list[int] = []
