@@ -61,3 +61,37 @@ def test_overlapped_analytics_give_the_same_findings(tmp_path, monkeypatch):
     assert beside == one_by_one
     rules = {orjson.loads(x)["rule_id"] for x in beside.splitlines()}
     assert "th-analytic-0034" in rules and len(rules) >= 2  # an analytic and Sigma rules
+
+
+def test_applicability_from_one_table_listing(tmp_path, monkeypatch):
+    """Which analytics run is decided from one listing of the case's tables
+    (``table_names``): the same answers as asking ``has_table`` of each, every analytic
+    not run names a table the case lacks, and every analytic run has what it reads."""
+    from tidehunt.case.store import CaseStore
+    from tidehunt.detect.analytics.base import has_table, table_names
+    from tidehunt.detect.analytics.detector import AnalyticsOptions, analytics
+
+    _hunt(tmp_path, "case", monkeypatch, overlap_hits=10**9)
+    store = CaseStore(tmp_path / "case")
+    con = store.connect()
+    try:
+        names = table_names(con)
+        probe = {"windows", "web_access", "mail", "net_conn", "auth", "indicator", "file",
+                 "http", "dns", "tls", "proxy", "inventory"}
+        assert {t for t in probe if has_table(con, t)} == names & probe
+        assert "windows" in names and "web_access" not in names and "mail" not in names
+    finally:
+        con.close()
+    det = AnalyticsDetector(AnalyticsOptions())
+    list(det.run(store, RunContext()))
+    skipped = {s["analytic"]: s["reason"] for s in det.stats.not_applicable}
+    everything = analytics()
+    assert skipped and len(skipped) < len(everything)
+    for name, cls in everything.items():
+        if name in skipped:
+            lacking = skipped[name].removeprefix("case has no ").removesuffix(" rows")
+            assert all(t.strip() not in names for part in lacking.split(", ")
+                       for t in part.split(" or ")), (name, skipped[name])
+        else:
+            assert set(cls.READS) <= names, name
+            assert not cls.READS_ANY or cls.READS_ANY & names, name
