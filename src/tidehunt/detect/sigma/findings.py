@@ -522,11 +522,12 @@ def _event_table(tables: list[pa.Table], per_event: dict[str, list[pa.Array]]
              "record_id": pa.int64()}
     cols: dict[str, pa.Array] = {}
     for c in _EVENT_COLS:
-        chunks = [t.column(c).cast(types.get(c, pa.string())) if c in t.column_names
-                  else pa.nulls(t.num_rows, types.get(c, pa.string())) for t in tables]
-        arr = pa.chunked_array(chunks, types.get(c, pa.string())).combine_chunks() \
-            if chunks else pa.array([], types.get(c, pa.string()))
-        cols[c.lstrip("_")] = arr
+        typ = types.get(c, pa.string())
+        # the arrays themselves: ``pa.chunked_array`` of ChunkedArrays converts them value
+        # by value in Python (20 ms a column for the 71,400 events at 100x, against 0.3)
+        chunks = [a for t in tables for a in (
+            t.column(c).cast(typ).chunks if c in t.column_names else [pa.nulls(t.num_rows, typ)])]
+        cols[c.lstrip("_")] = pa.concat_arrays(chunks) if chunks else pa.array([], typ)
     for k, v in per_event.items():
         cols[k] = pa.concat_arrays(v) if v else pa.array([], pa.string())
     return cols
