@@ -7,8 +7,14 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    CancelledError,
+    Future,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from itertools import pairwise
@@ -515,9 +521,9 @@ class Outputs:
     The renderers that work in bulk (``BULK = True``: JSONL, the CSV timeline) render
     from the sorted findings alone, so ``start`` runs them in threads at once, beside
     whatever the run does next (correlation), Polars and Arrow doing their work with the
-    GIL released. ``finish`` waits for them, then runs the
-    others with the finished report, one at a time; the first error, if any, is raised
-    (and no file of this run is put in place).
+    GIL released. ``finish`` waits until at most one of them still runs, then runs the
+    others with the finished report, one at a time, beside it; the first error, if any,
+    is raised (and no file of this run is put in place).
     """
 
     def __init__(self, store: CaseStore, findings: pa.Table, outputs: Sequence[str]) -> None:
@@ -548,24 +554,34 @@ class Outputs:
 
     def finish(self, report: RunReport) -> None:
         """The other renderers with the finished report; then every file in place."""
-        # the bulk ones first: HTML beside them gave no shorter run, and 40-100 MiB
-        # more peak at 100x (their slices' text and its tables at once)
-        errors = [f.exception() for f in self.futures]  # waits for every thread
-        if self.pool is not None:
-            self.pool.shutdown()
-        first = next((e for e in errors if e is not None), None)
-        if first is not None:
-            self._drop()
-            raise first
+        # the others once at most one bulk renderer still runs: beside both of them HTML
+        # gave no shorter run and 40-100 MiB more peak at 100x (their slices' text and
+        # its tables at once), but the last one (JSONL) runs alone for a while
+        pending = set(self.futures)
+        while len(pending) > 1:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            self._raise_first(done)
         try:
             for name in self.outputs:
                 if name not in self.bulk:
                     self._one(name, report)
         except BaseException:
-            self._drop()
+            self.cancel()  # the bulk one still running ends first, then every file goes
             raise
+        self._raise_first(pending)
+        if self.pool is not None:
+            self.pool.shutdown()
         for part, path in self.parts:
             part.replace(path)
+
+    def _raise_first(self, futures: Iterable[Future[None]]) -> None:
+        """Raise the first error of ``futures`` (each waited for), once every renderer
+        thread has ended and every file of this run is dropped."""
+        errors = [f.exception() for f in futures]
+        first = next((e for e in errors if e is not None), None)
+        if first is not None:
+            self.cancel()
+            raise first
 
     def _drop(self) -> None:
         for part, _ in self.parts:

@@ -64,7 +64,31 @@ def test_bulk_renderers_run_beside_correlation(tmp_path, monkeypatch):
     assert not list(case.glob(".tmp-*"))
 
 
-@pytest.mark.parametrize("broken", ["csv", "html", "correlate"])
+def test_html_renders_while_the_last_bulk_renderer_runs(tmp_path, monkeypatch):
+    """The report-reading renderers start once at most one bulk renderer still runs."""
+    html_started = threading.Event()
+    real_jsonl, real_html = jsonl.render, html.render
+    overlapped: list[bool] = []
+
+    def slow_jsonl(report, findings, out):
+        overlapped.append(html_started.wait(timeout=10))  # CSV is done; HTML goes
+        real_jsonl(report, findings, out)
+
+    def spy_html(report, findings, out):
+        html_started.set()
+        real_html(report, findings, out)
+
+    monkeypatch.setattr(jsonl, "render", slow_jsonl)
+    monkeypatch.setattr(html, "render", spy_html)
+    case = tmp_path / "case"
+    report = hunt([str(_evidence(tmp_path))], case, RunContext(), HuntOptions(workers=1))
+    assert overlapped == [True]
+    assert len((case / "findings.jsonl").read_bytes().splitlines()) == report.findings_count
+    assert b"certutil" in (case / "report.html").read_bytes()
+    assert not list(case.glob(".tmp-*"))
+
+
+@pytest.mark.parametrize("broken", ["csv", "html", "correlate", "jsonl"])
 def test_a_failed_output_leaves_the_last_runs_files(tmp_path, monkeypatch, broken):
     ev = _evidence(tmp_path)
     case = tmp_path / "case"
@@ -76,7 +100,7 @@ def test_a_failed_output_leaves_the_last_runs_files(tmp_path, monkeypatch, broke
         raise RuntimeError("renderer failed")
 
     target = {"csv": (csv_timeline, "render"), "html": (html, "render"),
-              "correlate": (corr, "correlate")}[broken]
+              "correlate": (corr, "correlate"), "jsonl": (jsonl, "render")}[broken]
     monkeypatch.setattr(*target, boom)
     # the evidence changed: a run that got through would write other files
     (ev / "more.json").write_bytes((ev / "sysmon.json").read_bytes().replace(b"WS9", b"WS8"))
