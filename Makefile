@@ -12,7 +12,7 @@ NATIVE_SRC := $(wildcard native/evtxflat/src/*.rs) native/evtxflat/Cargo.toml
 # copies), and where PYTHONDONTWRITEBYTECODE is set (containers, CI) every process then
 # compiles them from source: 0.3-0.6 s of a 10x benchmark hunt. Compiled before each
 # target; only changed files are (0.05 s when none are).
-PYC := $(BIN)/python -m compileall -q src/tidehunt > /dev/null
+PYC := $(BIN)/python -m compileall -q src/tidehunt
 
 .PHONY: demo test lint bench fuzz clean
 FUZZ_SECONDS ?= 60

@@ -36,6 +36,13 @@ log = logging.getLogger("tidehunt.sigma")
 
 CHUNK_ROWS = 98_304
 _AC_OPS = ("eq", "contains", "startswith", "endswith")
+
+
+def _ac_kind(p: dict[str, Any]) -> bool:
+    """A string test the Aho-Corasick pass evaluates (of a field, or a keyword's)."""
+    return p["kind"] == "str" and p["op"] in _AC_OPS and not p["cased"]
+
+
 _START, _END = "\x02", "\x03"
 FULLTEXT = "\x00fulltext"
 
@@ -610,7 +617,7 @@ class GroupRun:
         p = self.plan.preds[pi]
         if p.get("field") is None:
             r = self._keyword(pi)
-        elif p["kind"] == "str" and p["op"] in _AC_OPS and not p["cased"]:
+        elif _ac_kind(p):
             col = self.column(p["field"])
             r = ALL_FALSE if col is None else col.to_rows(self.chunk.ac(p["field"], pi),
                                                           col.idx)
@@ -622,7 +629,7 @@ class GroupRun:
     def _keyword(self, pi: int) -> Bits:
         """A keyword: matched against all text fields of the event."""
         p = self.plan.preds[pi]
-        if not (p["kind"] == "str" and p["op"] in _AC_OPS and not p["cased"]):
+        if not _ac_kind(p):
             return self._eval(pi, {**p, "field": FULLTEXT}, shared=False)
         acc: Bits = ALL_FALSE
         for base, seg in self.chunk.keyword_hits(pi):
@@ -739,7 +746,7 @@ def ac_preds_by_field(plan: Plan, group: Group) -> dict[str | None, list[int]]:
     for ri in group.rules:
         for pi in _pred_ids(plan.rules[ri]["condition"]):
             p = plan.preds[pi]
-            if p["kind"] == "str" and p["op"] in _AC_OPS and not p["cased"]:
+            if _ac_kind(p):
                 by.setdefault(p["field"], {})[pi] = None
     out = {f: list(d) for f, d in by.items()}
     plan.memo[key] = out
@@ -748,8 +755,7 @@ def ac_preds_by_field(plan: Plan, group: Group) -> dict[str | None, list[int]]:
 
 def _is_plain(p: dict[str, Any]) -> bool:
     """A plain string predicate of a field (the Aho-Corasick pass evaluates it)."""
-    return p.get("field") is not None and p["kind"] == "str" and p["op"] in _AC_OPS \
-        and not p["cased"]
+    return p.get("field") is not None and _ac_kind(p)
 
 
 def requirements(tree: Tree, preds: list[dict[str, Any]]) -> list[list[int]]:
