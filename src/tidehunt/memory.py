@@ -144,14 +144,15 @@ def _malloc_trim() -> Any:
         fn = None
         try:
             import ctypes
-            import ctypes.util
 
-            name = ctypes.util.find_library("c")
-            fn = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+            # the symbols already loaded (glibc's, where there is one): no search, since
+            # ctypes.util.find_library runs ldconfig in a subprocess, from a process that
+            # by then holds hundreds of MiB
+            fn = getattr(ctypes.CDLL(None), "malloc_trim", None)
             if fn is not None:
                 fn.argtypes = [ctypes.c_size_t]
                 fn.restype = ctypes.c_int
-        except OSError:
+        except (OSError, TypeError):  # TypeError: no CDLL(None) on Windows
             fn = None
         _TRIM.append(fn)
     return _TRIM[0]
