@@ -767,7 +767,10 @@ def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
             store.save()
         raise
     planned.close()  # stopped early: end the hashing threads
+    unusable: list[str] = []  # the paths given that led to no file, and why
     for w in ctx.take_warnings():  # warnings from planning (missing paths, unsupported)
+        if w.artefact == "-" and w.path:
+            unusable.append(f"{', '.join(w.locators) or w.path}: {w.message}")
         result.warnings += 1
         rec = store.artefacts.get(w.artefact)
         if rec is not None:
@@ -781,5 +784,7 @@ def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
         raise NoUsableInput("no evidence file could be read: " + "; ".join(
             result.errors[:5] or ["no reader recognises any of the files"]))
     if not result.found:
-        raise NoUsableInput("no evidence files found at the given paths")
+        raise NoUsableInput("no evidence files found at the given paths" + (
+            " (" + "; ".join(unusable[:5]) + ("; ..." if len(unusable) > 5 else "") + ")"
+            if unusable else " (the folders hold no files)"))
     return result

@@ -146,6 +146,21 @@ def test_exit_codes(setup, tmp_path):
     assert main(["-q", "detect", str(tmp_path / "not-a-case")]) == 3
 
 
+def test_no_evidence_error_names_the_paths_that_gave_none(setup, tmp_path, capsys):
+    """A mistyped path is named in the exit-3 error (its warning is not only in the
+    manifest of a run that found nothing); an empty folder is said to be one."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    missing = tmp_path / "no-such-dir"
+    assert main(["-q", "hunt", str(missing), str(empty), "-o", str(tmp_path / "c")]) == 3
+    err = capsys.readouterr().err
+    line = err.strip()
+    assert "\n" not in line, err  # one line, however long: not wrapped by the console
+    assert str(missing) in line and "does not exist" in line
+    assert main(["-q", "hunt", str(empty), "-o", str(tmp_path / "c2")]) == 3
+    assert "hold no files" in capsys.readouterr().err
+
+
 def test_command_exits_quickly_with_the_code_and_every_output(setup, tmp_path):
     """``tidehunt`` (``cli.main.run``) ends the process itself once main returns: the
     exit code, the files and what it printed are all there, exit handlers ran."""

@@ -422,23 +422,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print("interrupted; re-run the same command to resume")
         return 130
     except ConfigError as exc:
-        err.print(f"error: {exc}", markup=False)
+        err.print(f"error: {exc}", markup=False, soft_wrap=True)
         return E_USAGE
     except (NoUsableInput, CaseError, SourceError) as exc:
-        err.print(f"error: {exc}", markup=False)
+        err.print(f"error: {exc}", markup=False, soft_wrap=True)
         return E_INPUT
     except RuleError as exc:
-        err.print(f"error: {exc}", markup=False)
+        err.print(f"error: {exc}", markup=False, soft_wrap=True)
         return E_RULES
     except MissingExtraError as exc:
-        err.print(f"error: {exc}", markup=False)
+        err.print(f"error: {exc}", markup=False, soft_wrap=True)
         return E_EXTRA
     except TidehuntError as exc:
-        err.print(f"error: {exc}", markup=False)
+        err.print(f"error: {exc}", markup=False, soft_wrap=True)
         return E_USAGE
     except Exception as exc:  # noqa: BLE001 - the one place that catches everything
         err.print(f"internal error: {exc!r} (run with --debug for the traceback)",
-                  markup=False)
+                  markup=False, soft_wrap=True)
         if args.debug:
             traceback.print_exc()
         return E_BUG

@@ -104,6 +104,7 @@ def render(report: RunReport, findings: pa.Table, out: IO[str], *, color: bool =
     for w in report.warnings[:10]:
         where = w.get("path") or w.get("artefact") or ""
         con.print("[yellow]warning[/]: " + escape(f"{where}: {w.get('message')} "
-                                                  f"(x{w.get('count', 1)})"))
+                                                  f"(x{w.get('count', 1)})"),
+                  soft_wrap=True)  # a path stays whole, to copy
     if len(report.warnings) > 10:
         con.print(f"… {len(report.warnings) - 10} more warnings in report.json")
