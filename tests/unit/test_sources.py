@@ -193,3 +193,30 @@ def test_sniff_rejects_other_content(tmp_path):
         p = tmp_path / "x"
         p.write_bytes(content)
         assert sniff(Artefact("a", p, str(p))) is None
+
+
+def test_parser_error_warnings_merge_numbers_but_keep_magic_values(ctx, tmp_path):
+    """A parser message's offsets, sizes and record numbers are merged into one warning
+    per kind of defect; the magic values it names (``2a2a0000``) are kept as written
+    (a digit-by-digit rewrite had made ``2a2a0000`` read ``NaNaN``)."""
+    art = Artefact("a1", tmp_path / "x.evtx", "x.evtx")
+    src = EvtxSource()
+    for found in ("[ 0, 6E,  0, 64]", "[3D, 13, 6A,  0]"):
+        src._parser_error(art, "An error occurred while trying to deserialize evtx stream.: "
+                          "Invalid EVTX record header magic, expected `2a2a0000`, found "
+                          f"`{found}`", ctx)
+    for size in (0, 3):
+        src._parser_error(art, "Invalid EVTX record data size, should be equals or greater "
+                          f"than 28, found `{size}`", ctx)
+    src._parser_error(art, "Failed to parse chunk number 10: Failed to parse chunk header: "
+                      "Invalid EVTX chunk header magic, expected `ElfChnk0`, found "
+                      "`[ 0,  0,  0,  0,  0,  0,  0,  0]`", ctx)
+    by_message = {w.message: w for w in ctx.warnings}
+    assert len(by_message) == 3, list(by_message)
+    magic = next(w for m, w in by_message.items() if "record header magic" in m)
+    assert "expected `2a2a0000`, found `[...]`" in magic.message and magic.count == 2
+    size = next(w for m, w in by_message.items() if "data size" in m)
+    assert "greater than N, found `N`" in size.message and size.count == 2
+    chunk = next(w for m, w in by_message.items() if "chunk" in m)
+    assert chunk.message.endswith("chunk number N")
+    assert chunk.locators == ("chunk 10 @ offset 659456",)  # the place, in the locator

@@ -31,6 +31,8 @@ MAGIC = b"ElfFile\x00"
 CHUNK_MAGIC = b"ElfChnk\x00"
 _CHUNK_NO = re.compile(r"chunk number (\d+)")
 _RECORD_NO = re.compile(r"record number (\d+)")
+#: A whole decimal number in a parser message (offsets, sizes, record numbers).
+_NUMBER = re.compile(r"\b\d+\b")
 MAX_ERRORS = 10_000
 #: Children started again after one stalled or died, each at the chunk after its stop.
 MAX_RESUMES = 8
@@ -214,8 +216,9 @@ class EvtxSource(WindowsSource, Source):
             kind = "record could not be parsed"
         else:
             kind = "parse error"
-        # the bytes a check found vary per record: one warning per kind of defect
-        detail = re.sub(r"\d+", "N", re.sub(r"found `\[[^`]*\]`", "found `[...]`", first))[:160]
+        # the bytes a check found vary per record: one warning per kind of defect. Whole
+        # numbers only: the magic values expected (`2a2a0000`, `ElfChnk0`) stay as written
+        detail = _NUMBER.sub("N", re.sub(r"found `\[[^`]*\]`", "found `[...]`", first))[:160]
         ctx.warn(artefact.id, self.NAME, f"{kind}: {detail}", where, path=artefact.display)
 
     def _check_headers(self, artefact: Artefact, fh: object, head: bytes,
