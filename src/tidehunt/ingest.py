@@ -670,9 +670,14 @@ def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
            options: dict[str, Any] | None = None,
            budget: MemoryBudget | None = None,
            under_way: Callable[[], None] | None = None,
-           on_windows: Callable[[list[tuple[str, int]]], None] | None = None
-           ) -> IngestResult:
+           on_windows: Callable[[list[tuple[str, int]]], None] | None = None,
+           save: bool = True, catalogue: bool = True) -> IngestResult:
     """Add evidence to the case; returns counts. Raises NoUsableInput if nothing is readable.
+
+    The manifest is saved and the catalogue (``case.duckdb``) written at the end, unless
+    ``save`` or ``catalogue`` is False: the caller then does it (``engine.run_ingest``
+    saves once with its run record; ``hunt`` writes the catalogue after detection). Both
+    are done whatever these say when the run raises NoUsableInput.
 
     ``options`` reach every reader (see :class:`tidehunt.sources.base.Source`): for mail,
     ``attachment_passwords``, ``unpack_limits``, ``extract_attachments`` and ``yara``;
@@ -777,8 +782,11 @@ def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
             rec.setdefault("warnings", []).append(w.to_dict())
         else:
             store.manifest.setdefault("warnings", []).append(w.to_dict())
-    store.save()
-    store.write_catalogue()
+    unusable_run = not result.found or not (result.ingested or result.skipped)
+    if save or unusable_run:
+        store.save()
+    if catalogue or unusable_run:
+        store.write_catalogue()
     result.seconds = time.perf_counter() - t0
     if result.found and not result.ingested and not result.skipped:
         raise NoUsableInput("no evidence file could be read: " + "; ".join(

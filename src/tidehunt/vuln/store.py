@@ -19,7 +19,11 @@ KEV_FILE = "kev.json"
 
 
 def load_inventory(paths: list[str], store: CaseStore, ctx: RunContext) -> list[dict[str, Any]]:
-    """Each inventory file into the case (an unreadable one stops the run: ConfigError)."""
+    """Each inventory file into the case (an unreadable one stops the run: ConfigError).
+
+    Committed unsaved, as :func:`tidehunt.intel.store.load_intel`: ``engine.detect`` saves
+    the manifest and writes the catalogue after the detectors.
+    """
     out: list[dict[str, Any]] = []
     for given in paths:
         p = Path(given)
@@ -55,10 +59,8 @@ def load_inventory(paths: list[str], store: CaseStore, ctx: RunContext) -> list[
                                                "path": given, "locators": [],
                                                "message": "inventory lists no product"}],
                "ingested_at": utcnow()}
-        store.commit({aid: rec}, parts)
+        store.commit({aid: rec}, parts, save=False)
         out.append({"path": given, "status": "ingested", "assets": len(assets)})
-    if paths:
-        store.write_catalogue()
     return out
 
 
