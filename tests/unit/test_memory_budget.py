@@ -195,11 +195,11 @@ def test_budget_reaches_workers_match_and_duckdb(evidence, tmp_path, monkeypatch
     assert full.stats["memory"]["match"] == {"workers": 2, "chunk_rows": 98_304,
                                              "threads": 1, "stream": False}
     # DuckDB: every connection of the run (analytics, correlations, posture, catalogue)
-    # got the budget's share (the analytics half of it when they ran beside the Sigma
-    # findings, from OVERLAP_HITS hits on); the in-memory ones spill into the case
+    # got the budget's share (the analytics half of it when they ran beside findings of
+    # HALF_SHARE_HITS hits or more); the in-memory ones spill into the case
     assert mem["duckdb_memory_limit"] == budget.duckdb_limit()
     assert len(_Spy.seen) >= 4
-    beside = small.stats["sigma"]["hits"] >= engine.OVERLAP_HITS
+    beside = small.stats["sigma"]["hits"] >= max(engine.OVERLAP_HITS, engine.HALF_SHARE_HITS)
     for limit, spill in _Spy.seen:
         share = 0.5 if beside and ".work-analytics-" in spill else 1.0
         assert size_bytes(limit.replace(" ", "")) == size_bytes(budget.duckdb_limit(share))
