@@ -751,6 +751,9 @@ def hunt(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
                     "seconds": round(ss.seconds, 3)})
                 store.save()
         except BaseException:
+            if res is not None:  # ingest ended (a web root or site scan failed after it)
+                with contextlib.suppress(Exception):
+                    store.write_catalogue()
             plan_future.cancel()
             failed.append(True)
             go.set()  # a plan thread already waiting ends at once

@@ -373,3 +373,12 @@ def test_failed_detection_still_saves_the_manifest_and_catalogue(setup, monkeypa
     manifest = json.loads((case / "manifest.json").read_text())
     assert manifest["runs"][-1]["ingest"]["skipped"] == 1
     assert len((case / "findings.jsonl").read_text().splitlines()) == 4
+
+
+def test_scan_failing_after_ingest_still_writes_the_catalogue(setup, tmp_path):
+    """A hunt whose web-root scan fails after ingest (exit 3) leaves a catalogue that
+    lists the events ingested, as ingest alone would."""
+    ev, rules, case = setup
+    assert main(["-q", "hunt", str(ev), "--webroot", str(tmp_path / "no-such-root"), "-o",
+                 str(case), "--rules", str(rules)]) == 3
+    assert "windows" in _views(case)
