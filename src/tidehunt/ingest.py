@@ -782,17 +782,19 @@ def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
             rec.setdefault("warnings", []).append(w.to_dict())
         else:
             store.manifest.setdefault("warnings", []).append(w.to_dict())
-    unusable_run = not result.found or not (result.ingested or result.skipped)
-    if save or unusable_run:
+    error = None
+    if not result.found:
+        error = "no evidence files found at the given paths" + (
+            " (" + "; ".join(unusable[:5]) + ("; ..." if len(unusable) > 5 else "") + ")"
+            if unusable else " (the folders hold no files)")
+    elif not result.ingested and not result.skipped:
+        error = "no evidence file could be read: " + "; ".join(
+            result.errors[:5] or ["no reader recognises any of the files"])
+    if save or error:
         store.save()
-    if catalogue or unusable_run:
+    if catalogue or error:
         store.write_catalogue()
     result.seconds = time.perf_counter() - t0
-    if result.found and not result.ingested and not result.skipped:
-        raise NoUsableInput("no evidence file could be read: " + "; ".join(
-            result.errors[:5] or ["no reader recognises any of the files"]))
-    if not result.found:
-        raise NoUsableInput("no evidence files found at the given paths" + (
-            " (" + "; ".join(unusable[:5]) + ("; ..." if len(unusable) > 5 else "") + ")"
-            if unusable else " (the folders hold no files)"))
+    if error:
+        raise NoUsableInput(error)
     return result

@@ -113,6 +113,6 @@ def _one(path: Path, display: str, store: CaseStore, ctx: RunContext,
            "intel": {"format": res.format, "indicators": len(res.indicators),
                      "skipped": res.skipped, "patterns": res.patterns,
                      "bundled": is_pack}}
-    store.commit({aid: rec}, parts, save=False)  # saved by the caller (load_intel)
+    store.commit({aid: rec}, parts, save=False)  # saved by engine.detect (load_intel)
     return {"path": display, "status": rec["status"], "indicators": len(res.indicators),
             "skipped": res.skipped, "format": res.format, "errors": res.errors[:5]}
