@@ -108,36 +108,55 @@ def artefact_id(path: Path, sha256: str) -> str:
     return hashlib.sha256(f"{path}\0{sha256}".encode()).hexdigest()[:16]
 
 
-def iter_files(evidence: Iterable[str], ctx: RunContext) -> Iterator[tuple[Path, str, int]]:
+#: The warning for evidence that is the case's own folder, or holds it.
+CASE_INSIDE = "the case folder is not evidence: its files are not read"
+
+
+def iter_files(evidence: Iterable[str], ctx: RunContext, case: Path | None = None
+               ) -> Iterator[tuple[Path, str, int]]:
     """Files named or found under folders (sorted): (real path, path as given, size).
 
     Folders are walked with ``os.scandir`` (file types from the directory entries, no
     extra stat per file) and resolved once: links are never followed inside them, so a
     file's real path is its folder's real path plus its relative path.
+
+    ``case``: the case's folder, never read as evidence (``hunt . -o case`` run again in
+    the evidence folder read the case's own manifest, tables and reports): a folder walked
+    that holds it leaves it out, and a path given inside it is left out; a warning each.
     """
+    case = case.resolve() if case is not None else None
     for given in evidence:
         p = Path(given)
         if p.is_dir():
             real_root = p.resolve()
             shown = str(p)
-            for rel, size in _walk(p, ctx):
+            if case is not None and real_root.is_relative_to(case):
+                ctx.warn("-", "ingest", CASE_INSIDE, [given], path=given)
+                continue
+            skip = case.relative_to(real_root).as_posix() \
+                if case is not None and case.is_relative_to(real_root) else None
+            for rel, size in _walk(p, ctx, skip):
                 # str(p / rel), without a second Path per file (rel is plain names)
                 shown_rel = rel if shown == "." else os.path.join(shown, rel)  # noqa: PTH118
                 yield real_root / rel, shown_rel, size
         elif p.is_file():
-            yield p.resolve(), given, p.stat().st_size
+            real = p.resolve()
+            if case is not None and real.is_relative_to(case):
+                ctx.warn("-", "ingest", CASE_INSIDE, [given], path=given)
+                continue
+            yield real, given, p.stat().st_size
         else:
             ctx.warn("-", "ingest", "evidence path does not exist or is not a file",
                      [given], path=given)
 
 
-def _walk(root: Path, ctx: RunContext) -> Iterator[tuple[str, int]]:
+def _walk(root: Path, ctx: RunContext, skip: str | None = None) -> Iterator[tuple[str, int]]:
     """Relative paths and sizes of the regular files under ``root`` (sorted, no links).
 
     One generator for the whole tree, folders on a stack of their sorted entries (with a
     generator per folder level, each file was passed up through every level); files come
     as they are found, so that the workers can be started early in the walk of a large
-    tree.
+    tree. ``skip``: a folder (relative path) not walked, with a warning.
     """
 
     def entries(rel: str) -> Iterator[os.DirEntry[str]]:
@@ -162,6 +181,9 @@ def _walk(root: Path, ctx: RunContext) -> Iterator[tuple[str, int]]:
             ctx.warn("-", "ingest", "symbolic link not followed", [str(root / sub)],
                      path=str(root / sub))
         elif e.is_dir(follow_symlinks=False):
+            if sub == skip:  # the case's own folder (``iter_files``)
+                ctx.warn("-", "ingest", CASE_INSIDE, [str(root / sub)], path=str(root / sub))
+                continue
             stack.append((sub, entries(sub)))
         elif e.is_file(follow_symlinks=False):
             try:
@@ -250,7 +272,7 @@ def hash_in_task(item: Planned) -> bytes | None:
 def plan(evidence: Iterable[str], store: CaseStore, ctx: RunContext,
          result: IngestResult, options: dict[str, Any] | None = None) -> list[Planned]:
     """Hash and sniff each file; skip what the case already holds."""
-    files = list(iter_files(evidence, ctx))
+    files = list(iter_files(evidence, ctx, store.root))
     result.found = len(files)
     return list(plan_files(files, store, ctx, result, options))
 
@@ -602,7 +624,8 @@ def _worker_pool(workers: int) -> ProcessPoolExecutor:
     return pool
 
 
-def _walk_starting_workers(evidence: Iterable[str], ctx: RunContext, workers: int
+def _walk_starting_workers(evidence: Iterable[str], ctx: RunContext, workers: int,
+                           case: Path | None = None
                            ) -> tuple[list[tuple[Path, str, int]], ProcessPoolExecutor | None]:
     """The evidence files (``iter_files``), and the worker processes, started while the
     folders are still walked once the files found exceed IN_PROCESS_BYTES: spawning and
@@ -612,7 +635,7 @@ def _walk_starting_workers(evidence: Iterable[str], ctx: RunContext, workers: in
     pool = None
     seen = 0
     try:
-        for f in iter_files(evidence, ctx):
+        for f in iter_files(evidence, ctx, case):
             files.append(f)
             seen += f[2]
             if pool is None and workers > 1 and seen > IN_PROCESS_BYTES:
@@ -706,7 +729,7 @@ def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
     # are imported beside the walk, not after it, while the workers start
     importing = threading.Thread(target=readers, name="import-readers", daemon=True)
     importing.start()
-    files, pool = _walk_starting_workers(evidence, ctx, workers)
+    files, pool = _walk_starting_workers(evidence, ctx, workers, store.root)
     importing.join()
     result.found = len(files)
     total = sum(f[2] for f in files)
@@ -780,8 +803,11 @@ def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
         rec = store.artefacts.get(w.artefact)
         if rec is not None:
             rec.setdefault("warnings", []).append(w.to_dict())
-        else:
-            store.manifest.setdefault("warnings", []).append(w.to_dict())
+        else:  # the case's own (a path given, a link, the case folder): once, however
+            # many runs met it again
+            case_warnings = store.manifest.setdefault("warnings", [])
+            if (entry := w.to_dict()) not in case_warnings:
+                case_warnings.append(entry)
     error = None
     if not result.found:
         error = "no evidence files found at the given paths" + (

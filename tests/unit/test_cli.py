@@ -382,3 +382,29 @@ def test_scan_failing_after_ingest_still_writes_the_catalogue(setup, tmp_path):
     assert main(["-q", "hunt", str(ev), "--webroot", str(tmp_path / "no-such-root"), "-o",
                  str(case), "--rules", str(rules)]) == 3
     assert "windows" in _views(case)
+
+
+def test_the_case_folder_inside_the_evidence_is_never_read(setup, capsys):
+    """``hunt . -o case`` run again in the evidence folder: the case's own manifest,
+    tables and reports are not evidence (they were read, one of them "ingested" as a
+    Windows JSON export, and the manifest grew with every run)."""
+    ev, rules, _ = setup
+    case = ev / "case"
+    for _ in range(3):
+        assert main(["-q", "hunt", str(ev), "-o", str(case), "--rules", str(rules)]) == 0
+    manifest = json.loads((case / "manifest.json").read_text())
+    shown = [a["display"] for a in manifest["artefacts"].values()
+             if not a.get("intel", {}).get("bundled")]
+    assert shown == [str(ev / "sysmon.json")]
+    assert manifest["runs"][-1]["ingest"]["skipped"] == 1
+    inside = [w for w in manifest["warnings"] if "case folder" in w["message"]]
+    assert len(inside) == 1 and inside[0]["path"] == str(case)  # once, not once a run
+    assert len((case / "findings.jsonl").read_text().splitlines()) == 4
+    # the case folder, or a file in it, given as evidence: left out, and said so
+    capsys.readouterr()
+    assert main(["-q", "hunt", str(case), "-o", str(case), "--rules", str(rules)]) == 3
+    assert "case folder is not evidence" in capsys.readouterr().err
+    assert main(["-q", "hunt", str(case / "findings.jsonl"), str(ev / "sysmon.json"), "-o",
+                 str(case), "--rules", str(rules)]) == 0
+    manifest = json.loads((case / "manifest.json").read_text())
+    assert not any("findings.jsonl" in a["display"] for a in manifest["artefacts"].values())
