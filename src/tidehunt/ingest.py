@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tidehunt import registry
-from tidehunt.case.store import CaseStore, utcnow, write_part
+from tidehunt.case.store import CASE_INSIDE, CaseStore, utcnow, write_part
 from tidehunt.context import RunContext
 from tidehunt.errors import CaseError, NoUsableInput, SourceError
 from tidehunt.memory import (
@@ -106,10 +106,6 @@ class IngestResult:
 def artefact_id(path: Path, sha256: str) -> str:
     """Manifest id: same path and same content -> same id; a copy elsewhere is separate."""
     return hashlib.sha256(f"{path}\0{sha256}".encode()).hexdigest()[:16]
-
-
-#: The warning for evidence that is the case's own folder, or holds it.
-CASE_INSIDE = "the case folder is not evidence: its files are not read"
 
 
 def iter_files(evidence: Iterable[str], ctx: RunContext, case: Path | None = None

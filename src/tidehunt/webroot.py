@@ -31,7 +31,7 @@ import orjson
 import polars as pl
 import pyarrow as pa
 
-from tidehunt.case.store import CaseStore, utcnow, write_part
+from tidehunt.case.store import CASE_INSIDE, CaseStore, utcnow, write_part
 from tidehunt.context import RunContext
 from tidehunt.errors import NoUsableInput, TidehuntError
 from tidehunt.model.batch import TableBatch
@@ -268,8 +268,12 @@ def _score_level(score: Any) -> str:
 # ------------------------------------------------------------------ walk and scan
 
 def iter_tree(root: Path, ctx: RunContext, aid: str, result: WebrootResult,
-              limits: Limits) -> Iterator[tuple[str, Path, os.stat_result]]:
-    """(relative path, path, lstat) of every regular file, sorted; links not followed."""
+              limits: Limits, skip: str | None = None
+              ) -> Iterator[tuple[str, Path, os.stat_result]]:
+    """(relative path, path, lstat) of every regular file, sorted; links not followed.
+
+    ``skip``: a folder (relative path) not walked, with a warning: the case's own, when
+    it sits inside the web root."""
     stack = [""]
     while stack:
         rel = stack.pop()
@@ -296,6 +300,9 @@ def iter_tree(root: Path, ctx: RunContext, aid: str, result: WebrootResult,
                     "" if inside else " (it points outside the web root)"), [sub])
                 continue
             if stat.S_ISDIR(st.st_mode):
+                if sub == skip:
+                    ctx.warn(aid, SOURCE, CASE_INSIDE, [sub])
+                    continue
                 subdirs.append(sub)
             elif stat.S_ISREG(st.st_mode):
                 if result.files >= limits.max_files:
@@ -426,7 +433,12 @@ def scan_webroot(root: str | Path, store: CaseStore, ctx: RunContext, *,
     aid = hashlib.sha256(f"webroot\0{real}".encode()).hexdigest()[:16]
     budget = [limits.max_total_bytes]
     rows = []
-    for n_done, (rel, path, st) in enumerate(iter_tree(real, ctx, aid, result, limits), 1):
+    case = store.root.resolve()
+    if real.is_relative_to(case):
+        raise NoUsableInput(f"web root {given!r} is in the case folder, which is not evidence")
+    skip = case.relative_to(real).as_posix() if case.is_relative_to(real) else None
+    for n_done, (rel, path, st) in enumerate(iter_tree(real, ctx, aid, result, limits, skip),
+                                             1):
         if budget[0] <= 0 and st.st_size:
             result.over_limit += 1
         row = scan_file(path, rel, st, scanner, limits, budget)

@@ -177,3 +177,23 @@ def test_a_broken_extra_rule_file_is_reported_not_fatal(tmp_path):
     _, files, errors = compile_yara([bad])
     assert [e["file"] for e in errors] == [str(bad / "broken.yar")]
     assert str(bad / "fine.yar") in files
+
+
+def test_case_folder_inside_the_web_root_is_not_scanned(tmp_path):
+    """``scan-webroot /var/www -o /var/www/case``: the case's own files are not web
+    content; a web root inside the case folder is refused."""
+    from tidehunt.errors import NoUsableInput
+
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "index.html").write_text("<html></html>")
+    store = CaseStore(root / "case", create=True)
+    ctx = RunContext()
+    res = scan_webroot(root, store, ctx)
+    assert res.files == 1
+    paths = store.sql("SELECT path FROM file").column("path").to_pylist()
+    assert paths == ["index.html"]
+    warned = [w for a in store.artefacts.values() for w in a.get("warnings", [])]
+    assert [w["locators"] for w in warned if "case folder" in w["message"]] == [["case"]]
+    with pytest.raises(NoUsableInput, match="case folder"):
+        scan_webroot(root / "case", store, RunContext())

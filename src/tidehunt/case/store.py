@@ -35,6 +35,9 @@ from tidehunt.model.tables import SCHEMA_VERSION, TABLES
 
 MANIFEST = "manifest.json"
 CATALOGUE = "case.duckdb"
+#: The warning for evidence that is the case's own folder, or holds it (``ingest.iter_files``,
+#: ``webroot.iter_tree``): the case is never read as evidence.
+CASE_INSIDE = "the case folder is not evidence: its files are not read"
 
 
 _NOW: list[Any] = [None, ""]
