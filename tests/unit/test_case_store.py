@@ -406,3 +406,28 @@ def test_iter_files_sorted_no_links_displayed_as_given(tmp_path, monkeypatch):
     monkeypatch.chdir(ev)
     got = [(str(r), d, n) for r, d, n in iter_files(["."], RunContext())]
     assert got == oracle(".") and got[0][1] == "B.txt"  # "./B.txt" was never shown
+
+
+def test_a_folder_that_is_not_a_case_is_never_taken_over(tmp_path):
+    """``-o`` naming an existing folder that is not a case (a mistyped path): refused,
+    and nothing in it deleted or overwritten (opening a case deletes the parts its
+    manifest does not list); a new or empty folder becomes a case at once, marked by its
+    manifest before anything else is written in it."""
+    from tidehunt.errors import CaseError
+
+    other = tmp_path / "project"
+    (other / "tables" / "sales").mkdir(parents=True)
+    (other / "tables" / "sales" / "2026.parquet").write_bytes(b"PAR1 not ours")
+    (other / "findings.jsonl").write_text("mine\n")
+    with pytest.raises(CaseError, match="not empty and not a tidehunt case"):
+        CaseStore(other, create=True)
+    assert (other / "tables" / "sales" / "2026.parquet").read_bytes() == b"PAR1 not ours"
+    assert (other / "findings.jsonl").read_text() == "mine\n"
+    assert not (other / "manifest.json").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    CaseStore(empty, create=True)
+    assert (empty / "manifest.json").is_file()
+    fresh = CaseStore(tmp_path / "a" / "b", create=True)
+    assert (fresh.root / "manifest.json").is_file()
+    assert CaseStore(fresh.root, create=True).manifest["artefacts"] == {}  # a case: opened

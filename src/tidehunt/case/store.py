@@ -57,12 +57,26 @@ class CaseStore:
 
     def __init__(self, root: str | os.PathLike[str], *, create: bool = False) -> None:
         self.root = Path(root).absolute()
-        if create:
-            self.root.mkdir(parents=True, exist_ok=True)
+        new = False
+        if create and not (self.root / MANIFEST).is_file():
+            # a folder that is not a case is never taken over: opening a case deletes
+            # the parts its manifest does not list, and the outputs would overwrite
+            # files of the same names (``-o`` mistyped as an existing folder)
+            if self.root.is_dir() and next(self.root.iterdir(), None) is not None:
+                raise CaseError(f"{self.root}: folder is not empty and not a tidehunt case "
+                                f"(no {MANIFEST}); give a new or empty folder, or a case")
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise CaseError(f"{self.root}: cannot create the case folder: "
+                                f"{exc.strerror or exc}") from exc
+            new = True
         elif not (self.root / MANIFEST).is_file():
             raise CaseError(f"{self.root}: not a tidehunt case (no {MANIFEST}); "
                             "create one with 'tidehunt ingest EVIDENCE -o CASE'")
         self.manifest = self._load()
+        if new:  # the folder is a case from now on, before anything is written in it
+            self.save()
         #: The run's memory budget (``--max-memory``): each DuckDB connection of ``connect``
         #: gets its share as ``memory_limit`` and spills into the case; None: DuckDB's own.
         self.budget: MemoryBudget | None = None
