@@ -29,7 +29,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tidehunt import registry
-from tidehunt.case.store import CASE_INSIDE, CaseStore, utcnow, write_part
+from tidehunt.case.store import (
+    CASE_INSIDE,
+    OTHER_CASE,
+    CaseStore,
+    is_case_folder,
+    utcnow,
+    write_part,
+)
 from tidehunt.context import RunContext
 from tidehunt.errors import CaseError, NoUsableInput, SourceError
 from tidehunt.memory import (
@@ -159,11 +166,15 @@ def _walk(root: Path, ctx: RunContext, skip: str | None = None) -> Iterator[tupl
         here = root / rel if rel else root
         try:
             with os.scandir(here) as it:
-                return iter(sorted(it, key=lambda e: e.name))
+                listed = sorted(it, key=lambda e: e.name)
         except OSError as exc:
             ctx.warn("-", "ingest", f"folder not readable: {exc.strerror}", [str(here)],
                      path=str(here))
             return iter(())
+        if is_case_folder(here, (e.name for e in listed)):  # an earlier analysis, say
+            ctx.warn("-", "ingest", OTHER_CASE, [str(here)], path=str(here))
+            return iter(())
+        return iter(listed)
 
     stack: list[tuple[str, Iterator[os.DirEntry[str]]]] = [("", entries(""))]
     while stack:

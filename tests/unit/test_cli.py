@@ -408,3 +408,22 @@ def test_the_case_folder_inside_the_evidence_is_never_read(setup, capsys):
                  str(case), "--rules", str(rules)]) == 0
     manifest = json.loads((case / "manifest.json").read_text())
     assert not any("findings.jsonl" in a["display"] for a in manifest["artefacts"].values())
+
+
+def test_another_case_inside_the_evidence_is_not_read(setup, tmp_path):
+    """An earlier analysis kept beside the evidence (a tidehunt case folder) is left out
+    of a new case's evidence, with a warning naming it; a folder that merely holds a
+    ``manifest.json`` and ``tables`` of someone else's is still read."""
+    ev, rules, _ = setup
+    assert main(["-q", "hunt", str(ev), "-o", str(ev / "old-case"), "--rules", str(rules)]) == 0
+    other = ev / "export"
+    (other / "tables").mkdir(parents=True)
+    (other / "manifest.json").write_text('{"name": "not a case"}\n')
+    new = tmp_path / "new-case"
+    assert main(["-q", "hunt", str(ev), "-o", str(new), "--rules", str(rules)]) == 0
+    manifest = json.loads((new / "manifest.json").read_text())
+    shown = sorted(a["display"] for a in manifest["artefacts"].values()
+                   if not a.get("intel", {}).get("bundled"))
+    assert shown == [str(other / "manifest.json"), str(ev / "sysmon.json")]
+    warned = [w for w in manifest["warnings"] if "tidehunt case folder" in w["message"]]
+    assert [w["path"] for w in warned] == [str(ev / "old-case")]

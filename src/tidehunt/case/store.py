@@ -38,6 +38,23 @@ CATALOGUE = "case.duckdb"
 #: The warning for evidence that is the case's own folder, or holds it (``ingest.iter_files``,
 #: ``webroot.iter_tree``): the case is never read as evidence.
 CASE_INSIDE = "the case folder is not evidence: its files are not read"
+#: The warning for another tidehunt case found in the evidence (``is_case_folder``).
+OTHER_CASE = "a tidehunt case folder is not evidence: its files are not read"
+
+
+def is_case_folder(path: Path, names: Iterable[str]) -> bool:
+    """Whether the folder at ``path``, holding the entries ``names``, is a tidehunt case:
+    a ``tables`` folder beside a manifest that begins as tidehunt writes it (keys sorted,
+    ``artefacts`` first). One small read, only where both names are there."""
+    have = set(names)
+    if MANIFEST not in have or "tables" not in have:
+        return False
+    try:
+        with open(path / MANIFEST, "rb") as fh:
+            head = fh.read(64)
+    except OSError:
+        return False
+    return head.replace(b" ", b"").replace(b"\n", b"").startswith(b'{"artefacts":')
 
 
 _NOW: list[Any] = [None, ""]
