@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from tidehunt.model.warning import IngestWarning
 
 ProgressFn = Callable[[str, int, int | None], None]
+
+
+def printable(text: str) -> str:
+    """``text`` as valid UTF-8: a path whose name is not (the bytes Python keeps as lone
+    surrogates) with those bytes written ``\\xNN``. Such a string could not go into the
+    manifest, an Arrow column or a report; the file itself is opened by its real name."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+    return text
 
 
 def _no_progress(_stage: str, _done: int, _total: int | None) -> None:
@@ -42,7 +56,8 @@ class RunContext:
         path: str = "",
     ) -> None:
         """Record a defect in the input; the run goes on."""
-        locs = tuple(str(x) for x in locators)
+        locs = tuple(printable(str(x)) for x in locators)
+        path, message = printable(path), printable(message)
         key = (artefact, source, message)
         old = self._warnings.get(key)
         if old is None:

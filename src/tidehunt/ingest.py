@@ -37,7 +37,7 @@ from tidehunt.case.store import (
     utcnow,
     write_part,
 )
-from tidehunt.context import RunContext
+from tidehunt.context import RunContext, printable
 from tidehunt.errors import CaseError, NoUsableInput, SourceError
 from tidehunt.memory import (
     IngestLimits,
@@ -111,8 +111,11 @@ class IngestResult:
 
 
 def artefact_id(path: Path, sha256: str) -> str:
-    """Manifest id: same path and same content -> same id; a copy elsewhere is separate."""
-    return hashlib.sha256(f"{path}\0{sha256}".encode()).hexdigest()[:16]
+    """Manifest id: same path and same content -> same id; a copy elsewhere is separate.
+
+    Of the path's bytes as the file system has them (its UTF-8 for any name that is text).
+    """
+    return hashlib.sha256(os.fsencode(path) + b"\0" + sha256.encode()).hexdigest()[:16]
 
 
 def iter_files(evidence: Iterable[str], ctx: RunContext, case: Path | None = None
@@ -141,16 +144,29 @@ def iter_files(evidence: Iterable[str], ctx: RunContext, case: Path | None = Non
             for rel, size in _walk(p, ctx, skip):
                 # str(p / rel), without a second Path per file (rel is plain names)
                 shown_rel = rel if shown == "." else os.path.join(shown, rel)  # noqa: PTH118
-                yield real_root / rel, shown_rel, size
+                yield real_root / rel, _shown(shown_rel, ctx), size
         elif p.is_file():
             real = p.resolve()
             if case is not None and real.is_relative_to(case):
                 ctx.warn("-", "ingest", CASE_INSIDE, [given], path=given)
                 continue
-            yield real, given, p.stat().st_size
+            yield real, _shown(given, ctx), p.stat().st_size
         else:
             ctx.warn("-", "ingest", "evidence path does not exist or is not a file",
                      [given], path=given)
+
+
+#: The warning for a file whose name is not valid UTF-8 (``_shown``).
+NOT_UTF8_NAME = "file name is not valid UTF-8: shown with its bytes as \\xNN"
+
+
+def _shown(path: str, ctx: RunContext) -> str:
+    """How a file's path is shown and recorded (``printable``): a name that is not UTF-8
+    is a warning, and its file is read all the same, by its real name."""
+    text = printable(path)
+    if text != path:
+        ctx.warn("-", "ingest", NOT_UTF8_NAME, [text], path=text)
+    return text
 
 
 def _walk(root: Path, ctx: RunContext, skip: str | None = None) -> Iterator[tuple[str, int]]:
@@ -298,7 +314,7 @@ def plan_files(files: list[tuple[Path, str, int]], store: CaseStore, ctx: RunCon
     # to skip: only its head is read here, for sniffing, and the task that reads it
     # hashes it (one read of the file, in the worker, instead of a second one here).
     known = _known(store)
-    later = [(str(f[0]), f[2]) not in known for f in files]
+    later = [(printable(str(f[0])), f[2]) not in known for f in files]  # as recorded
     # one thread: hashing runs beside the worker processes, and on a machine they keep
     # busy a second hashing thread costs more CPU (GIL hand-offs) than it saves
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -382,7 +398,7 @@ def _ahead(pool: ThreadPoolExecutor, files: list[tuple[Path, str, int]],
 
 def _record(item: Planned, reader: str, status: str, **extra: Any) -> dict[str, Any]:
     rec = {
-        "path": str(item.path),
+        "path": printable(str(item.path)),
         "display": item.display,
         "size": item.size,
         "sha256": item.sha256,
@@ -593,7 +609,8 @@ class _PartWriter:
 
 
 def _known(store: CaseStore) -> set[tuple[str | None, int | None]]:
-    """(path, size) of every evidence file the case holds as ingested."""
+    """(path, size) of every evidence file the case holds as ingested (the path as
+    recorded: ``printable``)."""
     return {(rec.get("path"), rec.get("size")) for rec in store.artefacts.values()
             if rec.get("status") == "ingested"}
 
@@ -609,7 +626,7 @@ def fresh_bytes(files: list[tuple[Path, str, int]], store: CaseStore) -> int:
     known = _known(store)
     if not known:
         return sum(f[2] for f in files)
-    return sum(size for real, _, size in files if (str(real), size) not in known)
+    return sum(size for real, _, size in files if (printable(str(real)), size) not in known)
 
 
 def _init_worker() -> None:

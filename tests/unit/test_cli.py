@@ -6,6 +6,7 @@ import csv
 import functools
 import http.server
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -427,3 +428,36 @@ def test_another_case_inside_the_evidence_is_not_read(setup, tmp_path):
     assert shown == [str(other / "manifest.json"), str(ev / "sysmon.json")]
     warned = [w for w in manifest["warnings"] if "tidehunt case folder" in w["message"]]
     assert [w["path"] for w in warned] == [str(ev / "old-case")]
+
+
+def test_file_names_that_are_not_utf8_or_hold_markup(setup, tmp_path):
+    """Evidence names are attacker-chosen: a name that is not UTF-8 is read by its real
+    name, shown with its bytes as \\xNN (a warning), skipped when run again; a name with a
+    newline and markup stays data in every output."""
+    ev, rules, case = setup
+    src = (ev / "sysmon.json").read_bytes()
+    raw = os.fsencode(str(ev)) + b"/\xff\xfeodd.json"
+    try:
+        with open(raw, "wb") as fh:
+            fh.write(src.replace(b'"EventRecordID": 1', b'"EventRecordID": 11'))
+    except OSError:
+        pytest.skip("this file system takes only UTF-8 names")
+    odd = ev / "new\nline<img src=x onerror=alert(1)>.json"
+    odd.write_bytes(src.replace(b'"EventRecordID": 1', b'"EventRecordID": 21'))
+    for _ in range(2):
+        assert main(["-q", "hunt", str(ev), "-o", str(case), "--rules", str(rules)]) == 0
+    manifest = json.loads((case / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["runs"][-1]["ingest"]["skipped"] == 3  # nothing read twice
+    shown = str(ev) + "/\\xff\\xfeodd.json"
+    assert any(a["display"] == shown for a in manifest["artefacts"].values())
+    assert any("not valid UTF-8" in w["message"] and w["path"] == shown
+               for w in manifest["warnings"])
+    rows = [json.loads(x) for x in (case / "findings.jsonl").read_text().splitlines()]
+    files = {r["evidence"][0]["source_file"] for r in rows}
+    assert {shown, str(odd), str(ev / "sysmon.json")} <= files
+    assert len(rows) == 12  # 4 per file, each once
+    with open(case / "timeline.csv", newline="", encoding="utf-8") as fh:
+        table = list(csv.reader(fh))
+    assert len(table) == 13 and str(odd) in {r[-1] for r in table}
+    html = (case / "report.html").read_text(encoding="utf-8")
+    assert "<img src=x onerror" not in html
