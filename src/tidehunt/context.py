@@ -21,7 +21,10 @@ def printable(text: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return os.fsencode(text).decode("utf-8", "backslashreplace")
+        try:  # a file name's bytes (surrogate-escaped): \xNN
+            return os.fsencode(text).decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:  # any other lone surrogate (from a document): \uNNNN
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
 
 

@@ -220,3 +220,17 @@ def test_parser_error_warnings_merge_numbers_but_keep_magic_values(ctx, tmp_path
     chunk = next(w for m, w in by_message.items() if "chunk" in m)
     assert chunk.message.endswith("chunk number N")
     assert chunk.locators == ("chunk 10 @ offset 659456",)  # the place, in the locator
+
+
+def test_printable_keeps_every_string_valid_utf8():
+    """A warning's path or text may hold a file name's undecodable bytes or a document's
+    lone surrogate: both become escapes, never an error."""
+    from tidehunt.context import RunContext, printable
+
+    assert printable("plain/é.evtx") == "plain/é.evtx"
+    assert printable("a/\udcff\udcfe.evtx") == "a/\\xff\\xfe.evtx"
+    assert printable("doc \ud800 x") == "doc \\ud800 x"
+    ctx = RunContext()
+    ctx.warn("a1", "evtx", "bad \ud800 value", ["loc \udcff"], path="f\udcff")
+    w = ctx.warnings[0]
+    assert (w.message, w.locators, w.path) == ("bad \\ud800 value", ("loc \\xff",), "f\\xff")
