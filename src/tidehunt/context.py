@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -26,6 +27,16 @@ def printable(text: str) -> str:
         except UnicodeEncodeError:  # any other lone surrogate (from a document): \uNNNN
             return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text
+
+
+def not_regular(mode: int) -> str:
+    """What a file that is not a regular one is, from its ``st_mode``: walks name it in
+    a warning and never open it (reading a named pipe would wait for a writer)."""
+    for test, name in ((stat.S_ISFIFO, "named pipe"), (stat.S_ISSOCK, "socket"),
+                       (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return name
+    return "unknown type"
 
 
 def _no_progress(_stage: str, _done: int, _total: int | None) -> None:

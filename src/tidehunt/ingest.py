@@ -37,7 +37,7 @@ from tidehunt.case.store import (
     utcnow,
     write_part,
 )
-from tidehunt.context import RunContext, printable
+from tidehunt.context import RunContext, not_regular, printable
 from tidehunt.errors import CaseError, NoUsableInput, SourceError
 from tidehunt.memory import (
     IngestLimits,
@@ -151,6 +151,9 @@ def iter_files(evidence: Iterable[str], ctx: RunContext, case: Path | None = Non
                 ctx.warn("-", "ingest", CASE_INSIDE, [given], path=given)
                 continue
             yield real, _shown(given, ctx), p.stat().st_size
+        elif p.exists():  # a FIFO given as evidence would block the read
+            ctx.warn("-", "ingest", f"not a regular file ({not_regular(p.stat().st_mode)}); "
+                     "not read", [given], path=given)
         else:
             ctx.warn("-", "ingest", "evidence path does not exist or is not a file",
                      [given], path=given)
@@ -214,6 +217,18 @@ def _walk(root: Path, ctx: RunContext, skip: str | None = None) -> Iterator[tupl
             except OSError:
                 size = 0  # gone or unreadable: _scan reports it
             yield sub, size
+        else:  # a FIFO (reading it would wait for a writer), a socket or a device
+            ctx.warn("-", "ingest", f"not a regular file ({_kind(e)}); not read",
+                     [str(root / sub)], path=str(root / sub))
+
+
+def _kind(e: os.DirEntry[str]) -> str:
+    """What a directory entry that is neither a file, a folder nor a link is."""
+    try:
+        return not_regular(e.stat(follow_symlinks=False).st_mode)
+    except OSError:
+        return "gone"
+
 
 
 def _scan(path: Path, buf: memoryview | None = None) -> tuple[int, str, bytes] | OSError:

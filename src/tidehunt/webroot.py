@@ -32,7 +32,7 @@ import polars as pl
 import pyarrow as pa
 
 from tidehunt.case.store import CASE_INSIDE, CaseStore, utcnow, write_part
-from tidehunt.context import RunContext
+from tidehunt.context import RunContext, not_regular
 from tidehunt.errors import NoUsableInput, TidehuntError
 from tidehunt.model.batch import TableBatch
 
@@ -311,6 +311,9 @@ def iter_tree(root: Path, ctx: RunContext, aid: str, result: WebrootResult,
                     return
                 result.files += 1
                 yield sub, root / sub, st
+            else:  # a named pipe (a read would wait for a writer), socket or device
+                ctx.warn(aid, SOURCE, f"not a regular file ({not_regular(st.st_mode)}); "
+                         "not read", [sub])
         stack.extend(reversed(subdirs))
 
 

@@ -125,3 +125,18 @@ def test_a_folder_removed_during_the_scan_is_a_warning(scanned):
     gone = _warnings(rec, "folder not readable")
     assert gone and gone[0]["locators"] == ["uploads/tmp"]
     assert "uploads/tmp/x.txt" not in rows
+
+
+def test_a_named_pipe_listed_in_the_tree_is_named_not_read(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "index.php").write_bytes(SHELL)
+    os.mkfifo(root / "upload.php")  # opening it would wait for a writer
+    store = CaseStore(tmp_path / "case", create=True)
+    with no_hang(20):
+        res = W.scan_webroot(root, store, RunContext())
+    rec = next(iter(store.artefacts.values()))
+    assert [w["locators"] for w in _warnings(rec, "not a regular file (named pipe)")] \
+        == [["upload.php"]]
+    rows = {r["path"] for r in store.sql("SELECT path FROM file").to_pylist()}
+    assert rows == {"index.php"} and res.files == 1
