@@ -134,6 +134,11 @@ def test_exit_codes(setup, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["hunt"])
     assert exc.value.code == 2
+    for cmd in (["hunt", str(ev), "-o", str(tmp_path / "c0")], ["detect", str(case)]):
+        with pytest.raises(SystemExit) as exc:  # a window that holds no time: a mistake
+            main(["-q", *cmd, "--from", "2020-01-02", "--to", "2020-01-01"])
+        assert exc.value.code == 2
+    assert not (tmp_path / "c0").exists()
     junk = tmp_path / "junk.txt"
     junk.write_text("nothing to see\n")
     assert main(["-q", "hunt", str(junk), "-o", str(tmp_path / "c2"), "--rules",

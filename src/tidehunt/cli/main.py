@@ -411,6 +411,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ap = build_parser()
     args = ap.parse_args(argv)
+    since, until = getattr(args, "since", None), getattr(args, "until", None)
+    if since is not None and until is not None and since > until:  # would match nothing
+        ap.error(f"--from ({since.isoformat()}) is after --to ({until.isoformat()})")
     err = Console(stderr=True, no_color=args.no_color, highlight=False)
     _setup_logging(args, err)
     from tidehunt.memory import configure_arrow_memory
