@@ -204,6 +204,17 @@ def prepare_plan(opts: HuntOptions, ctx: RunContext) -> Plan:
     return plan
 
 
+def unknown_excludes(exclude: Sequence[str], plan: Plan) -> list[str]:
+    """The ``--exclude-rule`` values that name no Sigma rule of the plan and no analytic
+    (ids and names, case ignored, as the detectors compare them)."""
+    from tidehunt.detect.analytics.detector import analytics
+
+    known = {k.lower() for r in plan.rules for k in (r["id"], r.get("name") or "") if k}
+    for name, cls in analytics().items():
+        known |= {name.lower(), cls.META.id.lower()}
+    return [x for x in dict.fromkeys(exclude) if x.lower() not in known]
+
+
 def _sigma_options(opts: HuntOptions, spark: Any, budget: MemoryBudget | None
                    ) -> SigmaOptions:
     """The Sigma detector's options for a run."""
@@ -358,6 +369,11 @@ def _detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *, command: st
                              "message": f"rule pack is {age} days old (newest rule dated "
                                         f"{src['content_date']}); run 'tidehunt rules "
                                         "update'", "locators": [], "count": 1})
+    for x in unknown_excludes(opts.exclude, plan):  # a typo would go unnoticed
+        warnings.append({"artefact": "", "path": x, "source": "rules",
+                         "message": "--exclude-rule matches no loaded rule or analytic "
+                                    "(by id or name); nothing was excluded by it",
+                         "locators": [], "count": 1})
     for rec in store.artefacts.values():
         for w in rec.get("warnings", []):
             warnings.append({**w, "path": w.get("path") or rec.get("display", "")})

@@ -124,6 +124,20 @@ def test_filters_level_time_exclude(setup):
           "0b8f0a57-2a8e-4f2f-8d0e-1b2c3d4e5f60"])
     assert len((case / "findings.jsonl").read_text().splitlines()) == 1
 
+    def unmatched() -> list[str]:
+        report = json.loads((case / "report.json").read_text())
+        return [w["path"] for w in report["warnings"]
+                if w["message"].startswith("--exclude-rule matches no")]
+
+    assert unmatched() == []
+    # a typo in an exclusion excludes nothing: said, not silently ignored; ids and names
+    # of rules and analytics (any case) are known
+    main(["-q", "detect", str(case), "--rules", str(rules), "--exclude-rule",
+          "0B8F0A57-2a8e-4f2f-8d0e-1b2c3d4e5f6", "--exclude-rule",
+          "0B8F0A57-2a8e-4f2f-8d0e-1b2c3d4e5f60", "--exclude-rule", "web_tunnel_request"])
+    assert unmatched() == ["0B8F0A57-2a8e-4f2f-8d0e-1b2c3d4e5f6"]
+    assert len((case / "findings.jsonl").read_text().splitlines()) == 1
+
 
 def test_exit_codes(setup, tmp_path):
     ev, rules, case = setup
