@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from tidehunt import __version__
 from tidehunt.case.store import CaseStore, utcnow
 from tidehunt.context import RunContext
+from tidehunt.errors import ConfigError
 from tidehunt.ingest import IngestResult, ingest
 from tidehunt.memory import DEFAULT_MAX_MEMORY, MemoryBudget, release_freed_memory
 from tidehunt.model.rule import Severity
@@ -697,6 +698,9 @@ def hunt(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
     """
     started = utcnow()
     t0 = time.perf_counter()
+    for path in opts.rules:  # a typo found now, not after an ingest of the evidence
+        if not Path(path).exists():
+            raise ConfigError(f"{path}: no such rule folder, file or archive")
     go = threading.Event()
     failed: list[bool] = []
     # with room for it in the budget, the windows parts ingest commits are matched as

@@ -153,6 +153,10 @@ def test_exit_codes(setup, tmp_path):
             main(["-q", *cmd, "--from", "2020-01-02", "--to", "2020-01-01"])
         assert exc.value.code == 2
     assert not (tmp_path / "c0").exists()
+    # a rule path that does not exist stops the hunt before the evidence is ingested
+    assert main(["-q", "hunt", str(ev), "-o", str(tmp_path / "c1"), "--rules",
+                 str(tmp_path / "no-such-rules")]) == 2
+    assert not (tmp_path / "c1").exists()
     junk = tmp_path / "junk.txt"
     junk.write_text("nothing to see\n")
     assert main(["-q", "hunt", str(junk), "-o", str(tmp_path / "c2"), "--rules",
