@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from tidehunt import __version__
 from tidehunt.case.store import CaseStore, utcnow
 from tidehunt.context import RunContext
-from tidehunt.errors import ConfigError
+from tidehunt.errors import ConfigError, NoUsableInput
 from tidehunt.ingest import IngestResult, ingest
 from tidehunt.memory import DEFAULT_MAX_MEMORY, MemoryBudget, release_freed_memory
 from tidehunt.model.rule import Severity
@@ -205,6 +205,27 @@ def prepare_plan(opts: HuntOptions, ctx: RunContext) -> Plan:
     return plan
 
 
+#: The options that name files or folders (``HuntOptions`` field, option on the command line).
+PATH_OPTIONS = (("rules", "--rules"), ("intel", "--intel"), ("yara", "--yara"),
+                ("baseline", "--baseline"), ("org", "--org"), ("inventory", "--inventory"),
+                ("kev", "--kev"), ("warninglists", "--warninglist"), ("geoip", "--geoip"),
+                ("risky_networks", "--risky-networks"), ("site_baseline", "--site-baseline"))
+
+
+def check_option_paths(opts: HuntOptions) -> None:
+    """Every file or folder the options name exists, or ConfigError naming each that does
+    not (``hunt`` checks before ingest: a mistyped ``--intel`` or ``--org`` path was only
+    found, or not at all, once the whole evidence had been read)."""
+    missing = []
+    for name, flag in PATH_OPTIONS:
+        value = getattr(opts, name)
+        for path in [value] if isinstance(value, str) else list(value or ()):
+            if not Path(path).exists():
+                missing.append(f"{path} ({flag})")
+    if missing:
+        raise ConfigError(f"no such file or folder: {', '.join(missing)}")
+
+
 def unknown_excludes(exclude: Sequence[str], plan: Plan) -> list[str]:
     """The ``--exclude-rule`` values that name no Sigma rule of the plan and no analytic
     (ids and names, case ignored, as the detectors compare them)."""
@@ -322,6 +343,7 @@ def _detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *, command: st
     from tidehunt.posture import navigator_layer
     from tidehunt.vuln.store import keep_kev, load_inventory
 
+    check_option_paths(opts)
     started = started or utcnow()
     timings = dict(timings or {})
     t0 = time.perf_counter()
@@ -379,6 +401,8 @@ def _detect(store: CaseStore, ctx: RunContext, opts: HuntOptions, *, command: st
         for w in rec.get("warnings", []):
             warnings.append({**w, "path": w.get("path") or rec.get("display", "")})
     warnings += store.manifest.get("warnings", [])
+    # the loads' own (an intel file not readable, say): they have no artefact to go with
+    warnings += [w.to_dict() for w in ctx.take_warnings()]
     t2 = time.perf_counter()
     for f in ana.stats.failed:
         warnings.append({"artefact": "", "path": f["analytic"], "source": "analytics",
@@ -698,9 +722,10 @@ def hunt(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
     """
     started = utcnow()
     t0 = time.perf_counter()
-    for path in opts.rules:  # a typo found now, not after an ingest of the evidence
-        if not Path(path).exists():
-            raise ConfigError(f"{path}: no such rule folder, file or archive")
+    check_option_paths(opts)  # a typo found now, not after an ingest of the evidence
+    for root in opts.webroots:  # evidence too: no usable input, as scan-webroot says
+        if not Path(root).is_dir():
+            raise NoUsableInput(f"web root {root!r} is not a folder")
     go = threading.Event()
     failed: list[bool] = []
     # with room for it in the budget, the windows parts ingest commits are matched as

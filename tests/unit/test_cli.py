@@ -139,7 +139,7 @@ def test_filters_level_time_exclude(setup):
     assert len((case / "findings.jsonl").read_text().splitlines()) == 1
 
 
-def test_exit_codes(setup, tmp_path):
+def test_exit_codes(setup, tmp_path, capsys):
     ev, rules, case = setup
     assert main(["-q", "hunt", str(ev), "-o", str(case), "--rules", str(rules),
                  "--fail-on", "high"]) == 10
@@ -157,6 +157,13 @@ def test_exit_codes(setup, tmp_path):
     assert main(["-q", "hunt", str(ev), "-o", str(tmp_path / "c1"), "--rules",
                  str(tmp_path / "no-such-rules")]) == 2
     assert not (tmp_path / "c1").exists()
+    # so does any other file option naming nothing: every one of them is named
+    assert main(["-q", "hunt", str(ev), "-o", str(tmp_path / "c1"), "--rules", str(rules),
+                 "--intel", str(tmp_path / "no-intel.csv"), "--org",
+                 str(tmp_path / "no-org.yml")]) == 2
+    assert not (tmp_path / "c1").exists()
+    err = capsys.readouterr().err
+    assert "no-intel.csv (--intel)" in err and "no-org.yml (--org)" in err
     junk = tmp_path / "junk.txt"
     junk.write_text("nothing to see\n")
     assert main(["-q", "hunt", str(junk), "-o", str(tmp_path / "c2"), "--rules",
@@ -399,13 +406,28 @@ def test_failed_detection_still_saves_the_manifest_and_catalogue(setup, monkeypa
     assert len((case / "findings.jsonl").read_text().splitlines()) == 4
 
 
-def test_scan_failing_after_ingest_still_writes_the_catalogue(setup, tmp_path):
+def test_scan_failing_after_ingest_still_writes_the_catalogue(setup, tmp_path,
+                                                              monkeypatch):
     """A hunt whose web-root scan fails after ingest (exit 3) leaves a catalogue that
     lists the events ingested, as ingest alone would."""
+    import tidehunt.engine as engine
+    from tidehunt.errors import NoUsableInput
+
     ev, rules, case = setup
-    assert main(["-q", "hunt", str(ev), "--webroot", str(tmp_path / "no-such-root"), "-o",
+    root = tmp_path / "www"
+    root.mkdir()
+
+    def fails(*_a, **_k):
+        raise NoUsableInput("web root vanished")  # after ingest: the folder was checked
+
+    monkeypatch.setattr(engine, "run_webroot", fails)
+    assert main(["-q", "hunt", str(ev), "--webroot", str(root), "-o",
                  str(case), "--rules", str(rules)]) == 3
     assert "windows" in _views(case)
+    # a web root that is not a folder stops the hunt before ingest (exit 3, no case)
+    assert main(["-q", "hunt", str(ev), "--webroot", str(tmp_path / "no-such-root"),
+                 "-o", str(tmp_path / "c9"), "--rules", str(rules)]) == 3
+    assert not (tmp_path / "c9").exists()
 
 
 def test_the_case_folder_inside_the_evidence_is_never_read(setup, capsys):
@@ -484,3 +506,16 @@ def test_file_names_that_are_not_utf8_or_hold_markup(setup, tmp_path):
     assert len(table) == 13 and str(odd) in {r[-1] for r in table}
     html = (case / "report.html").read_text(encoding="utf-8")
     assert "<img src=x onerror" not in html
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="needs Linux /proc")
+def test_intel_file_that_cannot_be_read_is_a_warning_of_the_run(setup):
+    """A warning of a load that has no artefact of its own (an intel file whose read
+    fails) reaches the report and the summary: it used to be dropped."""
+    ev, rules, case = setup
+    assert main(["-q", "hunt", str(ev), "-o", str(case), "--rules", str(rules)]) == 0
+    assert main(["-q", "detect", str(case), "--rules", str(rules), "--intel",
+                 "/proc/self/mem"]) == 0  # exists, and every read of it fails (EIO)
+    report = json.loads((case / "report.json").read_text())
+    got = [w for w in report["warnings"] if w["path"] == "/proc/self/mem"]
+    assert [w["message"] for w in got] == ["intel file not readable: Input/output error"]
