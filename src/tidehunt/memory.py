@@ -248,6 +248,9 @@ DUCKDB_OF_FREE = 0.9
 #: What the main process holds while workers run: interpreter and libraries, the rule
 #: plan, the manifest (measured: 300-360 MiB during a hunt's ingest and match).
 MAIN_RESERVE = 384 << 20
+#: The smallest budget taken (``--max-memory``): the main process's reserve and a little
+#: room for one worker's buffers. Below it no setting could keep the run inside the budget.
+MIN_BUDGET = MAIN_RESERVE + (64 << 20)
 #: An ingest worker before it buffers anything (interpreter, pyarrow, the readers).
 INGEST_BASE = 192 << 20
 #: Memory per buffered Windows row: its Python values, then its Arrow batch and the

@@ -148,6 +148,13 @@ def test_exit_codes(setup, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["hunt"])
     assert exc.value.code == 2
+    for bad in (["--workers", "0", "hunt"], ["hunt", "--incident-gap", "-5"],
+                ["hunt", "--incident-gap", "nan"], ["hunt", "--max-file-mb", "0"],
+                ["hunt", "--max-rule-age", "-1"], ["hunt", "--max-memory", "100MB"]):
+        with pytest.raises(SystemExit) as exc:  # nonsense numbers are usage errors
+            main(["-q", *bad, str(ev), "-o", str(tmp_path / "c0")])
+        assert exc.value.code == 2
+    assert not (tmp_path / "c0").exists()
     for cmd in (["hunt", str(ev), "-o", str(tmp_path / "c0")], ["detect", str(case)]):
         with pytest.raises(SystemExit) as exc:  # a window that holds no time: a mistake
             main(["-q", *cmd, "--from", "2020-01-02", "--to", "2020-01-01"])

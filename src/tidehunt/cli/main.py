@@ -54,7 +54,37 @@ def _size(text: str) -> str:
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B)\s*", text, re.I)
     if not m:
         raise argparse.ArgumentTypeError(f"expected a size such as 512MB or 4GB, got {text!r}")
-    return f"{m[1]}{m[2].upper().replace('IB', 'iB')}"
+    size = f"{m[1]}{m[2].upper().replace('IB', 'iB')}"
+    from tidehunt.memory import MIN_BUDGET, size_bytes
+
+    if size_bytes(size) < MIN_BUDGET:  # the main process alone needs more
+        raise argparse.ArgumentTypeError(
+            f"{text} is less than the {MIN_BUDGET >> 20} MiB a run needs at the least")
+    return size
+
+
+def _at_least(minimum: int) -> Any:
+    """An argparse type: a whole number no smaller than ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if n < minimum:
+            raise argparse.ArgumentTypeError(f"{n} is less than {minimum}")
+        return n
+    return parse
+
+
+def _hours(text: str) -> float:
+    """An argparse type: a number of hours above zero."""
+    try:
+        h = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of hours") from None
+    if not h > 0 or h == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} hours: give a number above 0")
+    return h
 
 
 def _level(text: str) -> str:
@@ -82,7 +112,7 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
                    help="skip a rule by id or name (repeatable)")
     p.add_argument("--fail-on", type=_level, metavar="LEVEL",
                    help="exit with code 10 when findings at or above LEVEL exist")
-    p.add_argument("--max-rule-age", type=int, default=90, metavar="DAYS",
+    p.add_argument("--max-rule-age", type=_at_least(0), default=90, metavar="DAYS",
                    help="warn when a rule pack's newest rule is older than this (default 90)")
     p.add_argument("--no-cache", action="store_true",
                    help="recompile rules instead of using the compiled-plan cache")
@@ -111,7 +141,7 @@ def _detect_args(p: argparse.ArgumentParser) -> None:
                    help="offline GeoIP database (MaxMind DB format) for impossible travel")
     p.add_argument("--risky-networks", metavar="FILE",
                    help="YAML of address lists by category (tor, vps, soho) for sign-ins")
-    p.add_argument("--incident-gap", type=float, default=72.0, metavar="HOURS",
+    p.add_argument("--incident-gap", type=_hours, default=72.0, metavar="HOURS",
                    help="findings naming the same host, user, address, file or mail are "
                         "chained into one incident when at most this far apart (default 72)")
     p.add_argument("--org", metavar="FILE",
@@ -159,7 +189,7 @@ def _mail_args(p: argparse.ArgumentParser) -> None:
                    dest="attachment_passwords",
                    help="password to try on encrypted attachments and archives, after those "
                         "the mail itself gives (repeatable)")
-    p.add_argument("--max-unpack-mb", type=int, default=512, metavar="N",
+    p.add_argument("--max-unpack-mb", type=_at_least(1), default=512, metavar="N",
                    help="unpack at most N MiB per attachment, archives inside included "
                         "(default 512; members expanding over 200x are not unpacked)")
     p.add_argument("--no-extract", action="store_true",
@@ -197,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-color", action="store_true", help="plain text output")
     ap.add_argument("--debug", action="store_true", help="tracebacks for internal errors")
     ap.add_argument("--log-json", action="store_true", help="log as JSON lines on stderr")
-    ap.add_argument("--workers", type=int, metavar="N",
+    ap.add_argument("--workers", type=_at_least(1), metavar="N",
                     help="worker processes for ingest, matching and rule compilation "
                          "(default: cores, at most 2; fewer if --max-memory cannot hold "
                          "them)")
@@ -275,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--intel-lifetime", action="append", default=[], metavar="TYPE=DAYS")
         p.add_argument("--below", type=float, default=20.0, metavar="SCORE",
                        help="stale: score under this counts as decayed (default 20)")
-        p.add_argument("--limit", type=int, default=50)
+        p.add_argument("--limit", type=_at_least(1), default=50)
     p = isub.add_parser("update", help="pull the configured feeds (TAXII 2.1 collections, "
                         "URLs) into the intel store; every hunt loads them")
     p.add_argument("--config", metavar="FILE",
@@ -295,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with -k: every word in the same row")
     p.add_argument("--table", action="append", default=[], metavar="NAME",
                    help="with -k: only this table (repeatable)")
-    p.add_argument("--limit", type=int, default=50, help="rows shown (default 50)")
+    p.add_argument("--limit", type=_at_least(1), default=50, help="rows shown (default 50)")
     p.add_argument("--format", "-f", default="table", choices=("table", "csv", "jsonl"),
                    dest="out_format", help="output (default a table on the terminal)")
     p.add_argument("--csv", action="store_true", help="same as --format csv")
@@ -357,7 +387,7 @@ def _webroot_args(p: argparse.ArgumentParser, *, repeat: bool) -> None:
                         "list, or a case holding an earlier scan")
     p.add_argument("--web-host", metavar="NAME",
                    help="host name of the web server (joins the scan to its logs and events)")
-    p.add_argument("--max-file-mb", type=int, default=32, metavar="N",
+    p.add_argument("--max-file-mb", type=_at_least(1), default=32, metavar="N",
                    help="content of larger files is scanned up to N MiB (default 32)")
 
 
