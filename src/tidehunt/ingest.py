@@ -159,6 +159,9 @@ def iter_files(evidence: Iterable[str], ctx: RunContext, case: Path | None = Non
                      [given], path=given)
 
 
+#: The warning for an evidence file of 0 bytes (a log collected empty, say).
+EMPTY_FILE = "empty file (0 bytes); nothing to ingest"
+
 #: The warning for a file whose name is not valid UTF-8 (``_shown``).
 NOT_UTF8_NAME = "file name is not valid UTF-8: shown with its bytes as \\xNN"
 
@@ -376,8 +379,8 @@ def plan_files(files: list[tuple[Path, str, int]], store: CaseStore, ctx: RunCon
                 log.error("%s", exc)
                 continue
             if src is None:
-                ctx.warn(aid, "ingest", "no reader recognises this file; not ingested",
-                         path=display)
+                ctx.warn(aid, "ingest", EMPTY_FILE if size == 0 else
+                         "no reader recognises this file; not ingested", path=display)
                 store.artefacts[aid] = _record(item, "", "unsupported")
                 result.unsupported += 1
                 continue
@@ -425,6 +428,12 @@ def _record(item: Planned, reader: str, status: str, **extra: Any) -> dict[str, 
     }
     rec.update(extra)
     return rec
+
+
+def _about(display: str, error: object) -> str:
+    """``display: error``, the path once (a reader's error most often names it)."""
+    text = str(error)
+    return text if text.startswith(f"{display}: ") else f"{display}: {text}"
 
 
 def _record_failed(store: CaseStore, item: Planned, reader: str, error: str) -> None:
@@ -794,12 +803,12 @@ def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
             if rec["status"] == "ingested":
                 result.ingested += 1
                 if rec.get("partial"):
-                    log.error("%s: %s (the records read before it are kept)",
-                              rec["display"], rec.get("error"))
+                    log.error("%s (the records read before it are kept)",
+                              _about(rec["display"], rec.get("error")))
             else:
                 result.failed += 1
-                result.errors.append(f"{rec['display']}: {rec.get('error')}")
-                log.error("%s: %s", rec["display"], rec.get("error"))
+                result.errors.append(_about(rec["display"], rec.get("error")))
+                log.error("%s", result.errors[-1])
             for w in rec["warnings"]:
                 ctx.log.info("%s: %s (%d)", rec["display"], w["message"], w["count"])
         ctx.on_progress("ingest", done_bytes, total)
@@ -855,6 +864,9 @@ def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
     elif not result.ingested and not result.skipped:
         error = "no evidence file could be read: " + "; ".join(
             result.errors[:5] or ["no reader recognises any of the files"])
+        if result.errors and result.unsupported:  # the rest: named in the manifest
+            error += (f"; and {result.unsupported} file(s) empty or of no type tidehunt "
+                      f"reads (listed in {store.root / 'manifest.json'})")
     if save or error:
         store.save()
     if catalogue or error:

@@ -61,3 +61,27 @@ def test_fifo_given_by_name_is_refused_with_its_kind(tmp_path):
     assert (res.ingested, res.records) == (1, 5)
     got = _case_warnings(store)
     assert got["not a regular file (named pipe); not read"] == [str(ev / "pipe.json")]
+
+
+def test_empty_files_are_named_as_empty_and_errors_name_their_file_once(tmp_path):
+    """A 0-byte log is "empty", not "no reader recognises this file"; a file no reader can
+    open is named once in the run's error (the reader's message already names it), with
+    the count of the others left out."""
+    from tidehunt.errors import NoUsableInput
+
+    ev = tmp_path / "evidence"
+    ev.mkdir()
+    (ev / "Security.evtx").write_bytes(b"")
+    (ev / "export.json").write_bytes(b"")
+    (ev / "tiny.evtx").write_bytes(b"ElfFile\x00")  # a header cut short
+    store = CaseStore(tmp_path / "case", create=True)
+    with pytest.raises(NoUsableInput) as exc:
+        ingest([str(ev)], store, RunContext(), workers=1)
+    msg = str(exc.value)
+    assert msg.count(str(ev / "tiny.evtx")) == 1, msg
+    assert "2 file(s) empty or of no type tidehunt reads" in msg
+    store = CaseStore(tmp_path / "case")
+    got = {a["display"]: [w["message"] for w in a["warnings"]]
+           for a in store.artefacts.values()}
+    assert got[str(ev / "Security.evtx")] == got[str(ev / "export.json")] \
+        == ["empty file (0 bytes); nothing to ingest"]
