@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -130,6 +131,10 @@ def run_ingest(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
 
     ``under_way``: see :func:`tidehunt.ingest.ingest`.
     """
+    if evidence and not any(os.path.lexists(e) for e in evidence):  # a typo, most often
+        raise NoUsableInput("no evidence files found at the given paths (" + "; ".join(
+            f"{e}: evidence path does not exist" for e in evidence[:5]) +
+            ("; ..." if len(evidence) > 5 else "") + "); nothing was written to the case")
     store = CaseStore(case_dir, create=True)
     store.budget = MemoryBudget.parse(max_memory)
     res = ingest(evidence, store, ctx, workers=workers, strict=strict, options=options,

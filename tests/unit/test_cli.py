@@ -197,6 +197,13 @@ def test_no_evidence_error_names_the_paths_that_gave_none(setup, tmp_path, capsy
     assert str(missing) in line and "does not exist" in line
     assert main(["-q", "hunt", str(empty), "-o", str(tmp_path / "c2")]) == 3
     assert "hold no files" in capsys.readouterr().err
+    # no path given exists: said before a case folder is made (none is left behind)
+    for cmd in ("hunt", "ingest"):
+        assert main(["-q", cmd, str(missing), str(tmp_path / "typo.evtx"), "-o",
+                     str(tmp_path / "c3")]) == 3
+        err = capsys.readouterr().err
+        assert f"{tmp_path / 'typo.evtx'}: evidence path does not exist" in err
+        assert not (tmp_path / "c3").exists()
 
 
 def test_command_exits_quickly_with_the_code_and_every_output(setup, tmp_path):
