@@ -187,6 +187,7 @@ def test_rule_archive_bomb_and_self_reference(tmp_path, capsys):
     rc = _within(60, main, ["rules", "lint", str(pack)])
     out = capsys.readouterr().out
     assert rc == 4 and out.count("FAILED") == 3 and "YAML bomb" in out
+    assert ": : " not in out  # a file refused before its title is read: no empty name
 
 
 def test_rule_export_bomb_is_a_failed_entry(tmp_path):

@@ -944,7 +944,8 @@ def _rules(args: argparse.Namespace, err: Any) -> int:
     _, corr_errors = resolve_refs(plan)
     errors = plan.errors + corr_errors
     for e in errors:
-        print(f"FAILED {e['path']}: {e.get('title') or e.get('id')}: {e['reason']}")
+        name = e.get("title") or e.get("id")  # none when the YAML itself is refused
+        print(f"FAILED {e['path']}: {f'{name}: ' if name else ''}{e['reason']}")
     for e in plan.skipped:
         print(f"N/A    {e['path']}: {e.get('title')}: {e['reason']}")
     print(f"{len(plan.rules)} rules usable, {len(errors)} failed, {len(plan.skipped)} not "
