@@ -162,6 +162,22 @@ def iter_files(evidence: Iterable[str], ctx: RunContext, case: Path | None = Non
 #: The warning for an evidence file of 0 bytes (a log collected empty, say).
 EMPTY_FILE = "empty file (0 bytes); nothing to ingest"
 
+def _nothing_in(head: bytes, size: int) -> str | None:
+    """Why a file no reader takes holds nothing to read, when it is whole in ``head``
+    and empty: 0 bytes, blank space only, or an empty JSON array or object (an export of
+    no events is not a file of unknown type)."""
+    if size == 0:
+        return EMPTY_FILE
+    if size > len(head):
+        return None
+    body = bytes(head).removeprefix(b"\xef\xbb\xbf").strip()
+    if not body:
+        return "file holds only blank space; nothing to ingest"
+    if b"".join(body.split()) in (b"[]", b"{}"):
+        return "file holds an empty JSON array or object; nothing to ingest"
+    return None
+
+
 #: The warning for a file whose name is not valid UTF-8 (``_shown``).
 NOT_UTF8_NAME = "file name is not valid UTF-8: shown with its bytes as \\xNN"
 
@@ -379,7 +395,7 @@ def plan_files(files: list[tuple[Path, str, int]], store: CaseStore, ctx: RunCon
                 log.error("%s", exc)
                 continue
             if src is None:
-                ctx.warn(aid, "ingest", EMPTY_FILE if size == 0 else
+                ctx.warn(aid, "ingest", _nothing_in(head, size) or
                          "no reader recognises this file; not ingested", path=display)
                 store.artefacts[aid] = _record(item, "", "unsupported")
                 result.unsupported += 1

@@ -64,9 +64,9 @@ def test_fifo_given_by_name_is_refused_with_its_kind(tmp_path):
 
 
 def test_empty_files_are_named_as_empty_and_errors_name_their_file_once(tmp_path):
-    """A 0-byte log is "empty", not "no reader recognises this file"; a file no reader can
-    open is named once in the run's error (the reader's message already names it), with
-    the count of the others left out."""
+    """A 0-byte log, a file of blank space or an empty JSON array is said to hold nothing,
+    not "no reader recognises this file"; a file no reader can open is named once in the
+    run's error (the reader's message already names it), with the others counted."""
     from tidehunt.errors import NoUsableInput
 
     ev = tmp_path / "evidence"
@@ -74,14 +74,19 @@ def test_empty_files_are_named_as_empty_and_errors_name_their_file_once(tmp_path
     (ev / "Security.evtx").write_bytes(b"")
     (ev / "export.json").write_bytes(b"")
     (ev / "tiny.evtx").write_bytes(b"ElfFile\x00")  # a header cut short
+    (ev / "none.json").write_bytes(b"\xef\xbb\xbf [\r\n]\r\n")  # an export of no events
+    (ev / "blank.jsonl").write_bytes(b"\n \n\t\n")
     store = CaseStore(tmp_path / "case", create=True)
     with pytest.raises(NoUsableInput) as exc:
         ingest([str(ev)], store, RunContext(), workers=1)
     msg = str(exc.value)
     assert msg.count(str(ev / "tiny.evtx")) == 1, msg
-    assert "2 file(s) empty or of no type tidehunt reads" in msg
+    assert "4 file(s) empty or of no type tidehunt reads" in msg
     store = CaseStore(tmp_path / "case")
     got = {a["display"]: [w["message"] for w in a["warnings"]]
            for a in store.artefacts.values()}
     assert got[str(ev / "Security.evtx")] == got[str(ev / "export.json")] \
         == ["empty file (0 bytes); nothing to ingest"]
+    assert got[str(ev / "none.json")] == [
+        "file holds an empty JSON array or object; nothing to ingest"]
+    assert got[str(ev / "blank.jsonl")] == ["file holds only blank space; nothing to ingest"]
