@@ -32,7 +32,7 @@ from tidehunt import __version__
 from tidehunt.case.store import CaseStore, utcnow
 from tidehunt.context import RunContext
 from tidehunt.errors import ConfigError, NoUsableInput
-from tidehunt.ingest import IngestResult, ingest
+from tidehunt.ingest import IngestResult, ingest, no_evidence_found
 from tidehunt.memory import DEFAULT_MAX_MEMORY, MemoryBudget, release_freed_memory
 from tidehunt.model.rule import Severity
 from tidehunt.model.tables import TABLES
@@ -132,9 +132,9 @@ def run_ingest(evidence: Sequence[str], case_dir: str | Path, ctx: RunContext,
     ``under_way``: see :func:`tidehunt.ingest.ingest`.
     """
     if evidence and not any(os.path.lexists(e) for e in evidence):  # a typo, most often
-        raise NoUsableInput("no evidence files found at the given paths (" + "; ".join(
-            f"{e}: evidence path does not exist" for e in evidence[:5]) +
-            ("; ..." if len(evidence) > 5 else "") + "); nothing was written to the case")
+        raise NoUsableInput(no_evidence_found(
+            [f"{e}: evidence path does not exist" for e in evidence],
+            "; nothing was written to the case"))
     store = CaseStore(case_dir, create=True)
     store.budget = MemoryBudget.parse(max_memory)
     res = ingest(evidence, store, ctx, workers=workers, strict=strict, options=options,

@@ -18,7 +18,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.thread import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -151,9 +151,9 @@ def iter_files(evidence: Iterable[str], ctx: RunContext, case: Path | None = Non
                 ctx.warn("-", "ingest", CASE_INSIDE, [given], path=given)
                 continue
             yield real, _shown(given, ctx), p.stat().st_size
-        elif p.exists():  # a FIFO given as evidence would block the read
-            ctx.warn("-", "ingest", f"not a regular file ({not_regular(p.stat().st_mode)}); "
-                     "not read", [given], path=given)
+        elif (mode := _mode(p)) is not None:  # a FIFO given as evidence would block a read
+            ctx.warn("-", "ingest", f"not a regular file ({not_regular(mode)}); not read",
+                     [given], path=given)
         else:
             ctx.warn("-", "ingest", "evidence path does not exist or is not a file",
                      [given], path=given)
@@ -239,6 +239,14 @@ def _walk(root: Path, ctx: RunContext, skip: str | None = None) -> Iterator[tupl
         else:  # a FIFO (reading it would wait for a writer), a socket or a device
             ctx.warn("-", "ingest", f"not a regular file ({_kind(e)}); not read",
                      [str(root / sub)], path=str(root / sub))
+
+
+def _mode(p: Path) -> int | None:
+    """``st_mode`` of a path (links followed), None if it is gone or cannot be seen."""
+    try:
+        return p.stat().st_mode
+    except OSError:
+        return None
 
 
 def _kind(e: os.DirEntry[str]) -> str:
@@ -444,6 +452,14 @@ def _record(item: Planned, reader: str, status: str, **extra: Any) -> dict[str, 
     }
     rec.update(extra)
     return rec
+
+
+def no_evidence_found(reasons: Sequence[str], suffix: str = "") -> str:
+    """The exit-3 error of a run that found no evidence file, naming why for the first
+    paths (``path: reason``)."""
+    return "no evidence files found at the given paths" + (
+        " (" + "; ".join(reasons[:5]) + ("; ..." if len(reasons) > 5 else "") + ")"
+        if reasons else " (the folders hold no files)") + suffix
 
 
 def _about(display: str, error: object) -> str:
@@ -874,9 +890,7 @@ def ingest(evidence: Iterable[str], store: CaseStore, ctx: RunContext, *,
                 case_warnings.append(entry)
     error = None
     if not result.found:
-        error = "no evidence files found at the given paths" + (
-            " (" + "; ".join(unusable[:5]) + ("; ..." if len(unusable) > 5 else "") + ")"
-            if unusable else " (the folders hold no files)")
+        error = no_evidence_found(unusable)
     elif not result.ingested and not result.skipped:
         error = "no evidence file could be read: " + "; ".join(
             result.errors[:5] or ["no reader recognises any of the files"])
