@@ -8,9 +8,15 @@ so separate evidence), then measures, each in a fresh process:
 
 * parse-only: every record through the Rust ``evtx`` parser as JSON, in as many processes as
   the hunt uses (the ceiling for ingest);
+* ingest-only: ``tidehunt ingest`` of the same files into a fresh case (parse, flatten,
+  hash, store: everything of a hunt before detection), unless ``--no-ingest``;
 * hunt: ``tidehunt hunt`` with ``rules/windows`` + ``rules-threat-hunting/windows`` (plan cache
   warm: the cold compile is reported once, separately), wall time and peak RSS of the process
   tree (sampled from /proc every 20 ms).
+
+Two ratios come out: hunt over parse-only (the issue's: the parser alone is the floor), and
+hunt over ingest-only (what matching 2,500 rules, the findings and the reports add to
+reading the evidence into the case).
 
 With ``--repeat R`` each N is measured R times (parse-only and hunt alternately, so each
 ratio compares runs of the same minutes: this machine class drifts by up to 40% within an
@@ -123,6 +129,8 @@ def main() -> None:
                     help="measure each N R times, alternating parse-only and hunt")
     ap.add_argument("--baseline", default=None, metavar="DIR",
                     help="another tidehunt checkout: its hunts interleaved with this one's")
+    ap.add_argument("--no-ingest", action="store_true",
+                    help="skip the ingest-only runs (and the hunt/ingest ratio)")
     args = ap.parse_args()
     corpus = Path(args.corpus)
     trees = {"this": None}
@@ -177,6 +185,15 @@ def main() -> None:
                 pw, _, pout, _ = run_measured([sys.executable, "-c", PARSE, str(args.workers),
                                             str(listing)], env)
                 events = int(pout.split()[0])
+                iw = None
+                if not args.no_ingest:  # this tree's ingest alone, in the same minutes
+                    icase = work / f"ingest{n}"
+                    shutil.rmtree(icase, ignore_errors=True)
+                    iw, _, _, _ = run_measured(
+                        [sys.executable, "-c", HUNT, "-q", "--workers", str(args.workers),
+                         "ingest", str(ev), "-o", str(icase)]
+                        + (["--max-memory", args.max_memory] if args.max_memory else []), env)
+                    shutil.rmtree(icase, ignore_errors=True)
                 # alternate which tree goes first: no order effect (caches, drift) in one
                 for tree, src in (list(trees.items()) if run % 2 == 0
                                   else list(trees.items())[::-1]):
@@ -189,10 +206,14 @@ def main() -> None:
                         [sys.executable, "-c", HUNT, "-q", "--workers", str(args.workers),
                          "hunt", str(ev), "-o", str(case), *rule_args], tenv)
                     report = json.loads((case / "report.json").read_text())
+                    own = iw if src is None else None
                     r = {"copies": n, "tree": tree, "run": run + 1, "files": len(files),
                          "events": events, "parse_only_s": round(pw, 2),
                          "hunt_s": round(hw, 2), "events_per_s": round(events / hw),
                          "ratio_hunt_to_parse": round(hw / pw, 2),
+                         # of this tree only (a baseline's hunts have no ingest run)
+                         "ingest_only_s": None if own is None else round(own, 2),
+                         "ratio_hunt_to_ingest": None if own is None else round(hw / own, 2),
                          "peak_rss_mib": round(peak / 2**20),
                          "peak_process_hwm_mib": round(hwm / 2**20),
                          "findings": report["findings_count"],
@@ -210,17 +231,22 @@ def main() -> None:
     out = ROOT / "bench" / "out"
     out.mkdir(exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    print("\n| copies | tree | runs | events | parse-only s | hunt s (fastest / median / "
-          "slowest) | events/s (fastest) | hunt/parse | peak RSS MiB (tree, sampled) | largest "
-          "process high-water MiB | findings |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("\n| copies | tree | runs | events | parse-only s | ingest-only s | hunt s (fastest / "
+          "median / slowest) | events/s (fastest) | hunt/parse | hunt/ingest | peak RSS MiB "
+          "(tree, sampled) | largest process high-water MiB | findings |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for (n, tree), rs in groupby_key(results).items():
         hunts = sorted(r["hunt_s"] for r in rs)
         ratios = sorted(r["ratio_hunt_to_parse"] for r in rs)
         parse = sorted(r["parse_only_s"] for r in rs)
+        ingests = sorted(r["ingest_only_s"] for r in rs if r["ingest_only_s"] is not None)
+        by_ingest = sorted(r["ratio_hunt_to_ingest"] for r in rs
+                           if r["ratio_hunt_to_ingest"] is not None)
         print(f"| {n} | {tree} | {len(rs)} | {rs[0]['events']:,} | "
-              f"{span(parse)} | {hunts[0]} / {statistics.median(hunts):.2f} / {hunts[-1]} | "
+              f"{span(parse)} | {span(ingests) if ingests else '-'} | "
+              f"{hunts[0]} / {statistics.median(hunts):.2f} / {hunts[-1]} | "
               f"{max(r['events_per_s'] for r in rs):,} | {span(ratios)} | "
+              f"{span(by_ingest) if by_ingest else '-'} | "
               f"{span(sorted(r['peak_rss_mib'] for r in rs))} | "
               f"{span(sorted(r['peak_process_hwm_mib'] for r in rs))} | {rs[0]['findings']:,} |")
 
