@@ -25,14 +25,12 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import pairwise
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from tidehunt.model.finding import distinct
 
 #: ATT&CK enterprise tactics in kill-chain order (the order of the steps' phases).
 TACTIC_ORDER = ("reconnaissance", "resource-development", "initial-access", "execution",
@@ -285,10 +283,9 @@ def _fields_entities_column(col: pa.ChunkedArray | pa.Array) -> list[frozenset[s
 
     Several rules hitting one event share its fields, and so do copies of one log.
     """
-    values, idx = distinct(col)
-    per = [frozenset(_fields_entities(v)) for v in values]
-    none: frozenset[str] = frozenset()
-    return [none if i is None else per[i] for i in idx]
+    values, idx = _codes(col)
+    per = [frozenset(_fields_entities(v)) for v in values.to_pylist()]
+    return _objects(per, idx, frozenset())
 
 
 def _value_entities(v: Any) -> set[str]:
@@ -307,20 +304,66 @@ def _value_entities(v: Any) -> set[str]:
     return set()
 
 
-class _Union:
-    def __init__(self, n: int) -> None:
-        self.parent = list(range(n))
+def _links(ents: list[frozenset[str]], ts: np.ndarray, ts_last: np.ndarray,
+           gap: timedelta) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs of rows (places in time order) that link: consecutive rows among those
+    naming one entity, the second within ``gap`` of the first's last time (or either
+    without a time). ``ts``/``ts_last``: microseconds, ``_NO_TIME`` where there is none.
 
-    def find(self, i: int) -> int:
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
-        return i
+    Rows sharing one set of entities (the correlator's sets are shared objects) have it
+    expanded once: the pairs come from one sort of (entity, row), not a Python list of
+    rows per entity.
+    """
+    n = len(ents)
+    codes = np.empty(n, dtype=np.int64)
+    sets: dict[int, int] = {}  # id of a row's set (alive in ``ents``) -> its code
+    distinct_sets: list[frozenset[str]] = []
+    for k, es in enumerate(ents):
+        c = sets.get(id(es))
+        if c is None:
+            c = sets[id(es)] = len(distinct_sets)
+            distinct_sets.append(es)
+        codes[k] = c
+    names: dict[str, int] = {}
+    flat = [names.setdefault(e, len(names)) for es in distinct_sets for e in es]
+    sizes = np.fromiter((len(es) for es in distinct_sets), dtype=np.int64,
+                        count=len(distinct_sets))
+    starts = np.zeros(len(distinct_sets), dtype=np.int64)
+    np.cumsum(sizes[:-1], out=starts[1:])
+    per_row = sizes[codes]
+    rows = np.repeat(np.arange(n, dtype=np.int64), per_row)
+    first = np.zeros(n, dtype=np.int64)
+    np.cumsum(per_row[:-1], out=first[1:])
+    pos = np.arange(len(rows), dtype=np.int64) - np.repeat(first - starts[codes], per_row)
+    entity = np.asarray(flat, dtype=np.int64)[pos] if flat else np.zeros(0, np.int64)
+    o = np.lexsort((rows, entity))
+    entity, rows = entity[o], rows[o]
+    same = entity[1:] == entity[:-1]
+    a, b = rows[:-1][same], rows[1:][same]
+    ta, tb = ts[a], ts[b]
+    ref = np.where(ts_last[a] == _NO_TIME, ta, ts_last[a])
+    near = (ta == _NO_TIME) | (tb == _NO_TIME) | (tb - ref <= gap // timedelta(microseconds=1))
+    return a[near], b[near]
 
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
+
+def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Each row's component over the links (a, b), named by its smallest row."""
+    label = np.arange(n, dtype=np.int64)
+    if not len(a):
+        return label
+    while True:
+        m = np.minimum(label[a], label[b])
+        new = label.copy()
+        np.minimum.at(new, a, m)
+        np.minimum.at(new, b, m)
+        while True:  # each label to its label's label, until none moves
+            jumped = new[new]
+            if np.array_equal(jumped, new):
+                break
+            new = jumped
+        if np.array_equal(new, label):
+            return label
+        label = new
 
 
 def _phase(tactics: Iterable[str]) -> str:
@@ -341,24 +384,15 @@ def correlate(findings: pa.Table, gap: timedelta = DEFAULT_GAP) -> list[Incident
             if "fields" in findings.column_names else [frozenset()] * n)
     ents = cols.entities([docs[i] for i in cols.order])
     del docs
-    ts, ts_last = cols.ts, cols.ts_last
-    uf = _Union(n)
-    by_entity: dict[str, list[int]] = defaultdict(list)
-    for i, es in enumerate(ents):
-        for e in es:
-            by_entity[e].append(i)
-    for idx in by_entity.values():
-        for a, b in pairwise(idx):
-            ta, tb = ts[a], ts[b]
-            if ta is None or tb is None or tb - (ts_last[a] or ta) <= gap:
-                uf.union(a, b)
-    del by_entity
-    groups: dict[int, list[int]] = defaultdict(list)
-    for i in range(n):
-        groups[uf.find(i)].append(i)
+    a, b = _links(ents, cols.ts_us, cols.ts_last_us, gap)
+    label = _components(n, a, b)
+    # the groups in the order of their first row, each row's place ascending in its group
+    by = np.argsort(label, kind="stable")
+    cuts = np.flatnonzero(np.diff(label[by])) + 1
+    groups = [g.tolist() for g in np.split(by, cuts)] if n else []
     incidents = []
     steps: list[tuple[Step, list[int]]] = []
-    for members in groups.values():
+    for members in groups:
         inc = _incident(cols, members, ents, steps)
         if inc is not None:
             incidents.append(inc)
@@ -390,23 +424,28 @@ class _Columns:
 
     def __init__(self, findings: pa.Table, order: pa.Array) -> None:
         self.order: list[int] = order.to_pylist()
-        self.finding_id = self._reorder(findings.column("finding_id").to_pylist())
-        for name in ("ts", "ts_last", "rule_id", "rule_title", "engine", "level", "host",
-                     "user", "src", "dst", "summary"):
-            values, idx = distinct(findings.column(name))
-            setattr(self, name, [None if j is None else values[j]
-                                 for j in self._reorder(idx)])
+        names = ("ts", "ts_last", "rule_id", "rule_title", "engine", "level", "host", "user",
+                 "src", "dst", "summary")
+        # taken in time order once, in Arrow: no Python list of each column to reorder
+        timed = findings.select(["finding_id", *names, "techniques", "tactics",
+                                 "evidence"]).take(order)
+        self.finding_id = timed.column("finding_id").to_pylist()
+        for name in names:
+            setattr(self, name, _shared(timed.column(name)))
+        self.ts_us = _micros(timed.column("ts"))
+        self.ts_last_us = _micros(timed.column("ts_last"))
         for name in ("techniques", "tactics"):
-            setattr(self, name, self._reorder(_shared_lists(findings.column(name))))
+            setattr(self, name, _shared_lists(timed.column(name)))
         self._evidence = findings.column("evidence")
-        lengths = pc.list_value_length(self._evidence).fill_null(0).to_pylist()
-        self.ev_len: list[int] = self._reorder(lengths)
+        self.ev_len: list[int] = pc.list_value_length(timed.column("evidence")) \
+            .fill_null(0).to_pylist()
         # rows whose evidence names a site or a mail message, by their place in time order
         named = _evidence_rows(self._evidence)
-        where = {i: k for k, i in enumerate(self.order)} if named else {}
+        place = np.empty(len(self.order), dtype=np.int64)
+        place[np.asarray(self.order, dtype=np.int64)] = np.arange(len(self.order))
         got = self._evidence.take(pa.array(named, pa.int64())).to_pylist()
         self.named: dict[int, list[dict[str, Any]]] = dict(zip(
-            (where[i] for i in named), got, strict=True))
+            place[np.asarray(named, dtype=np.int64)].tolist(), got, strict=True))
         self.in_mail = {k for k, ev in self.named.items()
                         if any((e.get("table") or "").startswith("mail")
                                for e in ev[:_FINDING_EVIDENCE])}
@@ -424,9 +463,6 @@ class _Columns:
     summary: list[str | None]
     techniques: list[list[str] | None]
     tactics: list[list[str] | None]
-
-    def _reorder(self, values: list[Any]) -> list[Any]:
-        return [values[i] for i in self.order]
 
     def entities(self, docs: list[frozenset[str]]) -> list[frozenset[str]]:
         """Each row's entities (``entities`` of its row), one set per distinct combination."""
@@ -457,14 +493,74 @@ class _Columns:
                            for k in ks for e in (got[k] or [])[:_FINDING_EVIDENCE]]
 
 
-def _shared_lists(col: pa.ChunkedArray) -> list[list[str] | None]:
-    """A list column as Python lists, equal lists being one object (read, never changed)."""
-    seen: dict[tuple[str, ...], list[str]] = {}
-    out: list[list[str] | None] = []
-    for start in range(0, len(col), _LIST_SLICE):
-        for v in col.slice(start, _LIST_SLICE).to_pylist():
-            out.append(None if v is None else seen.setdefault(tuple(v), v))
+def _codes(col: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """A column's distinct values (an Arrow array) and each row's index among them, the
+    index of a null being their count."""
+    enc = pc.dictionary_encode(col)
+    if isinstance(enc, pa.ChunkedArray):
+        enc = enc.unify_dictionaries().combine_chunks() if enc.num_chunks \
+            else pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([]))
+    idx = enc.indices.fill_null(len(enc.dictionary)).to_numpy(zero_copy_only=False)
+    return enc.dictionary, idx.astype(np.int64, copy=False)
+
+
+def _objects(values: list[Any], idx: np.ndarray, missing: Any = None) -> list[Any]:
+    """Each row's value (``missing`` for a null) as a Python object, equal values being
+    one object."""
+    table = np.empty(len(values) + 1, dtype=object)
+    for k, v in enumerate(values):  # one by one: a value that is a sequence stays whole
+        table[k] = v
+    table[-1] = missing
+    out: list[Any] = table[idx].tolist()
     return out
+
+
+def _shared(col: pa.ChunkedArray) -> list[Any]:
+    """A column as Python objects, equal values being one object: its few hundred
+    distinct values are converted, not one object per row."""
+    values, idx = _codes(col)
+    return _objects(values.to_pylist(), idx)
+
+
+#: ``_micros`` of a missing time.
+_NO_TIME = np.iinfo(np.int64).min
+
+
+def _micros(col: pa.ChunkedArray) -> np.ndarray:
+    """A timestamp column as microseconds since the epoch (``_NO_TIME`` where null)."""
+    us = col.cast(pa.timestamp("us", col.type.tz), safe=False).cast(pa.int64())
+    out: np.ndarray = us.fill_null(_NO_TIME).to_numpy()
+    return out
+
+
+def _shared_lists(col: pa.ChunkedArray) -> list[list[str] | None]:
+    """A list column as Python lists, equal lists being one object (read, never changed).
+
+    Keyed in Arrow by length and joined text, each distinct list converted once; where an
+    element is null or holds the separator (the key could then mistake two lists for one),
+    each list is converted and compared in Python.
+    """
+    flat = pc.list_flatten(col)
+    if flat.null_count or (len(flat) and pc.any(pc.match_substring(flat, _SEP)).as_py()):
+        seen: dict[tuple[str, ...], list[str]] = {}
+        out: list[list[str] | None] = []
+        for start in range(0, len(col), _LIST_SLICE):
+            for v in col.slice(start, _LIST_SLICE).to_pylist():
+                out.append(None if v is None else seen.setdefault(tuple(v), v))
+        return out
+    key = pc.binary_join_element_wise(pc.list_value_length(col).cast(pa.string()),
+                                      pc.binary_join(col, _SEP), "\x1e")
+    values, idx = _codes(key)
+    codes, first = np.unique(idx, return_index=True)
+    lists: list[Any] = [None] * len(values)
+    for c, v in zip(codes.tolist(), col.take(pa.array(first)).to_pylist(), strict=True):
+        if c < len(values):
+            lists[c] = v
+    return _objects(lists, idx)
+
+
+#: What ``_shared_lists`` joins a list's elements with for its key.
+_SEP = "\x1f"
 
 
 def _evidence_rows(evidence: pa.ChunkedArray) -> list[int]:

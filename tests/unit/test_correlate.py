@@ -190,3 +190,81 @@ def test_a_step_shows_its_first_evidence_and_knows_mail_among_the_rest():
     assert " in the mail: " in step["narrative"] and "(+5 more)" in step["narrative"]
     alone = correlate(_table(rows[:5]))[0].to_dict()["steps"][0]
     assert " in the mail" not in alone["narrative"]
+
+
+def _union_find_groups(ents: list[frozenset[str]], ts: list[datetime | None],
+                       ts_last: list[datetime | None], gap: timedelta) -> list[list[int]]:
+    """The reference: rows of one entity chained in order within the gap, joined one pair
+    at a time, groups in the order of their first row."""
+    parent = list(range(len(ents)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    by: dict[str, list[int]] = {}
+    for i, es in enumerate(ents):
+        for e in es:
+            by.setdefault(e, []).append(i)
+    for rows in by.values():
+        for a, b in zip(rows, rows[1:]):
+            if ts[a] is None or ts[b] is None or ts[b] - (ts_last[a] or ts[a]) <= gap:
+                ra, rb = find(a), find(b)
+                parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(ents)):
+        groups.setdefault(find(i), []).append(i)
+    return list(groups.values())
+
+
+def test_links_in_bulk_give_the_groups_of_a_pairwise_union_find():
+    """The vectorised linking (one sort of entity and row, labels to a fixed point) groups
+    rows as joining each linked pair does, times missing, equal and at the gap included."""
+    import random
+
+    import numpy as np
+
+    from tidehunt.correlate import _components, _links, _micros
+
+    rng = random.Random(40)
+    pool = [frozenset({f"host:h{i}"}) for i in range(6)] + [
+        frozenset({"user:u1", "host:h1"}), frozenset({"ip:203.0.113.9"}), frozenset()]
+    for gap_hours in (1, 72):
+        gap = timedelta(hours=gap_hours)
+        n = 400
+        ents = [rng.choice(pool) if rng.random() < 0.8 else
+                frozenset({f"file:/x/{rng.randrange(30)}", f"host:h{rng.randrange(6)}"})
+                for _ in range(n)]
+        ts = sorted(T0 + timedelta(minutes=rng.choice([0, 30, 60, 61, 600, 4320]) * k / 9)
+                    for k in range(n))
+        ts = [None if rng.random() < 0.05 else t for t in ts]
+        ts_last = [None if t is None or rng.random() < 0.3 else t + timedelta(minutes=45)
+                   for t in ts]
+        col = pa.chunked_array([pa.array(ts, pa.timestamp("us", "UTC"))])
+        last = pa.chunked_array([pa.array(ts_last, pa.timestamp("us", "UTC"))])
+        a, b = _links(ents, _micros(col), _micros(last), gap)
+        label = _components(n, a, b)
+        by = np.argsort(label, kind="stable")
+        got = [g.tolist() for g in np.split(by, np.flatnonzero(np.diff(label[by])) + 1)]
+        want = _union_find_groups(ents, ts, ts_last, gap)
+        assert got == want
+        assert 1 < len(want) < n  # some rows linked, some not
+
+
+def test_shared_lists_are_equal_lists_as_one_object_whatever_they_hold():
+    """List columns come back as their Python lists, equal ones one object; the elements
+    that could fool the key (its separator, nulls) and empty lists stay apart."""
+    from tidehunt.correlate import _shared_lists
+
+    plain = [["T1059", "T1105"], None, [], [""], ["T1059", "T1105"], ["", ""], [""], []]
+    for extra in ([], [["a\x1fb", "c"], ["a", "b\x1fc"]], [["a", None], ["a", None]]):
+        rows = plain + extra
+        col = pa.chunked_array([pa.array(rows[:3], pa.list_(pa.string())),
+                                pa.array(rows[3:], pa.list_(pa.string()))])
+        got = _shared_lists(col)
+        assert got == rows
+        assert got[0] is got[4] and got[3] is got[6] and got[2] is got[7]
+        assert got[2] is not got[3] and got[5] is not got[3]
+        if extra:
+            assert (got[-2] is got[-1]) == (extra[0] == extra[1])
