@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -18,6 +19,18 @@ from tidehunt.detect.sigma.findings import (
     event_columns,
     event_columns_py,
 )
+
+
+@pytest.fixture(params=["native", "arrow"], autouse=True)
+def fields_path(request, monkeypatch):
+    """Each test twice: the fields JSON by the native helper, and in Arrow kernels."""
+    import tidehunt.detect.sigma.findings as F
+
+    if request.param == "arrow":
+        monkeypatch.setattr(F, "_native_fields", None)
+    elif F._native_fields is None:
+        pytest.skip("the native helper is not built (no cargo): the Arrow path only")
+    return request.param
 
 
 def _same(t: pa.Table) -> None:
@@ -65,6 +78,66 @@ def test_hostile_values_match_reference():
     assert json.loads(got["fields"][0].as_py())["TimeCreated"] == "1601-01-01T00:00:00Z"
     assert json.loads(got["fields"][1].as_py())["TimeCreated"] == \
         "2026-01-02T03:04:05.000007Z"
+
+
+def test_sliced_columns_and_null_times_match_reference():
+    """Arrays that start inside their buffers (a slice of a part), times missing, every
+    byte that JSON escapes, and a column null in all but one row."""
+    n = 300
+    esc = [chr(c) for c in range(0x20)] + ['"', "\\", "\x7f", "\u2028", "😀", ""]
+    t = pa.table({
+        "ts": pa.array([None if i % 4 == 0 else datetime(2026, 5, 6, 7, 8, 9, i, tzinfo=UTC)
+                        for i in range(n)], pa.timestamp("us", tz="UTC")),
+        "record_id": pa.array([i if i % 5 else None for i in range(n)], pa.int64()),
+        "CommandLine": pa.array([None if i % 3 == 0 else esc[i % len(esc)] * (i % 4)
+                                 for i in range(n)]),
+        "Rare": pa.array(["only here"] + [None] * (n - 1)),
+    })
+    for lo, hi in ((0, n), (1, n), (37, 211), (299, 300), (5, 5)):
+        _same(t.slice(lo, hi - lo))
+
+
+def _hostile_table(n: int = 240) -> pa.Table:
+    esc = [chr(c) for c in range(0x20)] + ['"', "\\", "\x7f", "\u2028", "😀 é", "", "-"]
+    return pa.table({
+        "ts": pa.array([datetime(2026, 5, 6, 7, 8, 9, i, tzinfo=UTC) for i in range(n)],
+                       pa.timestamp("us", tz="UTC")),
+        "host": pa.array([f"ws{i % 3}" for i in range(n)]),
+        "channel": pa.array(["Security"] * n),
+        "event_id": pa.array([4688] * n, pa.int64()),
+        "source_file": pa.array(["a.evtx"] * n), "_artefact": pa.array(["x"] * n),
+        "_locator": pa.array([str(i) for i in range(n)]),
+        "record_id": pa.array(range(n), pa.int64()),
+        "CommandLine": pa.array([None if i % 3 == 0 else esc[i % len(esc)] * (1 + i % 3)
+                                 for i in range(n)]),
+        "Image": pa.array([f"C:\\w\\p{i % 9}.exe" for i in range(n)]),
+        "User": pa.array([None, "CORP\\bob", "-", ""] * (n // 4)),
+        "Rare": pa.array(["only here"] + [None] * (n - 1)),
+    })
+
+
+def test_dictionary_columns_as_matching_reads_them_match_reference():
+    """Text read as dictionaries (matching's reading of a part), whole, sliced and taken,
+    and a dictionary holding a null: the same event rows as the plain columns, whose
+    fields JSON is the reference's."""
+    from tidehunt.detect.sigma.findings import event_rows
+
+    t = _hostile_table()
+    enc = pa.table({name: pc.dictionary_encode(col) if pa.types.is_string(col.type) and
+                    name != "channel" else col
+                    for name, col in zip(t.column_names, t.columns, strict=True)})
+    d = pa.array(["a", None, "b"])
+    odd = pa.DictionaryArray.from_arrays(pa.array([0, 1, 2, None] * 60, pa.int32()), d)
+    t = t.append_column("Odd", pc.cast(odd, pa.string()))
+    enc = enc.append_column("Odd", odd)
+    for a, b in ((t, enc), (t.slice(17, 150), enc.slice(17, 150)),
+                 (t.take(pa.array([5, 3, 200, 0])), enc.take(pa.array([5, 3, 200, 0])))):
+        want, got = event_rows(a), event_rows(b)
+        assert got.column_names == want.column_names
+        for name in want.column_names:
+            assert got.column(name).to_pylist() == want.column(name).to_pylist(), name
+        ref = event_columns_py(a)["fields"].to_pylist()
+        assert got.column("\x00fields").to_pylist() == ref
 
 
 def test_rows_without_fields_and_details():

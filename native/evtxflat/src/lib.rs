@@ -11,6 +11,10 @@
 //!
 //! Nothing here can fail on hostile input: a record that does not parse, or is not of
 //! the shape above, is simply not taken.
+//!
+//! `fields_json` builds the findings' fields JSON (`{"key":value,...}` of each event's
+//! non-null cells) from Arrow string arrays, escaping text as orjson does, with the GIL
+//! released.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -20,6 +24,8 @@ use std::fmt;
 type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 type HashSet<K> = std::collections::HashSet<K, ahash::RandomState>;
 
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -1249,9 +1255,361 @@ impl Buffer {
     }
 }
 
+// ------------------------------------------------------------- fields JSON --------
+
+/// Memory of a Python buffer, held (with its `PyBuffer`) for the length of a call.
+#[derive(Clone, Copy)]
+struct Raw {
+    ptr: usize,
+    len: usize,
+}
+
+impl Raw {
+    fn of(buf: &PyBuffer<i8>) -> Raw {
+        Raw { ptr: buf.buf_ptr() as usize, len: buf.len_bytes() }
+    }
+    /// SAFETY: the `PyBuffer` this was taken from is alive and nothing writes to it.
+    unsafe fn bytes<'a>(self) -> &'a [u8] {
+        if self.len == 0 {
+            &[]
+        } else {
+            std::slice::from_raw_parts(self.ptr as *const u8, self.len)
+        }
+    }
+}
+
+/// One column of `fields_json`: an Arrow `string` array (validity, int32 offsets, data,
+/// the array's offset) and what goes before each of its values; or a dictionary array,
+/// whose validity and int32 indices are these (``offsets`` the indices) and whose values
+/// are the `string` array `dict` (offsets, data, offset, length).
+struct JsonCol {
+    prefix: Vec<u8>,
+    quote: bool,
+    valid: Option<Raw>,
+    offsets: Raw,
+    data: Raw,
+    offset: usize,
+    dict: Option<(Raw, Raw, usize, usize)>,
+}
+
+/// How a byte is written inside a JSON string, as orjson writes it: 0 as it is, else
+/// the escape's length (`\"`, `\\`, `\b \t \n \f \r`: 2; other control bytes `\u00xx`: 6).
+const fn escape_width(b: u8) -> u8 {
+    match b {
+        b'"' | b'\\' | 0x08 | 0x09 | 0x0a | 0x0c | 0x0d => 2,
+        0x00..=0x1f => 6,
+        _ => 0,
+    }
+}
+
+const ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = escape_width(b as u8);
+        b += 1;
+    }
+    t
+};
+
+/// The bytes `escape_into` writes for `text`.
+fn escaped_len(text: &[u8]) -> usize {
+    text.iter().map(|&b| match ESCAPE[b as usize] {
+        0 => 1,
+        w => w as usize,
+    }).sum()
+}
+
+/// `text` escaped as the inside of a JSON string into `out` at `w` (exactly
+/// `escaped_len(text)` bytes): `"` and `\` escaped, the control characters as
+/// `\b \t \n \f \r` or `\u00xx`, everything else (UTF-8 included) as it is.
+fn escape_into(text: &[u8], out: &mut [u8], w: &mut usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut start = 0;
+    for (i, &b) in text.iter().enumerate() {
+        if ESCAPE[b as usize] == 0 {
+            continue;
+        }
+        let run = &text[start..i];
+        out[*w..*w + run.len()].copy_from_slice(run);
+        *w += run.len();
+        let esc: [u8; 6];
+        let bytes: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            0x09 => b"\\t",
+            0x0a => b"\\n",
+            0x0c => b"\\f",
+            0x0d => b"\\r",
+            _ => {
+                esc = [b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]];
+                &esc
+            }
+        };
+        out[*w..*w + bytes.len()].copy_from_slice(bytes);
+        *w += bytes.len();
+        start = i + 1;
+    }
+    let run = &text[start..];
+    out[*w..*w + run.len()].copy_from_slice(run);
+    *w += run.len();
+}
+
+fn offset_at(offsets: &[u8], i: usize) -> usize {
+    let b = &offsets[i * 4..i * 4 + 4];
+    i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+}
+
+fn index_at(indices: &[u8], i: usize) -> i32 {
+    let b = &indices[i * 4..i * 4 + 4];
+    i32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// A column's buffers as slices, checked: every value's bounds are within its data and
+/// every index within its dictionary.
+struct ColView<'a> {
+    valid: Option<&'a [u8]>,
+    offsets: &'a [u8],
+    data: &'a [u8],
+    /// (offsets, data, offset) of a dictionary column's values.
+    dict: Option<(&'a [u8], &'a [u8], usize)>,
+    offset: usize,
+}
+
+impl<'a> ColView<'a> {
+    /// SAFETY: the buffers `c` was taken from are alive and unchanged while this is used.
+    /// `check`: check the bounds of every value (not again for a column already checked).
+    unsafe fn of(c: &JsonCol, n: usize, check: bool) -> Result<ColView<'a>, String> {
+        let v = ColView {
+            valid: c.valid.map(|v| v.bytes()),
+            offsets: c.offsets.bytes(),
+            data: c.data.bytes(),
+            dict: c.dict.map(|(o, d, off, _)| (o.bytes(), d.bytes(), off)),
+            offset: c.offset,
+        };
+        if !check {
+            return Ok(v);
+        }
+        match (v.dict, c.dict) {
+            (Some((doffsets, ddata, doff)), Some((_, _, _, dlen))) => {
+                for j in doff..doff + dlen {
+                    let (s, e) = (offset_at(doffsets, j), offset_at(doffsets, j + 1));
+                    if s > e || e > ddata.len() {
+                        return Err(format!("value {} of a dictionary is out of its data", j - doff));
+                    }
+                }
+                for row in 0..n {
+                    if v.is_valid(row) {
+                        let k = index_at(v.offsets, v.offset + row);
+                        if k < 0 || k as usize >= dlen {
+                            return Err(format!("index {} of row {} is not in its dictionary", k, row));
+                        }
+                    }
+                }
+            }
+            _ => {
+                for row in 0..n {
+                    let i = v.offset + row;
+                    let (s, e) = (offset_at(v.offsets, i), offset_at(v.offsets, i + 1));
+                    if v.is_valid(row) && (s > e || e > v.data.len()) {
+                        return Err(format!("value {} of a column is out of its data", row));
+                    }
+                }
+            }
+        }
+        Ok(v)
+    }
+
+    fn is_valid(&self, row: usize) -> bool {
+        let i = self.offset + row;
+        self.valid.map_or(true, |v| (v[i >> 3] >> (i & 7)) & 1 == 1)
+    }
+
+    /// The value of a valid row (bounds checked in `of`).
+    fn value(&self, row: usize) -> &'a [u8] {
+        let i = self.offset + row;
+        match self.dict {
+            None => &self.data[offset_at(self.offsets, i)..offset_at(self.offsets, i + 1)],
+            Some((doffsets, ddata, doff)) => {
+                let j = doff + index_at(self.offsets, i) as usize;
+                &ddata[offset_at(doffsets, j)..offset_at(doffsets, j + 1)]
+            }
+        }
+    }
+}
+
+/// The int32 offsets of `n` rows of `{prefix value,prefix value,...}` over the columns
+/// where each is not null, measured a column at a time (a dictionary's values once).
+fn fields_json_offsets(n: usize, cols: &[JsonCol], views: &[ColView]) -> Result<Vec<i32>, String> {
+    let mut len: Vec<usize> = vec![2; n]; // the braces
+    let mut cells: Vec<u32> = vec![0; n];
+    for (c, v) in cols.iter().zip(views.iter()) {
+        let quotes = if c.quote { 2 } else { 0 };
+        let width = |text: &[u8]| if c.quote { escaped_len(text) } else { text.len() };
+        let per_value: Option<Vec<usize>> = v.dict.map(|(doffsets, ddata, doff)| {
+            let dlen = c.dict.map_or(0, |d| d.3);
+            (doff..doff + dlen)
+                .map(|j| width(&ddata[offset_at(doffsets, j)..offset_at(doffsets, j + 1)]))
+                .collect()
+        });
+        for row in 0..n {
+            if !v.is_valid(row) {
+                continue;
+            }
+            let w = match &per_value {
+                Some(per) => per[index_at(v.offsets, v.offset + row) as usize],
+                None => width(v.value(row)),
+            };
+            len[row] += c.prefix.len() + quotes + w;
+            cells[row] += 1;
+        }
+    }
+    let mut offs: Vec<i32> = Vec::with_capacity(n + 1);
+    let mut total: usize = 0;
+    offs.push(0);
+    for row in 0..n {
+        total += len[row] + (cells[row].max(1) - 1) as usize; // the commas
+        if total > i32::MAX as usize {
+            return Err("the fields JSON passes 2 GiB".to_string());
+        }
+        offs.push(total as i32);
+    }
+    Ok(offs)
+}
+
+/// Write the rows `fields_json_offsets` measured into `out` (exactly their length).
+fn fields_json_write(n: usize, cols: &[JsonCol], views: &[ColView], out: &mut [u8]) {
+    let mut w = 0;
+    for row in 0..n {
+        out[w] = b'{';
+        w += 1;
+        let mut first = true;
+        for (c, v) in cols.iter().zip(views.iter()) {
+            if !v.is_valid(row) {
+                continue;
+            }
+            if !first {
+                out[w] = b',';
+                w += 1;
+            }
+            first = false;
+            out[w..w + c.prefix.len()].copy_from_slice(&c.prefix);
+            w += c.prefix.len();
+            let value = v.value(row);
+            if c.quote {
+                out[w] = b'"';
+                w += 1;
+                escape_into(value, out, &mut w);
+                out[w] = b'"';
+                w += 1;
+            } else {
+                out[w..w + value.len()].copy_from_slice(value);
+                w += value.len();
+            }
+        }
+        out[w] = b'}';
+        w += 1;
+    }
+}
+
+/// The fields JSON of `n` rows: ``cols`` is a list of ``(prefix, quote, validity or
+/// None, offsets, data or None, offset, length, dictionary)`` per column, in order, each
+/// an Arrow ``string`` array's buffers, or, with ``dictionary`` ``(offsets, data or None,
+/// offset, length)`` of the values, a dictionary array's validity and int32 indices (in
+/// place of the offsets; its data None). ``prefix`` goes before each value
+/// (``"key":``), and a value is quoted and escaped when ``quote`` (else it is JSON text
+/// already). ``alloc(size)`` gives the writable buffer the text is written into (e.g.
+/// ``pyarrow.allocate_buffer``). Returns the int32 offsets (bytes) and that buffer: a
+/// ``string`` array's.
+#[pyfunction]
+fn fields_json(py: Python, n: usize, cols: &PyList, alloc: &PyAny) -> PyResult<PyObject> {
+    let mut held: Vec<PyBuffer<i8>> = Vec::new();
+    let mut spec: Vec<JsonCol> = Vec::with_capacity(cols.len());
+    let none = Raw { ptr: 0, len: 0 };
+    for item in cols.iter() {
+        let (prefix, quote, valid, offsets, data, offset, len, dict): (
+            &[u8],
+            bool,
+            &PyAny,
+            &PyAny,
+            &PyAny,
+            usize,
+            usize,
+            &PyAny,
+        ) = item.extract()?;
+        if len != n {
+            return Err(PyValueError::new_err("a column's length is not the row count"));
+        }
+        let mut raw = |obj: &PyAny| -> PyResult<Option<Raw>> {
+            if obj.is_none() {
+                return Ok(None);
+            }
+            let b = PyBuffer::<i8>::get(obj)?;
+            let r = Raw::of(&b);
+            held.push(b);
+            Ok(Some(r))
+        };
+        let valid = raw(valid)?;
+        let offsets = raw(offsets)?.unwrap_or(none);
+        let data = raw(data)?.unwrap_or(none);
+        let dict = if dict.is_none() {
+            None
+        } else {
+            let (doffsets, ddata, doff, dlen): (&PyAny, &PyAny, usize, usize) = dict.extract()?;
+            let doffsets = raw(doffsets)?.unwrap_or(none);
+            let ddata = raw(ddata)?.unwrap_or(none);
+            if doffsets.len < (doff + dlen + 1) * 4 {
+                return Err(PyValueError::new_err("a dictionary's offsets are shorter than it"));
+            }
+            Some((doffsets, ddata, doff, dlen))
+        };
+        let need = if dict.is_some() { (offset + n) * 4 } else { (offset + n + 1) * 4 };
+        if offsets.len < need || valid.map_or(false, |v| v.len * 8 < offset + n) {
+            return Err(PyValueError::new_err("a column's buffers are shorter than its rows"));
+        }
+        spec.push(JsonCol { prefix: prefix.to_vec(), quote, valid, offsets, data, offset, dict });
+    }
+    // measured first, then written straight into the bytes handed back: no growing
+    // buffer and no copy of the text (the fields JSON is most of a finding's bytes)
+    let offs = py.allow_threads(|| -> Result<Vec<i32>, String> {
+        // SAFETY: `held` keeps every buffer alive (and read-only) until after the call
+        let views = cols_views(&spec, n, true)?;
+        fields_json_offsets(n, &spec, &views)
+    }).map_err(PyValueError::new_err)?;
+    let total = *offs.last().unwrap_or(&0) as usize;
+    // the text goes where ``alloc`` says (Arrow's memory pool: freed pages go back to
+    // the system as the rest of the findings' do, not kept by this process's heap)
+    let data: &PyAny = alloc.call1((total,))?;
+    let out = PyBuffer::<i8>::get(data)?;
+    if out.readonly() || out.len_bytes() < total || !out.is_c_contiguous() {
+        return Err(PyValueError::new_err("alloc gave no writable buffer of the length asked"));
+    }
+    let out_raw = Raw::of(&out);
+    py.allow_threads(|| {
+        if total == 0 {
+            return; // no rows
+        }
+        let views = cols_views(&spec, n, false).expect("checked when measured");
+        // SAFETY: `out` (held) is a writable buffer of at least `total` bytes, fresh from
+        // `alloc` and not yet seen by anything else
+        let buf = unsafe { std::slice::from_raw_parts_mut(out_raw.ptr as *mut u8, total) };
+        fields_json_write(n, &spec, &views, buf);
+    });
+    drop(out);
+    drop(held);
+    let offs = unsafe { std::slice::from_raw_parts(offs.as_ptr() as *const u8, offs.len() * 4) };
+    Ok((PyBytes::new(py, offs), data).into_py(py))
+}
+
+fn cols_views(spec: &[JsonCol], n: usize, check: bool) -> Result<Vec<ColView<'_>>, String> {
+    spec.iter().map(|c| unsafe { ColView::of(c, n, check) }).collect()
+}
+
 #[pymodule]
 fn _evtxflat(_py: Python, m: &PyModule) -> PyResult<()> {
     m.add_class::<Buffer>()?;
+    m.add_function(wrap_pyfunction!(fields_json, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -282,9 +282,12 @@ _DERIVED = "\x00"
 def event_rows(t: pa.Table) -> pa.Table:
     """What a finding takes from each event of ``t``: the declared columns it carries
     and the derived ones of :func:`event_columns` (named with a ``_DERIVED`` prefix).
-    Dictionary-encoded columns (as matching reads them) are decoded first."""
-    t = decoded(t)
-    cols = {c: t.column(c) for c in _EVENT_COLS if c in t.column_names}
+    Dictionary-encoded columns (as matching reads them) are decoded first, but for the
+    native helper, which reads the fields JSON's text from their dictionaries: only the
+    columns kept and those the details and users are made of are decoded then."""
+    if _native_fields is None:
+        t = decoded(t)
+    cols = {c: plain(t.column(c)) for c in _EVENT_COLS if c in t.column_names}
     cols |= {_DERIVED + k: v for k, v in event_columns(t).items()}
     return pa.table(cols)
 
@@ -374,6 +377,14 @@ def _json_text(col: pa.Array) -> pa.Array:
     return quoted.take(enc.indices)
 
 
+def _iso_or_null(col: pa.Array) -> pa.Array:
+    """``_iso_text`` of the times of ``col``, null where it is."""
+    if not col.null_count:
+        return _iso_text(col)
+    text = _iso_text(col.fill_null(pa.scalar(0, col.type)))
+    return pc.if_else(pc.is_valid(col), text, pa.scalar(None, pa.string()))
+
+
 def _iso_text(col: pa.Array) -> pa.Array:
     """UTC timestamps (none null) as JSON strings of ``datetime.isoformat()`` with ``Z``
     (no fraction when it is 0)."""
@@ -411,6 +422,16 @@ def event_columns(t: pa.Table) -> dict[str, pa.Array]:
             return event_columns_py(t)
         arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
         typ = arr.type
+        if pa.types.is_dictionary(typ):  # as matching read it, the native helper at hand
+            if _native_fields is not None and typ.index_type == pa.int32() and \
+                    typ.value_type == pa.string() and not arr.dictionary.null_count:
+                texts.append((len(keys), arr))
+                if key in DETAIL_FIELDS or key in _WHO:
+                    text[key] = plain(arr)
+                keys.append(key)
+                continue
+            arr = plain(arr)
+            typ = arr.type
         if typ == pa.string():
             texts.append((len(keys), arr))
         elif pa.types.is_integer(typ):
@@ -434,9 +455,58 @@ def event_columns(t: pa.Table) -> dict[str, pa.Array]:
 
 def _fields_json(n: int, keys: list[str], texts: list[tuple[int, pa.Array]],
                  others: list[tuple[int, pa.Array]]) -> pa.Array:
-    """Each row's ``{"key":value,...}`` from its non-null cells, in column order."""
+    """Each row's ``{"key":value,...}`` from its non-null cells, in column order: built
+    by the native helper where it is (``_fields_json_native``), else in Arrow."""
     if not keys:
         return pa.array(["{}"] * n, pa.string())
+    if _native_fields is not None:
+        return _fields_json_native(n, keys, texts, others)
+    return _fields_json_arrow(n, keys, texts, others)
+
+
+def _native_fields_json() -> Any:
+    """``_evtxflat.fields_json``, or None where the native helper is not built (or is a
+    build from before it), or ``TIDEHUNT_NATIVE_FLATTEN=0`` turns native code off."""
+    from tidehunt.sources import _wincolumnar
+
+    native = getattr(_wincolumnar, "_evtxflat", None)
+    return getattr(native, "fields_json", None) if _wincolumnar.native_flatten() else None
+
+
+_native_fields = _native_fields_json()
+
+
+def _fields_json_native(n: int, keys: list[str], texts: list[tuple[int, pa.Array]],
+                        others: list[tuple[int, pa.Array]]) -> pa.Array:
+    """``_fields_json`` by the native helper: one pass over the rows, the GIL released
+    (the keeper's thread makes these beside the matching), text escaped as orjson does.
+    The integers and times go as the JSON text ``_fields_json_arrow`` makes of them."""
+    cols = sorted([(k, a, True) for k, a in texts] +
+                  [(k, a if a.type == pa.string() else _iso_or_null(a), False)
+                   for k, a in others], key=lambda c: c[0])
+    spec: list[tuple[Any, ...]] = []
+    for k, arr, quote in cols:
+        prefix = orjson.dumps(keys[k]) + b":"
+        if pa.types.is_dictionary(arr.type):  # int32 indices into text (event_columns)
+            ind, d = arr.indices, arr.dictionary
+            valid, indices = ind.buffers()
+            _, d_offsets, d_data = d.buffers()
+            spec.append((prefix, quote, valid if ind.null_count else None, indices, None,
+                         ind.offset, len(ind), (d_offsets, d_data, d.offset, len(d))))
+            continue
+        if arr.type != pa.string():  # text columns are ``string`` (event_columns checks)
+            arr = arr.cast(pa.string())
+        valid, offsets, data = arr.buffers()
+        spec.append((prefix, quote, valid if arr.null_count else None, offsets, data,
+                     arr.offset, len(arr), None))
+    offs, text = _native_fields(n, spec, pa.allocate_buffer)
+    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offs), text])
+
+
+def _fields_json_arrow(n: int, keys: list[str], texts: list[tuple[int, pa.Array]],
+                       others: list[tuple[int, pa.Array]]) -> pa.Array:
+    """``_fields_json`` in Arrow kernels: the cells put end to end, ordered by row and
+    joined per row."""
     rows_of, key_of, pieces = [], [], []
     if texts:
         big = pa.concat_arrays([a for _, a in texts])
