@@ -3,6 +3,7 @@ their reasons, the same output for the same findings."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -208,7 +209,7 @@ def _union_find_groups(ents: list[frozenset[str]], ts: list[datetime | None],
         for e in es:
             by.setdefault(e, []).append(i)
     for rows in by.values():
-        for a, b in zip(rows, rows[1:]):
+        for a, b in itertools.pairwise(rows):
             if ts[a] is None or ts[b] is None or ts[b] - (ts_last[a] or ts[a]) <= gap:
                 ra, rb = find(a), find(b)
                 parent[max(ra, rb)] = min(ra, rb)
