@@ -56,6 +56,11 @@ from tidehunt.sources.sniff import HEAD, readers, sniff
 log = logging.getLogger("tidehunt.ingest")
 
 PART_ROWS = 65_536
+#: Bytes (Arrow's count) per table a task gathers before it writes a part, whatever its
+#: rows: a part of large events (32 KB PowerShell script blocks) stays one that matching
+#: can hold as a chunk and whose hits' fields JSON fits one Arrow string array (2 GiB).
+#: The benchmark's parts (51k rows of 344 columns) are ~96 MiB and do not reach it.
+PART_BYTES = 256 << 20
 IN_PROCESS_BYTES = 16 << 20
 #: Longest time between manifest saves while workers commit (a kill costs a re-read).
 SAVE_SECONDS = 2.0
@@ -525,7 +530,7 @@ def run_task(case_root: str, task: list[Planned], evtx_threads: int = 0,
 
 def _run_task(case_root: str, task: list[Planned], evtx_threads: int, strict: bool,
               options: dict[str, Any] | None, limits: IngestLimits) -> dict[str, Any]:
-    store = _PartWriter(case_root, limits.part_rows)
+    store = _PartWriter(case_root, limits.part_rows, PART_BYTES)
     ctx = RunContext(log=logging.getLogger("tidehunt.worker"))
     sinks: dict[str, WindowsRows] = {}
     recs: dict[str, dict[str, Any]] = {}
@@ -616,13 +621,17 @@ def _disk_full(case_root: str | Path, exc: OSError) -> CaseError:
 
 
 class _PartWriter:
-    """Collects batches per table and writes a temporary part every ``part_rows`` rows."""
+    """Collects batches per table and writes a temporary part every ``part_rows`` rows,
+    or sooner once they hold ``part_bytes``."""
 
-    def __init__(self, case_root: str, part_rows: int = PART_ROWS) -> None:
+    def __init__(self, case_root: str, part_rows: int = PART_ROWS,
+                 part_bytes: int | None = None) -> None:
         self.root = Path(case_root)
         self.part_rows = part_rows
+        self.part_bytes = PART_BYTES if part_bytes is None else part_bytes
         self.pending: dict[str, list[pa.RecordBatch]] = {}
         self.rows: dict[str, int] = {}
+        self.bytes: dict[str, int] = {}
         self.parts: list[dict[str, Any]] = []
 
     def add(self, table: str, batch: pa.RecordBatch) -> None:
@@ -630,12 +639,13 @@ class _PartWriter:
             return
         self.pending.setdefault(table, []).append(batch)
         self.rows[table] = self.rows.get(table, 0) + batch.num_rows
-        if self.rows[table] >= self.part_rows:
+        self.bytes[table] = self.bytes.get(table, 0) + batch.nbytes
+        if self.rows[table] >= self.part_rows or self.bytes[table] >= self.part_bytes:
             self._write(table)
 
     def _write(self, table: str) -> None:
         batches = self.pending.pop(table, [])
-        self.rows[table] = 0
+        self.rows[table] = self.bytes[table] = 0
         if not batches:
             return
         d = self.root / "tables" / table

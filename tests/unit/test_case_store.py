@@ -306,6 +306,33 @@ def test_tasks_shrink_as_the_evidence_runs_out():
     assert len(tasks) < 25  # 1.8 GiB: not the 28 tasks of 64 MiB it was cut into
 
 
+def test_parts_of_large_events_are_cut_by_bytes_too(tmp_path, monkeypatch):
+    """A buffer flushes once its events hold FLUSH_BYTES, and a task's rows go to a new
+    part once they hold PART_BYTES, not only every FLUSH_ROWS / PART_ROWS rows: large
+    events (script blocks) make parts that matching can hold as one chunk and whose hits'
+    fields JSON fits one Arrow string array. Every event is still in the case once, and
+    a rule hits each of them."""
+    import tidehunt.ingest as ingest_mod
+    from tests.unit.test_sigma_engine import hunt, rule_text, write_events
+    from tidehunt.sources import _winrows
+
+    monkeypatch.setattr(ingest_mod, "PART_BYTES", 1 << 20)
+    monkeypatch.setattr(_winrows, "FLUSH_BYTES", 1 << 20)
+    block = "Write-Host 'x'; " * 4096  # 64 KiB a script block
+    ev = write_events(tmp_path / "ps.json", [{"ScriptBlockText": f"{i} {block}"}
+                                             for i in range(60)],
+                      channel="Microsoft-Windows-PowerShell/Operational", event_id=4104)
+    found, _ = hunt(tmp_path, [rule_text(
+        {"sel": {"ScriptBlockText|contains": "Write-Host"}, "condition": "sel"},
+        logsource={"product": "windows", "category": "ps_script"})], [ev])
+    store = CaseStore(tmp_path / "case")
+    rows = [pq.ParquetFile(p).metadata.num_rows for p in store.parts("windows")]
+    assert sum(rows) == 60 and len(rows) > 1  # cut by bytes: 60 rows, far below PART_ROWS
+    assert found.num_rows == 60
+    assert sorted(json.loads(f)["ScriptBlockText"].split(" ", 1)[0]
+                  for f in found.column("fields").to_pylist()) == sorted(map(str, range(60)))
+
+
 def test_part_columns_do_not_depend_on_batch_order(tmp_path):
     from tidehunt.case.store import write_part
     from tidehunt.model.batch import TableBatch

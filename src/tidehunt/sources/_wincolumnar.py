@@ -193,7 +193,8 @@ class EvtxRows(WindowsRows):
         if nb is None:
             return super().full()
         n: int = self.n + nb.n
-        return n >= (self.flush_rows or _winrows.FLUSH_ROWS) or nb.nbytes >= NATIVE_BYTES
+        return n >= (self.flush_rows or _winrows.FLUSH_ROWS) or \
+            nb.nbytes + self.nbytes >= NATIVE_BYTES
 
     def _more_batches(self, arts: pa.Array, files: pa.Array) -> Iterator[TableBatch]:
         nb = self.native
@@ -231,8 +232,10 @@ class EvtxRows(WindowsRows):
             part = parts[key] = _CPart()
         return part
 
-    def add(self, row: dict[str, Any], locator: str) -> None:
-        """Buffer one flattened row (declared keys plus extra string columns)."""
+    def add(self, row: dict[str, Any], locator: str, size: int = 0) -> None:
+        """Buffer one flattened row (declared keys plus extra string columns); ``size``
+        as ``WindowsRows.add`` takes it."""
+        self.nbytes += size
         g = row.get
         part = self._part(g("channel"), g("event_id"))
         i = part.n
@@ -248,12 +251,15 @@ class EvtxRows(WindowsRows):
         part.n = i + 1
         self.n += 1
 
-    def add_event(self, event: Any, locator: str, record_id: Any = None) -> bool:
+    def add_event(self, event: Any, locator: str, record_id: Any = None,
+                  size: int = 0) -> bool:
         """Buffer one evtx_dump ``Event`` object; False if it is none or has no ``System``
         element (nothing is buffered then).
 
-        ``record_id`` stands in for a missing ``EventRecordID`` (the parser's own).
+        ``record_id`` stands in for a missing ``EventRecordID`` (the parser's own);
+        ``size``: the bytes of its JSON text (a flush is due at FLUSH_BYTES).
         """
+        self.nbytes += size
         if type(event) is not dict:  # {"Event": null}
             return False
         s = event.get("System")

@@ -19,6 +19,9 @@ from tidehunt.model.batch import TableBatch
 from tidehunt.model.tables import WINDOWS
 
 FLUSH_ROWS = 65_536
+#: Bytes of events (their text as read) a buffer holds before a flush is due, whatever
+#: its rows: 65,536 PowerShell script blocks of 32 KB are 2 GB (see ``ingest.PART_BYTES``).
+FLUSH_BYTES = 256 << 20
 BAD_TS = "unreadable event time (kept with no time)"
 BAD_EID = "unreadable event ID (kept with no event ID)"
 CASE_CLASH = ("fields of one record meet in one column (names differing only by case, or a "
@@ -188,6 +191,8 @@ class WindowsRows:
         self._arts: list[tuple[str, str]] = []
         self._cur = -1
         self.n = 0
+        #: Bytes of the rows held, as the readers count them (the events' own text).
+        self.nbytes = 0
         #: Rows held before a flush is due; None: FLUSH_ROWS (an ingest worker sets it
         #: from its share of ``--max-memory``).
         self.flush_rows: int | None = None
@@ -202,8 +207,10 @@ class WindowsRows:
         self._arts.append((artefact, source_file))
         self._cur = len(self._arts) - 1
 
-    def add(self, row: dict[str, Any], locator: str) -> None:
-        """Buffer one flattened row (declared keys plus extra string columns)."""
+    def add(self, row: dict[str, Any], locator: str, size: int = 0) -> None:
+        """Buffer one flattened row (declared keys plus extra string columns); ``size``:
+        the bytes of the event it came from (a flush is due at FLUSH_BYTES)."""
+        self.nbytes += size
         key: tuple[Any, Any] = (row.get("channel"), row.get("event_id"))
         try:
             part = self._parts.get(key)
@@ -227,13 +234,14 @@ class WindowsRows:
         self.n += 1
 
     def full(self) -> bool:
-        """True when a flush is due."""
-        return self.n >= (self.flush_rows or FLUSH_ROWS)
+        """True when a flush is due: FLUSH_ROWS rows (or ``flush_rows``), or FLUSH_BYTES
+        of events (a batch of large events stays one a part can be cut by)."""
+        return self.n >= (self.flush_rows or FLUSH_ROWS) or self.nbytes >= FLUSH_BYTES
 
     def flush(self) -> Iterator[TableBatch]:
         """Yield one batch per buffered partition and clear the buffer."""
         parts = self._parts
-        self._parts, self.n = {}, 0
+        self._parts, self.n, self.nbytes = {}, 0, 0
         arts = pa.array([a for a, _ in self._arts], pa.string())
         files = pa.array([f for _, f in self._arts], pa.string())
         for part in parts.values():

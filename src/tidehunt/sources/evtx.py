@@ -191,7 +191,7 @@ class EvtxSource(WindowsSource, Source):
             return
         if isinstance(rows, EvtxRows):  # columnar: the same checks, no row dict
             rid = rec.get("event_record_id")
-            if not rows.add_event(event, str(rid), rid):
+            if not rows.add_event(event, str(rid), rid, len(rec["data"])):
                 ctx.warn(artefact.id, self.NAME, "record has no System element",
                          [rid], path=artefact.display)
             return
@@ -202,7 +202,7 @@ class EvtxSource(WindowsSource, Source):
             return
         if row.get("record_id") is None:
             row["record_id"] = rec.get("event_record_id")
-        rows.add(row, str(rec.get("event_record_id")))
+        rows.add(row, str(rec.get("event_record_id")), len(rec["data"]))
 
     def _parser_error(self, artefact: Artefact, msg: str, ctx: RunContext) -> None:
         first = msg.split(": ", 1)[0] if msg.startswith("Failed to parse") else msg

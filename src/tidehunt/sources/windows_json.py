@@ -191,18 +191,19 @@ class WindowsJsonSource(WindowsSource, Source):
                     jsonl = False
         values = (self._lines(artefact, buf, prefix, ctx) if jsonl
                   else self._concatenated(artefact, buf, prefix, ctx))
-        for obj, loc in values:
+        for obj, loc, size in values:
             row = to_row(obj) if isinstance(obj, dict) else None
             if row is None:
                 ctx.warn(artefact.id, self.NAME, "JSON value is not a Windows event", [loc],
                          path=artefact.display)
                 continue
-            sink.add(row, loc)
+            sink.add(row, loc, size)
             if sink.full():
                 yield from sink.flush()
 
     def _lines(self, artefact: Artefact, fh: IO[bytes], prefix: str,
-               ctx: RunContext) -> Iterator[tuple[Any, str]]:
+               ctx: RunContext) -> Iterator[tuple[Any, str, int]]:
+        """One value per line: (value, locator, bytes of its line)."""
         loads = orjson.loads
         lineno = 0
         while line := fh.readline(MAX_EVENT_BYTES + 1):
@@ -217,7 +218,7 @@ class WindowsJsonSource(WindowsSource, Source):
             if not line.strip():
                 continue
             try:
-                yield loads(line), f"{prefix}line {lineno}"
+                yield loads(line), f"{prefix}line {lineno}", len(line)
             except orjson.JSONDecodeError:
                 try:
                     obj = json.loads(line.decode("utf-8", "replace"))
@@ -227,11 +228,12 @@ class WindowsJsonSource(WindowsSource, Source):
                     continue
                 ctx.warn(artefact.id, self.NAME, "invalid UTF-8 replaced",
                          [f"{prefix}line {lineno}"], path=artefact.display)
-                yield obj, f"{prefix}line {lineno}"
+                yield obj, f"{prefix}line {lineno}", len(line)
 
     def _concatenated(self, artefact: Artefact, fh: IO[bytes], prefix: str,
-                      ctx: RunContext) -> Iterator[tuple[Any, str]]:
-        """Concatenated or pretty-printed values, or one top-level array, streamed."""
+                      ctx: RunContext) -> Iterator[tuple[Any, str, int]]:
+        """Concatenated or pretty-printed values, or one top-level array, streamed:
+        (value, locator, characters of its text)."""
         dec = json.JSONDecoder()
         utf8 = codecs.getincrementaldecoder("utf-8")(errors=_COUNT_BAD)
         _BAD_BYTES[0] = 0
@@ -291,8 +293,8 @@ class WindowsJsonSource(WindowsSource, Source):
                 pos = nxt + 1
                 continue
             loc = f"{prefix}offset {base + pos}"
-            pos = end
-            yield obj, loc
+            size, pos = end - pos, end
+            yield obj, loc, size
         if _BAD_BYTES[0]:
             ctx.warn(artefact.id, self.NAME, "invalid UTF-8 replaced with U+FFFD", [prefix or "-"],
                      count=_BAD_BYTES[0], path=artefact.display)
