@@ -56,7 +56,7 @@ from tidehunt.sources.sniff import HEAD, readers, sniff
 log = logging.getLogger("tidehunt.ingest")
 
 PART_ROWS = 65_536
-#: Bytes (Arrow's count) per table a task gathers before it writes a part, whatever its
+#: Bytes (of Arrow buffers) per table a task gathers before it writes a part, whatever its
 #: rows: a part of large events (32 KB PowerShell script blocks) stays one that matching
 #: can hold as a chunk and whose hits' fields JSON fits one Arrow string array (2 GiB).
 #: The benchmark's parts (51k rows of 344 columns) are ~96 MiB and do not reach it.
@@ -639,7 +639,8 @@ class _PartWriter:
             return
         self.pending.setdefault(table, []).append(batch)
         self.rows[table] = self.rows.get(table, 0) + batch.num_rows
-        self.bytes[table] = self.bytes.get(table, 0) + batch.nbytes
+        # the buffers' own sizes: 15x cheaper than ``nbytes`` (which walks each slice)
+        self.bytes[table] = self.bytes.get(table, 0) + batch.get_total_buffer_size()
         if self.rows[table] >= self.part_rows or self.bytes[table] >= self.part_bytes:
             self._write(table)
 
