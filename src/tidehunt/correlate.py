@@ -32,6 +32,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tidehunt.model.finding import codes
+
 #: ATT&CK enterprise tactics in kill-chain order (the order of the steps' phases).
 TACTIC_ORDER = ("reconnaissance", "resource-development", "initial-access", "execution",
                 "persistence", "privilege-escalation", "defense-evasion", "credential-access",
@@ -283,7 +285,7 @@ def _fields_entities_column(col: pa.ChunkedArray | pa.Array) -> list[frozenset[s
 
     Several rules hitting one event share its fields, and so do copies of one log.
     """
-    values, idx = _codes(col)
+    values, idx = codes(col)
     per = [frozenset(_fields_entities(v)) for v in values.to_pylist()]
     return _objects(per, idx, frozenset())
 
@@ -427,8 +429,7 @@ class _Columns:
         names = ("ts", "ts_last", "rule_id", "rule_title", "engine", "level", "host", "user",
                  "src", "dst", "summary")
         # taken in time order once, in Arrow: no Python list of each column to reorder
-        timed = findings.select(["finding_id", *names, "techniques", "tactics",
-                                 "evidence"]).take(order)
+        timed = findings.select(["finding_id", *names, "techniques", "tactics"]).take(order)
         self.finding_id = timed.column("finding_id").to_pylist()
         for name in names:
             setattr(self, name, _shared(timed.column(name)))
@@ -437,8 +438,8 @@ class _Columns:
         for name in ("techniques", "tactics"):
             setattr(self, name, _shared_lists(timed.column(name)))
         self._evidence = findings.column("evidence")
-        self.ev_len: list[int] = pc.list_value_length(timed.column("evidence")) \
-            .fill_null(0).to_pylist()
+        self.ev_len: list[int] = pc.list_value_length(self._evidence).fill_null(0) \
+            .take(order).to_pylist()
         # rows whose evidence names a site or a mail message, by their place in time order
         named = _evidence_rows(self._evidence)
         place = np.empty(len(self.order), dtype=np.int64)
@@ -493,17 +494,6 @@ class _Columns:
                            for k in ks for e in (got[k] or [])[:_FINDING_EVIDENCE]]
 
 
-def _codes(col: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """A column's distinct values (an Arrow array) and each row's index among them, the
-    index of a null being their count."""
-    enc = pc.dictionary_encode(col)
-    if isinstance(enc, pa.ChunkedArray):
-        enc = enc.unify_dictionaries().combine_chunks() if enc.num_chunks \
-            else pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([]))
-    idx = enc.indices.fill_null(len(enc.dictionary)).to_numpy(zero_copy_only=False)
-    return enc.dictionary, idx.astype(np.int64, copy=False)
-
-
 def _objects(values: list[Any], idx: np.ndarray, missing: Any = None) -> list[Any]:
     """Each row's value (``missing`` for a null) as a Python object, equal values being
     one object."""
@@ -518,7 +508,7 @@ def _objects(values: list[Any], idx: np.ndarray, missing: Any = None) -> list[An
 def _shared(col: pa.ChunkedArray) -> list[Any]:
     """A column as Python objects, equal values being one object: its few hundred
     distinct values are converted, not one object per row."""
-    values, idx = _codes(col)
+    values, idx = codes(col)
     return _objects(values.to_pylist(), idx)
 
 
@@ -550,10 +540,10 @@ def _shared_lists(col: pa.ChunkedArray) -> list[list[str] | None]:
         return out
     key = pc.binary_join_element_wise(pc.list_value_length(col).cast(pa.string()),
                                       pc.binary_join(col, _SEP), "\x1e")
-    values, idx = _codes(key)
-    codes, first = np.unique(idx, return_index=True)
+    values, idx = codes(key)
+    present, first = np.unique(idx, return_index=True)
     lists: list[Any] = [None] * len(values)
-    for c, v in zip(codes.tolist(), col.take(pa.array(first)).to_pylist(), strict=True):
+    for c, v in zip(present.tolist(), col.take(pa.array(first)).to_pylist(), strict=True):
         if c < len(values):
             lists[c] = v
     return _objects(lists, idx)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 
@@ -201,19 +202,22 @@ def value_counts(col: pa.ChunkedArray | pa.Array) -> Counter[Any]:
                             strict=True)))
 
 
-def distinct(col: pa.ChunkedArray | pa.Array) -> tuple[list[Any], list[int | None]]:
-    """A column's distinct values (as Python objects) and each row's index among them."""
+def codes(col: pa.ChunkedArray | pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """A column's distinct values (an Arrow array) and each row's index among them (int64,
+    the index of a null being their count), in one dictionary encoding."""
     import pyarrow.compute as pc
 
     enc = pc.dictionary_encode(col)
     if isinstance(enc, pa.ChunkedArray):
-        enc = enc.unify_dictionaries()
-        chunks = enc.chunks
-    else:
-        chunks = [enc]
-    if not chunks:
-        return [], []
-    idx: list[int | None] = []
-    for ch in chunks:
-        idx += ch.indices.to_pylist()
-    return chunks[0].dictionary.to_pylist(), idx
+        enc = enc.unify_dictionaries().combine_chunks() if enc.num_chunks \
+            else pa.DictionaryArray.from_arrays(pa.array([], pa.int32()), pa.array([]))
+    idx = enc.indices.fill_null(len(enc.dictionary)).to_numpy(zero_copy_only=False)
+    return enc.dictionary, idx.astype(np.int64, copy=False)
+
+
+def distinct(col: pa.ChunkedArray | pa.Array) -> tuple[list[Any], list[int | None]]:
+    """A column's distinct values (as Python objects) and each row's index among them
+    (None for a null): :func:`codes` as Python lists."""
+    values, idx = codes(col)
+    n = len(values)
+    return values.to_pylist(), [None if i == n else i for i in idx.tolist()]

@@ -422,18 +422,17 @@ def event_columns(t: pa.Table) -> dict[str, pa.Array]:
             return event_columns_py(t)
         arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
         typ = arr.type
-        if pa.types.is_dictionary(typ):  # as matching read it, the native helper at hand
-            if _native_fields is not None and typ.index_type == pa.int32() and \
-                    typ.value_type == pa.string() and not arr.dictionary.null_count:
-                texts.append((len(keys), arr))
-                if key in DETAIL_FIELDS or key in _WHO:
-                    text[key] = plain(arr)
-                keys.append(key)
-                continue
+        # dictionary text as matching read it: the native helper reads it in place
+        as_read = pa.types.is_dictionary(typ) and _native_fields is not None and \
+            typ.index_type == pa.int32() and typ.value_type == pa.string() and \
+            not arr.dictionary.null_count
+        if pa.types.is_dictionary(typ) and not as_read:
             arr = plain(arr)
             typ = arr.type
-        if typ == pa.string():
+        if as_read or typ == pa.string():
             texts.append((len(keys), arr))
+            if as_read and (key in DETAIL_FIELDS or key in _WHO):
+                arr = plain(arr)  # the details and users are made of the plain text
         elif pa.types.is_integer(typ):
             arr = arr.cast(pa.string())
             others.append((len(keys), arr))
